@@ -1,0 +1,147 @@
+//! Identifiers. Each is a type prefix plus 26 characters of Crockford base32 encoding
+//! 128 random bits (so a subject id carries no information about the person: it is a
+//! pseudonym in the sense of GDPR Art. 4(5)). The randomness comes from the caller.
+
+use crate::ValidationError;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const BODY_LEN: usize = 26;
+
+fn encode(bytes: [u8; 16]) -> String {
+    let mut n = u128::from_be_bytes(bytes);
+    let mut out = [0u8; BODY_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n & 31) as usize];
+        n >>= 5;
+    }
+    String::from_utf8(out.to_vec()).expect("alphabet is ASCII")
+}
+
+fn valid_body(body: &str) -> bool {
+    body.len() == BODY_LEN
+        && body.bytes().all(|b| ALPHABET.contains(&b))
+        // 26 base32 digits hold 130 bits; the first may only carry the top 3 bits.
+        && body.as_bytes()[0] <= b'7'
+}
+
+macro_rules! random_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Builds an id from 128 random bits supplied by the caller.
+            pub fn from_random(bytes: [u8; 16]) -> Self {
+                Self(format!("{}{}", $prefix, encode(bytes)))
+            }
+
+            pub fn parse(s: &str) -> Result<Self, ValidationError> {
+                match s.strip_prefix($prefix) {
+                    Some(body) if valid_body(body) => Ok(Self(s.to_owned())),
+                    _ => Err(ValidationError::new(
+                        stringify!($name),
+                        concat!("must be '", $prefix, "' followed by 26 base32 characters"),
+                    )),
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+random_id!(
+    /// A controller (tenant): one customer of the processor, bound by its own DPA.
+    ControllerId,
+    "ctl_"
+);
+random_id!(
+    /// A data subject's pseudonym within one controller.
+    SubjectId,
+    "sub_"
+);
+random_id!(
+    /// One record of personal data about one subject.
+    RecordId,
+    "rec_"
+);
+random_id!(
+    /// The public half of an API token, used to list and revoke it.
+    TokenId,
+    "tok_"
+);
+random_id!(
+    /// Correlates an HTTP request with its audit entries and log lines.
+    RequestId,
+    "req_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_malformed() {
+        let id = SubjectId::from_random([0xff; 16]);
+        assert_eq!(SubjectId::parse(id.as_str()).unwrap(), id);
+        let zero = SubjectId::from_random([0; 16]);
+        assert_eq!(zero.as_str(), "sub_00000000000000000000000000");
+        for bad in [
+            "",
+            "sub_",
+            "rec_00000000000000000000000000",
+            "sub_0000000000000000000000000u",
+            "sub_000000000000000000000000000",
+            "sub_80000000000000000000000000",
+            "sub_../../etc/passwd0000000000",
+        ] {
+            assert!(SubjectId::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn distinct_random_inputs_give_distinct_ids() {
+        let a = RecordId::from_random([1; 16]);
+        let b = RecordId::from_random([2; 16]);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,278 @@
+//! Records: personal data about one subject, as named fields each with its data category,
+//! plus the metadata GDPR Art. 15 entitles the subject to know.
+
+use crate::ValidationError;
+use crate::category::DataCategory;
+use crate::lookup::LookupKind;
+use crate::pan::contains_pan;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::OffsetDateTime;
+
+pub const MAX_FIELDS_PER_RECORD: usize = 64;
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// `[a-z][a-z0-9_]{0,63}`: field names go into audit entries, so they must never be able to
+/// carry a value; the shape keeps them to identifiers.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FieldName(String);
+
+impl FieldName {
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.as_bytes()[0].is_ascii_lowercase()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "field name",
+                "must be 1-64 characters of a-z, 0-9 and '_', starting with a letter",
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for FieldName {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+impl From<FieldName> for String {
+    fn from(n: FieldName) -> String {
+        n.0
+    }
+}
+impl fmt::Display for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for FieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A field's value: personal data. Its `Debug` never shows it, so it cannot reach a log
+/// line or a panic message by accident.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl fmt::Debug for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FieldValue(<redacted>)")
+    }
+}
+
+impl FieldValue {
+    /// The bytes that get encrypted: the value's JSON form, so numbers and booleans keep
+    /// their type across a round trip.
+    pub fn to_plaintext(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a scalar always serialises")
+    }
+
+    pub fn from_plaintext(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    fn text_form(&self) -> String {
+        match self {
+            Self::Text(s) => s.clone(),
+            Self::Number(n) => n.to_string(),
+            Self::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// One field as a caller submits it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldInput {
+    pub category: DataCategory,
+    pub value: FieldValue,
+}
+
+/// A field that passed validation: its value normalised where its category says how,
+/// and the lookup key it feeds, if any.
+#[derive(Debug, Clone)]
+pub struct ValidField {
+    pub name: FieldName,
+    pub category: DataCategory,
+    pub value: FieldValue,
+    pub lookup: Option<(LookupKind, String)>,
+}
+
+pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, ValidationError> {
+    let field = |reason: &str| ValidationError::new(format!("fields.{name}"), reason);
+    if input.category.is_payment_card() {
+        return Err(field(
+            "payment card numbers are handled by the payment gateway and are never stored here (DPA §4)",
+        ));
+    }
+    if let FieldValue::Text(s) = &input.value {
+        if s.len() > MAX_TEXT_BYTES {
+            return Err(field("is longer than 65536 bytes"));
+        }
+    }
+    if contains_pan(&input.value.text_form()) {
+        return Err(field(
+            "contains a payment card number; cards are handled by the payment gateway and never stored here (DPA §4)",
+        ));
+    }
+    let lookup_kind = LookupKind::for_category(&input.category);
+    let (value, lookup) = match (lookup_kind, &input.value) {
+        (Some(kind), FieldValue::Text(s)) => {
+            let normalized = kind
+                .normalize(s)
+                .map_err(|e| field(&format!("{}: {}", e.field, e.reason)))?;
+            let stored = match kind {
+                LookupKind::ExternalId => FieldValue::Text(s.trim().to_owned()),
+                LookupKind::Email | LookupKind::Phone => FieldValue::Text(normalized.clone()),
+            };
+            (stored, Some((kind, normalized)))
+        }
+        (Some(_), _) => return Err(field("must be a string for this category")),
+        (None, v) => (v.clone(), None),
+    };
+    Ok(ValidField {
+        name,
+        category: input.category,
+        value,
+        lookup,
+    })
+}
+
+/// The Art. 15 metadata of a record. It describes the processing, not the person, and is
+/// stored in clear so that the controller's records of processing can be generated from it;
+/// it is still scanned for card numbers and bounded in size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RecordMeta {
+    /// Where the data came from (Art. 15(1)(g)), e.g. "signup form".
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Recipients or categories of recipients the data is shared with (Art. 15(1)(c)).
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// The logic of any automated decision taken on this data (Art. 15(1)(h)); none if absent.
+    #[serde(default)]
+    pub automated_decision: Option<String>,
+}
+
+impl RecordMeta {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let short = |field: &str, s: &str, max: usize| {
+            if s.trim().is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+                Err(ValidationError::new(
+                    field,
+                    format!("must be 1-{max} printable characters"),
+                ))
+            } else if contains_pan(s) {
+                Err(ValidationError::new(field, "contains a payment card number"))
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(s) = &self.source {
+            short("source", s, 200)?;
+        }
+        if self.recipients.len() > 32 {
+            return Err(ValidationError::new("recipients", "at most 32 recipients"));
+        }
+        for r in &self.recipients {
+            short("recipients", r, 200)?;
+        }
+        if let Some(a) = &self.automated_decision {
+            short("automated_decision", a, 1000)?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored record's description, without its field values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordHeader {
+    pub purpose: crate::purpose::PurposeName,
+    pub meta: RecordMeta,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(cat: &str, v: FieldValue) -> FieldInput {
+        FieldInput {
+            category: DataCategory::parse(cat).unwrap(),
+            value: v,
+        }
+    }
+    fn text(s: &str) -> FieldValue {
+        FieldValue::Text(s.into())
+    }
+    fn name(s: &str) -> FieldName {
+        FieldName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn email_fields_are_validated_normalised_and_indexed() {
+        let f = validate_field(name("email"), input("user.contact.email", text(" Bob@X.org"))).unwrap();
+        assert_eq!(f.value, text("bob@x.org"));
+        assert_eq!(f.lookup, Some((LookupKind::Email, "bob@x.org".into())));
+        let err = validate_field(name("email"), input("user.contact.email", text("bob"))).unwrap_err();
+        assert_eq!(err.field, "fields.email");
+        assert!(!err.reason.contains("bob"), "error echoes the value");
+    }
+
+    #[test]
+    fn cards_are_refused_in_any_field_and_category() {
+        assert!(validate_field(name("note"), input("user.content.private", text("4111 1111 1111 1111"))).is_err());
+        assert!(validate_field(
+            name("n"),
+            input("user.content", FieldValue::Number(4111111111111111u64.into()))
+        )
+        .is_err());
+        assert!(validate_field(name("card"), input("user.financial.credit_card", text("x"))).is_err());
+        let err = validate_field(name("note"), input("user.content", text("4242424242424242"))).unwrap_err();
+        assert!(!err.to_string().contains("4242"));
+    }
+
+    #[test]
+    fn values_never_show_in_debug() {
+        let f = validate_field(name("name"), input("user.name", text("Zoé Canary"))).unwrap();
+        assert!(!format!("{f:?}").contains("Canary"));
+    }
+
+    #[test]
+    fn plaintext_round_trip_keeps_types() {
+        for v in [text("é"), FieldValue::Number(42.into()), FieldValue::Bool(true)] {
+            assert_eq!(FieldValue::from_plaintext(&v.to_plaintext()), Some(v));
+        }
+    }
+
+    #[test]
+    fn meta_is_bounded() {
+        let mut m = RecordMeta::default();
+        assert!(m.validate().is_ok());
+        m.recipients = vec!["".into()];
+        assert!(m.validate().is_err());
+        m.recipients = vec!["x".into(); 33];
+        assert!(m.validate().is_err());
+    }
+}
