@@ -1,0 +1,361 @@
+//! The key hierarchy.
+//!
+//! ```text
+//! root key (file or env, never in the database)
+//!   └─ wraps → controller key (one per controller, stored wrapped)
+//!                ├─ derives → blind-index key (HMAC)
+//!                └─ wraps → subject key (one per data subject, stored wrapped)
+//!                             └─ encrypts → field values (AES-256-GCM)
+//! ```
+//!
+//! Every wrap and every field ciphertext carries associated data naming exactly where it
+//! belongs (controller, subject, record, field), so a ciphertext copied to another row fails
+//! to decrypt instead of decrypting as someone else's data. Wrapped keys start with the
+//! version of the key that wrapped them, so the root key can be rotated by re-wrapping the
+//! controller keys alone, without touching any data.
+//!
+//! Destroying a subject key (erasure) or a controller key (termination) makes every
+//! ciphertext under it unreadable: crypto-shredding.
+
+use crate::CryptoError;
+use crate::random;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
+use custodian_core::ids::{ControllerId, RecordId, SubjectId};
+use data_encoding::BASE64URL_NOPAD;
+use std::fmt;
+use zeroize::Zeroizing;
+
+const KEY_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+const ROOT_PREFIX: &str = "custodian-root-key:v1:";
+
+fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key"));
+    let nonce_bytes = random::bytes::<NONCE_LEN>().expect("the operating system's random source failed");
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&nonce_bytes);
+    let mut buf = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce_bytes),
+        Aad::from(aad),
+        &mut buf,
+    )
+    .expect("AES-GCM sealing cannot fail for in-range input");
+    out.extend_from_slice(&buf);
+    out
+}
+
+fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Open);
+    }
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key"));
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+    let mut buf = body.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| CryptoError::Open)?;
+    Ok(plain.to_vec())
+}
+
+/// Length-prefixed context so that no two different contexts encode the same bytes.
+fn context(label: &str, parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(label.as_bytes());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+fn versioned(version: u32, sealed: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + sealed.len());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn split_version(wrapped: &[u8]) -> Result<(u32, &[u8]), CryptoError> {
+    if wrapped.len() < 4 {
+        return Err(CryptoError::Malformed("wrapped key too short"));
+    }
+    let (v, rest) = wrapped.split_at(4);
+    Ok((u32::from_be_bytes(v.try_into().expect("4 bytes")), rest))
+}
+
+fn key_from(bytes: Vec<u8>) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
+    let bytes = Zeroizing::new(bytes);
+    let arr: [u8; KEY_LEN] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::Malformed("key is not 32 bytes"))?;
+    Ok(Zeroizing::new(arr))
+}
+
+/// The root of the hierarchy. It never enters the database: `custodian init` writes it to
+/// a file with 0600 permissions, or it comes from `CUSTODIAN_ROOT_KEY`.
+pub struct RootKey {
+    version: u32,
+    key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RootKey(v{}, <redacted>)", self.version)
+    }
+}
+
+impl RootKey {
+    pub fn generate(version: u32) -> Result<Self, CryptoError> {
+        Ok(Self {
+            version,
+            key: Zeroizing::new(random::bytes::<KEY_LEN>()?),
+        })
+    }
+
+    /// The text form stored in the key file: `custodian-root-key:v1:<version>:<base64url>`.
+    pub fn encode(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{ROOT_PREFIX}{}:{}",
+            self.version,
+            BASE64URL_NOPAD.encode(self.key.as_ref())
+        ))
+    }
+
+    pub fn decode(text: &str) -> Result<Self, CryptoError> {
+        let bad = CryptoError::Malformed(
+            "a root key looks like custodian-root-key:v1:<version>:<43 base64url characters>",
+        );
+        let rest = text.trim().strip_prefix(ROOT_PREFIX).ok_or(bad.clone())?;
+        let (version, b64) = rest.split_once(':').ok_or(bad.clone())?;
+        let version: u32 = version.parse().map_err(|_| bad.clone())?;
+        let bytes = BASE64URL_NOPAD.decode(b64.as_bytes()).map_err(|_| bad.clone())?;
+        Ok(Self {
+            version,
+            key: key_from(bytes).map_err(|_| bad)?,
+        })
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn wrap_controller_key(&self, controller: &ControllerId, key: &ControllerKey) -> Vec<u8> {
+        let aad = context("custodian/controller-key/v1", &[controller.as_str()]);
+        versioned(self.version, seal(&self.key, &aad, key.0.as_ref()))
+    }
+
+    pub fn unwrap_controller_key(
+        &self,
+        controller: &ControllerId,
+        wrapped: &[u8],
+    ) -> Result<ControllerKey, CryptoError> {
+        let (version, sealed) = split_version(wrapped)?;
+        if version != self.version {
+            return Err(CryptoError::Malformed(
+                "controller key was wrapped by another root key version",
+            ));
+        }
+        let aad = context("custodian/controller-key/v1", &[controller.as_str()]);
+        Ok(ControllerKey(key_from(open(&self.key, &aad, sealed)?)?))
+    }
+
+    /// A key derived for one job (checkpoint signing, backup encryption), so the root key
+    /// itself is only ever used to wrap.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; KEY_LEN]> {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.key.as_ref());
+        let tag = hmac::sign(&k, format!("custodian/derive/v1/{label}").as_bytes());
+        Zeroizing::new(tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"))
+    }
+}
+
+/// One controller's key. Wraps its subjects' keys and derives its blind-index key.
+pub struct ControllerKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for ControllerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ControllerKey(<redacted>)")
+    }
+}
+
+impl ControllerKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Self(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
+    }
+
+    pub fn wrap_subject_key(&self, controller: &ControllerId, subject: &SubjectId, key: &SubjectKey) -> Vec<u8> {
+        let aad = context("custodian/subject-key/v1", &[controller.as_str(), subject.as_str()]);
+        versioned(1, seal(&self.0, &aad, key.0.as_ref()))
+    }
+
+    pub fn unwrap_subject_key(
+        &self,
+        controller: &ControllerId,
+        subject: &SubjectId,
+        wrapped: &[u8],
+    ) -> Result<SubjectKey, CryptoError> {
+        let (_version, sealed) = split_version(wrapped)?;
+        let aad = context("custodian/subject-key/v1", &[controller.as_str(), subject.as_str()]);
+        Ok(SubjectKey(key_from(open(&self.0, &aad, sealed)?)?))
+    }
+
+    pub fn index_key(&self) -> crate::index::IndexKey {
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
+        let tag = hmac::sign(&k, b"custodian/blind-index/v1");
+        crate::index::IndexKey::from_bytes(tag.as_ref().try_into().expect("32 bytes"))
+    }
+}
+
+/// Where a field value belongs; bound into its ciphertext as associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldContext<'a> {
+    pub controller: &'a ControllerId,
+    pub subject: &'a SubjectId,
+    pub record: &'a RecordId,
+    pub field: &'a str,
+}
+
+impl FieldContext<'_> {
+    fn aad(&self) -> Vec<u8> {
+        context(
+            "custodian/field/v1",
+            &[
+                self.controller.as_str(),
+                self.subject.as_str(),
+                self.record.as_str(),
+                self.field,
+            ],
+        )
+    }
+}
+
+/// One data subject's key: every field about that person is encrypted under it, so
+/// destroying it erases them all at once, whatever their number.
+pub struct SubjectKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectKey(<redacted>)")
+    }
+}
+
+impl SubjectKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        Ok(Self(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
+    }
+
+    pub fn seal_field(&self, ctx: FieldContext<'_>, plaintext: &[u8]) -> Vec<u8> {
+        seal(&self.0, &ctx.aad(), plaintext)
+    }
+
+    pub fn open_field(&self, ctx: FieldContext<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open(&self.0, &ctx.aad(), sealed).map(Zeroizing::new)
+    }
+}
+
+/// Encrypts a whole blob (a backup, an export) under a derived key; the label is bound in.
+pub fn seal_blob(key: &[u8; 32], label: &str, plaintext: &[u8]) -> Vec<u8> {
+    seal(key, &context("custodian/blob/v1", &[label]), plaintext)
+}
+
+pub fn open_blob(key: &[u8; 32], label: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    open(key, &context("custodian/blob/v1", &[label]), sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (ControllerId, SubjectId, RecordId) {
+        (
+            ControllerId::from_random([1; 16]),
+            SubjectId::from_random([2; 16]),
+            RecordId::from_random([3; 16]),
+        )
+    }
+
+    #[test]
+    fn root_key_text_round_trip_and_redacted_debug() {
+        let k = RootKey::generate(3).unwrap();
+        let text = k.encode();
+        let back = RootKey::decode(&text).unwrap();
+        assert_eq!(back.version(), 3);
+        assert_eq!(back.key.as_ref(), k.key.as_ref());
+        let dbg = format!("{k:?}");
+        assert!(!dbg.contains(&text[ROOT_PREFIX.len() + 2..]));
+        assert!(RootKey::decode("custodian-root-key:v1:1:short").is_err());
+        assert!(RootKey::decode("garbage").is_err());
+    }
+
+    #[test]
+    fn hierarchy_round_trip() {
+        let (c, s, r) = ids();
+        let root = RootKey::generate(1).unwrap();
+        let ck = ControllerKey::generate().unwrap();
+        let wrapped_ck = root.wrap_controller_key(&c, &ck);
+        let ck2 = root.unwrap_controller_key(&c, &wrapped_ck).unwrap();
+        let sk = SubjectKey::generate().unwrap();
+        let wrapped_sk = ck.wrap_subject_key(&c, &s, &sk);
+        let sk2 = ck2.unwrap_subject_key(&c, &s, &wrapped_sk).unwrap();
+        let ctx = FieldContext { controller: &c, subject: &s, record: &r, field: "email" };
+        let ct = sk.seal_field(ctx, b"alice@example.fr");
+        assert_eq!(sk2.open_field(ctx, &ct).unwrap().as_slice(), b"alice@example.fr");
+        assert!(!ct.windows(5).any(|w| w == b"alice"));
+    }
+
+    #[test]
+    fn ciphertext_is_bound_to_its_place() {
+        let (c, s, r) = ids();
+        let sk = SubjectKey::generate().unwrap();
+        let ctx = FieldContext { controller: &c, subject: &s, record: &r, field: "email" };
+        let ct = sk.seal_field(ctx, b"x");
+        let other_field = FieldContext { field: "name", ..ctx };
+        assert_eq!(sk.open_field(other_field, &ct).unwrap_err(), CryptoError::Open);
+        let r2 = RecordId::from_random([9; 16]);
+        let other_record = FieldContext { record: &r2, ..ctx };
+        assert!(sk.open_field(other_record, &ct).is_err());
+        let s2 = SubjectId::from_random([9; 16]);
+        let other_subject = FieldContext { subject: &s2, ..ctx };
+        assert!(sk.open_field(other_subject, &ct).is_err());
+        let mut flipped = ct.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(sk.open_field(ctx, &flipped).is_err());
+        assert!(sk.open_field(ctx, &ct[..10]).is_err());
+    }
+
+    #[test]
+    fn wrapped_keys_do_not_move_between_owners() {
+        let (c, s, _) = ids();
+        let root = RootKey::generate(1).unwrap();
+        let ck = ControllerKey::generate().unwrap();
+        let w = root.wrap_controller_key(&c, &ck);
+        let c2 = ControllerId::from_random([7; 16]);
+        assert!(root.unwrap_controller_key(&c2, &w).is_err());
+        let other_root = RootKey::generate(1).unwrap();
+        assert!(other_root.unwrap_controller_key(&c, &w).is_err());
+        let rotated = RootKey::generate(2).unwrap();
+        assert!(rotated.unwrap_controller_key(&c, &w).is_err());
+        let sk = SubjectKey::generate().unwrap();
+        let ws = ck.wrap_subject_key(&c, &s, &sk);
+        let s2 = SubjectId::from_random([8; 16]);
+        assert!(ck.unwrap_subject_key(&c, &s2, &ws).is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label() {
+        let root = RootKey::generate(1).unwrap();
+        assert_ne!(root.derive("a").as_ref(), root.derive("b").as_ref());
+        assert_eq!(root.derive("a").as_ref(), root.derive("a").as_ref());
+    }
+
+    #[test]
+    fn blobs_round_trip_and_bind_label() {
+        let k = [5u8; 32];
+        let ct = seal_blob(&k, "backup", b"data");
+        assert_eq!(open_blob(&k, "backup", &ct).unwrap(), b"data");
+        assert!(open_blob(&k, "export", &ct).is_err());
+    }
+}
