@@ -81,6 +81,32 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Why a unit of work inside a transaction stopped: the transaction rolls back and, for a
+/// refusal, the refusal alone is written to the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    NotFound,
+    /// The subject was erased: it existed, and is gone for good (HTTP 410).
+    Gone,
+    Refused(Refusal),
+    Invalid(crate::ValidationError),
+}
+
+impl From<Refusal> for Denial {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound => Denial::NotFound,
+            other => Denial::Refused(other),
+        }
+    }
+}
+
+impl From<crate::ValidationError> for Denial {
+    fn from(e: crate::ValidationError) -> Self {
+        Denial::Invalid(e)
+    }
+}
+
 /// Permission to perform one processing operation on one controller's data under one
 /// documented purpose. Field categories and the subject's state are checked against it
 /// once the data is in hand ([`DataGrant::check_fields`], [`DataGrant::check_subject`]).

@@ -1,1 +1,131 @@
-//! placeholder
+//! The storage port: one trait, [`Store`], that every backend implements and that the
+//! shared [`conformance`] suite exercises.
+//!
+//! Two rules shape it:
+//! - **Tenant scoping by construction.** Personal data is reached only through a
+//!   [`DataTx`], which is opened for exactly one controller and whose methods take no
+//!   controller argument: a query for another tenant cannot be written against it.
+//! - **No audit record, no operation.** [`Store::transact`] runs the caller's unit of work
+//!   and appends the audit entry it returns *in the same database transaction*. If the
+//!   entry cannot be written, the whole transaction rolls back.
+//!
+//! The trait is synchronous: callers on an async runtime run it on blocking threads. That
+//! keeps one query layer for SQLite (which is synchronous) and PostgreSQL.
+
+pub mod conformance;
+pub mod rows;
+pub mod sqlite;
+
+use custodian_core::audit::{AuditDraft, AuditEntry, ChainId};
+use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::policy::Denial;
+use custodian_core::purpose::{Purpose, PurposeName};
+use rows::*;
+use thiserror::Error;
+use time::OffsetDateTime;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database refused or failed the operation. The message is for logs: it may name
+    /// tables and constraints but never holds values (we bind every value as a parameter).
+    #[error("database error: {0}")]
+    Backend(String),
+    /// A write conflicts with existing data (duplicate id or name).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Stored data could not be decoded: corruption or tampering.
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    /// The storage is out of space or failing; retrying later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a unit of work ended without committing.
+#[derive(Debug, Error)]
+pub enum TxError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The work itself stopped (not found, refused, invalid); the transaction rolled back.
+    #[error("denied: {0:?}")]
+    Denied(Denial),
+}
+
+impl From<Denial> for TxError {
+    fn from(d: Denial) -> Self {
+        TxError::Denied(d)
+    }
+}
+
+/// The result of a unit of work: the audit entry to append, or why it stopped.
+pub type Work<'a> = &'a mut dyn FnMut(&mut dyn DataTx) -> std::result::Result<AuditDraft, TxError>;
+
+/// A transaction over one controller's data. Every method is implicitly scoped to that
+/// controller.
+pub trait DataTx {
+    fn controller(&mut self) -> Result<ControllerRow>;
+    fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>>;
+
+    fn subject(&mut self, id: &SubjectId) -> Result<Option<SubjectRow>>;
+    fn was_erased(&mut self, id: &SubjectId) -> Result<bool>;
+    fn insert_subject(&mut self, row: &SubjectRow) -> Result<()>;
+    fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()>;
+    fn objections(&mut self, id: &SubjectId) -> Result<Vec<PurposeName>>;
+    fn add_objection(&mut self, id: &SubjectId, purpose: &PurposeName, at: OffsetDateTime) -> Result<()>;
+    fn remove_objection(&mut self, id: &SubjectId, purpose: &PurposeName) -> Result<bool>;
+    /// Deletes the subject's key, records, fields and lookup entries, and notes the
+    /// erasure in the ledger (pseudonymous id only).
+    fn erase_subject(&mut self, id: &SubjectId, at: OffsetDateTime, reason: &str) -> Result<ErasedCounts>;
+
+    fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>>;
+    fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>>;
+    fn insert_record(&mut self, row: &RecordRow) -> Result<()>;
+    /// Replaces the named fields of a record (inserting those it lacks) and its update time.
+    fn upsert_fields(&mut self, record: &RecordId, fields: &[FieldRow], at: OffsetDateTime) -> Result<()>;
+    fn delete_record(&mut self, id: &RecordId) -> Result<()>;
+
+    fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
+    fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;
+    fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>>;
+}
+
+/// The storage port.
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and test output.
+    fn backend(&self) -> &'static str;
+
+    // ----- the processor's administration (system chain) -----
+    fn insert_controller(&self, row: &ControllerRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn controller(&self, id: &ControllerId) -> Result<Option<ControllerRow>>;
+    fn controllers(&self) -> Result<Vec<ControllerRow>>;
+
+    fn insert_token(&self, row: &TokenRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>>;
+    /// Tokens of one controller, or the operator's when `controller` is `None`.
+    fn tokens(&self, controller: Option<&ControllerId>) -> Result<Vec<TokenRow>>;
+    /// Revokes a token of `controller` (or of the operator); false when there is none.
+    fn revoke_token(&self, controller: Option<&ControllerId>, id: &TokenId, audit: AuditDraft, at: OffsetDateTime) -> Result<bool>;
+
+    fn upsert_purpose(&self, controller: &ControllerId, purpose: &Purpose, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn purposes(&self, controller: &ControllerId) -> Result<Vec<Purpose>>;
+
+    // ----- personal data -----
+    /// Runs `work` in one transaction over `controller`'s data and appends the audit entry
+    /// it returns in that same transaction.
+    fn transact(&self, controller: &ControllerId, at: OffsetDateTime, work: Work<'_>) -> Result<AuditEntry, TxError>;
+
+    // ----- the audit trail -----
+    /// Appends entries that record no change of data: refusals, audited reads of the trail.
+    fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>>;
+    fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Calls `visit` on every entry of `chain` in sequence order, as stored (for `verify`).
+    fn scan_audit(&self, chain: &ChainId, visit: &mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<()>;
+    /// Every chain that has at least one entry.
+    fn audit_chains(&self) -> Result<Vec<ChainId>>;
+    fn audit_head(&self, chain: &ChainId) -> Result<Option<(u64, [u8; 32])>>;
+    fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()>;
+    fn checkpoints(&self, chain: &ChainId) -> Result<Vec<Checkpoint>>;
+}

@@ -1,0 +1,447 @@
+//! The store conformance suite: every backend must pass every case here. Backends call
+//! [`run_all`] from their own tests with a factory that gives a fresh, empty store.
+//!
+//! The cases speak only through the [`Store`] trait, so they hold for any backend.
+
+use crate::rows::*;
+use crate::{DataTx, Store, StoreError, TxError};
+use custodian_core::audit::{Action, AdminAction, AuditDraft, ChainId, GENESIS, Outcome};
+use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
+use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::operation::Operation;
+use custodian_core::policy::Denial;
+use custodian_core::principal::{Role, TokenScope};
+use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
+use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+use custodian_core::region::{MemberState, RegionId};
+use time::{Duration, OffsetDateTime};
+
+pub type Factory<'a> = &'a mut dyn FnMut() -> Box<dyn Store>;
+
+/// Every case, each on a fresh store.
+pub fn run_all(make: Factory<'_>) {
+    let cases: &[(&str, fn(&dyn Store))] = &[
+        ("controllers_round_trip", controllers_round_trip),
+        ("tokens_scoped_and_revocable", tokens_scoped_and_revocable),
+        ("purposes_are_per_controller", purposes_are_per_controller),
+        ("data_round_trip", data_round_trip),
+        ("tenant_isolation", tenant_isolation),
+        ("denied_work_changes_nothing", denied_work_changes_nothing),
+        ("chain_links_and_pages", chain_links_and_pages),
+        ("erasure_removes_everything", erasure_removes_everything),
+        ("objections_and_restriction", objections_and_restriction),
+        ("checkpoints_round_trip", checkpoints_round_trip),
+        ("duplicate_ids_conflict", duplicate_ids_conflict),
+    ];
+    for (name, case) in cases {
+        let store = make();
+        eprintln!("conformance [{}] {name}", store.backend());
+        case(store.as_ref());
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn rand16() -> [u8; 16] {
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut b = [0u8; 16];
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    b[0] = 0x11;
+    b
+}
+
+fn now() -> OffsetDateTime {
+    // Whole microseconds: every backend must keep at least that precision.
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap()
+}
+
+fn new_controller(store: &dyn Store) -> ControllerId {
+    let id = ControllerId::from_random(rand16());
+    let row = ControllerRow {
+        controller: Controller {
+            id: id.clone(),
+            name: ControllerName::parse("Acme SAS").unwrap(),
+            region: RegionId::parse("osc-fr1").unwrap(),
+            agreement_effective: time::macros::date!(2026 - 01 - 15),
+            governing_law: MemberState::parse("FR").unwrap(),
+            status: ControllerStatus::Active,
+            created_at: now(),
+        },
+        wrapped_key: vec![1, 2, 3],
+    };
+    let audit = AuditDraft::new(ChainId::System, "operator_admin:cli", Action::Admin(AdminAction::ControllerCreated));
+    store.insert_controller(&row, audit, now()).unwrap();
+    id
+}
+
+fn purpose(name: &str, cats: &[&str]) -> Purpose {
+    Purpose {
+        name: PurposeName::parse(name).unwrap(),
+        description: "deliver the service".into(),
+        lawful_basis: LawfulBasis::Contract,
+        categories: cats.iter().map(|c| DataCategory::parse(c).unwrap()).collect(),
+        operations: [Operation::Recording, Operation::Retrieval].into(),
+        retention_days: 30,
+    }
+}
+
+fn draft(c: &ControllerId, op: Operation) -> AuditDraft {
+    AuditDraft::new(ChainId::Controller(c.clone()), "controller_app:test", Action::Processing(op))
+}
+
+struct Fixture {
+    subject: SubjectId,
+    record: RecordId,
+}
+
+fn seed_subject(store: &dyn Store, c: &ControllerId, digest: [u8; 32]) -> Fixture {
+    let subject = SubjectId::from_random(rand16());
+    let record = RecordId::from_random(rand16());
+    let (s, r) = (subject.clone(), record.clone());
+    let cc = c.clone();
+    store
+        .transact(c, now(), &mut |tx: &mut dyn DataTx| {
+            tx.insert_subject(&SubjectRow {
+                id: s.clone(),
+                category: SubjectCategory::Customer,
+                restricted: false,
+                wrapped_key: vec![9; 60],
+                created_at: now(),
+            })?;
+            tx.insert_record(&RecordRow {
+                id: r.clone(),
+                subject: s.clone(),
+                header: RecordHeader {
+                    purpose: PurposeName::parse("service").unwrap(),
+                    meta: RecordMeta {
+                        source: Some("signup form".into()),
+                        recipients: vec!["support team".into()],
+                        automated_decision: None,
+                    },
+                    created_at: now(),
+                    updated_at: now(),
+                    expires_at: now() + Duration::days(30),
+                },
+                fields: vec![
+                    FieldRow {
+                        name: FieldName::parse("email").unwrap(),
+                        category: DataCategory::parse("user.contact.email").unwrap(),
+                        sealed: vec![7; 40],
+                    },
+                    FieldRow {
+                        name: FieldName::parse("name").unwrap(),
+                        category: DataCategory::parse("user.name").unwrap(),
+                        sealed: vec![8; 40],
+                    },
+                ],
+            })?;
+            tx.insert_lookup(&LookupRow {
+                kind: LookupKind::Email,
+                digest,
+                subject: s.clone(),
+                record: r.clone(),
+                field: FieldName::parse("email").unwrap(),
+            })?;
+            Ok(draft(&cc, Operation::Collection).subject(&s).record(&r).fields(["email", "name"]))
+        })
+        .unwrap();
+    Fixture { subject, record }
+}
+
+fn controllers_round_trip(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let got = store.controller(&a).unwrap().unwrap();
+    assert_eq!(got.controller.id, a);
+    assert_eq!(got.controller.name.as_str(), "Acme SAS");
+    assert_eq!(got.wrapped_key, vec![1, 2, 3]);
+    let all: Vec<_> = store.controllers().unwrap().into_iter().map(|r| r.controller.id).collect();
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&a) && all.contains(&b));
+    assert!(store.controller(&ControllerId::from_random(rand16())).unwrap().is_none());
+    assert_eq!(store.audit_head(&ChainId::System).unwrap().unwrap().0, 2);
+}
+
+fn token(controller: Option<&ControllerId>, role: Role) -> TokenRow {
+    TokenRow {
+        id: TokenId::from_random(rand16()),
+        hash: custodian_crypto::hash::sha256(&rand16()),
+        role,
+        controller: controller.cloned(),
+        scope: TokenScope {
+            purposes: Some([PurposeName::parse("service").unwrap()].into()),
+            operations: None,
+        },
+        label: "ci".into(),
+        created_at: now(),
+        expires_at: Some(now() + Duration::hours(1)),
+        revoked_at: None,
+    }
+}
+
+fn tokens_scoped_and_revocable(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let ta = token(Some(&a), Role::ControllerApp);
+    let tb = token(Some(&b), Role::ControllerApp);
+    let top = token(None, Role::OperatorAdmin);
+    for t in [&ta, &tb, &top] {
+        let chain = t.controller.clone().map_or(ChainId::System, ChainId::Controller);
+        store
+            .insert_token(t, AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenIssued)), now())
+            .unwrap();
+    }
+    assert_eq!(store.token_by_hash(&ta.hash).unwrap().unwrap(), ta);
+    assert!(store.token_by_hash(&[0; 32]).unwrap().is_none());
+    assert_eq!(store.tokens(Some(&a)).unwrap(), vec![ta.clone()]);
+    assert_eq!(store.tokens(None).unwrap(), vec![top.clone()]);
+    let revoke = |c: Option<&ControllerId>, id: &TokenId| {
+        let chain = c.cloned().map_or(ChainId::System, ChainId::Controller);
+        store
+            .revoke_token(c, id, AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenRevoked)), now())
+            .unwrap()
+    };
+    // B cannot revoke A's token; A can, once.
+    assert!(!revoke(Some(&b), &ta.id));
+    assert!(store.token_by_hash(&ta.hash).unwrap().unwrap().revoked_at.is_none());
+    assert!(revoke(Some(&a), &ta.id));
+    assert!(!revoke(Some(&a), &ta.id));
+    let revoked = store.token_by_hash(&ta.hash).unwrap().unwrap();
+    assert!(revoked.principal_at(now()).is_none());
+    assert!(store.token_by_hash(&tb.hash).unwrap().unwrap().principal_at(now()).is_some());
+}
+
+fn purposes_are_per_controller(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let p = purpose("service", &["user.contact"]);
+    let audit = |c: &ControllerId| {
+        AuditDraft::new(ChainId::Controller(c.clone()), "x", Action::Admin(AdminAction::PurposeDocumented))
+    };
+    store.upsert_purpose(&a, &p, audit(&a), now()).unwrap();
+    assert_eq!(store.purposes(&a).unwrap(), vec![p.clone()]);
+    assert!(store.purposes(&b).unwrap().is_empty());
+    let mut p2 = p.clone();
+    p2.retention_days = 90;
+    store.upsert_purpose(&a, &p2, audit(&a), now()).unwrap();
+    assert_eq!(store.purposes(&a).unwrap(), vec![p2.clone()]);
+    let seen = store
+        .transact(&b, now(), &mut |tx| {
+            assert!(tx.purpose(&p.name)?.is_none());
+            Ok(draft(&b, Operation::Consultation))
+        })
+        .map(|_| ());
+    seen.unwrap();
+}
+
+fn data_round_trip(store: &dyn Store) {
+    let a = new_controller(store);
+    let digest = [42u8; 32];
+    let f = seed_subject(store, &a, digest);
+    store
+        .transact(&a, now(), &mut |tx| {
+            let s = tx.subject(&f.subject)?.expect("subject");
+            assert_eq!(s.category, SubjectCategory::Customer);
+            assert_eq!(s.wrapped_key, vec![9; 60]);
+            let recs = tx.records_of(&f.subject)?;
+            assert_eq!(recs.len(), 1);
+            assert_eq!(recs[0].fields.len(), 2);
+            assert_eq!(recs[0].header.meta.recipients, vec!["support team".to_string()]);
+            let one = tx.record(&f.record)?.expect("record");
+            assert_eq!(one, recs[0]);
+            assert_eq!(tx.find_subjects(LookupKind::Email, &digest)?, vec![f.subject.clone()]);
+            assert!(tx.find_subjects(LookupKind::Phone, &digest)?.is_empty());
+            tx.upsert_fields(
+                &f.record,
+                &[FieldRow {
+                    name: FieldName::parse("email").unwrap(),
+                    category: DataCategory::parse("user.contact.email").unwrap(),
+                    sealed: vec![1; 41],
+                }],
+                now(),
+            )?;
+            let after = tx.record(&f.record)?.unwrap();
+            let email = after.fields.iter().find(|x| x.name.as_str() == "email").unwrap();
+            assert_eq!(email.sealed, vec![1; 41]);
+            assert_eq!(after.fields.len(), 2);
+            tx.delete_lookups(&f.record, "email")?;
+            assert!(tx.find_subjects(LookupKind::Email, &digest)?.is_empty());
+            tx.delete_record(&f.record)?;
+            assert!(tx.record(&f.record)?.is_none());
+            Ok(draft(&a, Operation::Erasure))
+        })
+        .unwrap();
+}
+
+fn tenant_isolation(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let digest = [7u8; 32];
+    let fa = seed_subject(store, &a, digest);
+    store
+        .transact(&b, now(), &mut |tx| {
+            assert_eq!(tx.controller()?.controller.id, b);
+            assert!(tx.subject(&fa.subject)?.is_none());
+            assert!(tx.record(&fa.record)?.is_none());
+            assert!(tx.records_of(&fa.subject)?.is_empty());
+            assert!(tx.find_subjects(LookupKind::Email, &digest)?.is_empty());
+            // Writes through B's transaction cannot reach A's rows either.
+            tx.delete_record(&fa.record)?;
+            tx.set_restricted(&fa.subject, true)?;
+            let counts = tx.erase_subject(&fa.subject, now(), "test")?;
+            assert_eq!(counts, ErasedCounts::default());
+            Ok(draft(&b, Operation::Erasure))
+        })
+        .unwrap();
+    store
+        .transact(&a, now(), &mut |tx| {
+            let s = tx.subject(&fa.subject)?.expect("A's subject survives B");
+            assert!(!s.restricted);
+            assert!(tx.record(&fa.record)?.is_some());
+            assert!(!tx.was_erased(&fa.subject)?);
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+    // Audit chains are per controller.
+    let a_chain = store.audit_page(&ChainId::Controller(a.clone()), 0, 100).unwrap();
+    assert!(a_chain.iter().all(|e| e.draft.chain == ChainId::Controller(a.clone())));
+    assert_eq!(a_chain.len(), 2);
+}
+
+fn denied_work_changes_nothing(store: &dyn Store) {
+    let a = new_controller(store);
+    let chain = ChainId::Controller(a.clone());
+    let f = seed_subject(store, &a, [1; 32]);
+    let head_before = store.audit_head(&chain).unwrap();
+    let r = store.transact(&a, now(), &mut |tx| {
+        tx.delete_record(&f.record)?;
+        tx.set_restricted(&f.subject, true)?;
+        Err(TxError::Denied(Denial::NotFound))
+    });
+    assert!(matches!(r, Err(TxError::Denied(Denial::NotFound))));
+    assert_eq!(store.audit_head(&chain).unwrap(), head_before);
+    store
+        .transact(&a, now(), &mut |tx| {
+            assert!(tx.record(&f.record)?.is_some(), "rolled back");
+            assert!(!tx.subject(&f.subject)?.unwrap().restricted);
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+}
+
+fn chain_links_and_pages(store: &dyn Store) {
+    let a = new_controller(store);
+    let chain = ChainId::Controller(a.clone());
+    let drafts: Vec<AuditDraft> = (0..25)
+        .map(|i| {
+            let d = draft(&a, Operation::Retrieval).fields([format!("f{i}")]);
+            if i % 5 == 0 { d.refused("purpose x does not allow retrieval") } else { d }
+        })
+        .collect();
+    let written = store.append_audit(drafts, now()).unwrap();
+    assert_eq!(written.len(), 25);
+    let mut prev = GENESIS;
+    let mut all = Vec::new();
+    store
+        .scan_audit(&chain, &mut |e| {
+            all.push(e);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(all, written);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.prev_hash, prev);
+        let recomputed = custodian_crypto::hash::chain_link(&prev, &e.unhashed().canonical_bytes());
+        assert_eq!(recomputed, e.hash, "stored entry {} must hash as written", e.seq);
+        prev = e.hash;
+    }
+    assert!(matches!(all[0].draft.outcome, Outcome::Refused { .. }));
+    assert_eq!(store.audit_head(&chain).unwrap(), Some((25, prev)));
+    let page = store.audit_page(&chain, 10, 5).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![11, 12, 13, 14, 15]);
+    assert!(store.audit_page(&chain, 25, 5).unwrap().is_empty());
+    let chains = store.audit_chains().unwrap();
+    assert!(chains.contains(&chain) && chains.contains(&ChainId::System));
+}
+
+fn erasure_removes_everything(store: &dyn Store) {
+    let a = new_controller(store);
+    let digest = [3u8; 32];
+    let f = seed_subject(store, &a, digest);
+    let keep = seed_subject(store, &a, [4u8; 32]);
+    let mut counts = ErasedCounts::default();
+    store
+        .transact(&a, now(), &mut |tx| {
+            counts = tx.erase_subject(&f.subject, now(), "request")?;
+            Ok(draft(&a, Operation::Erasure).subject(&f.subject))
+        })
+        .unwrap();
+    assert_eq!(counts, ErasedCounts { records: 1, fields: 2, lookups: 1 });
+    store
+        .transact(&a, now(), &mut |tx| {
+            assert!(tx.subject(&f.subject)?.is_none());
+            assert!(tx.was_erased(&f.subject)?);
+            assert!(tx.records_of(&f.subject)?.is_empty());
+            assert!(tx.record(&f.record)?.is_none());
+            assert!(tx.find_subjects(LookupKind::Email, &digest)?.is_empty());
+            assert!(tx.subject(&keep.subject)?.is_some());
+            // Erasing again is harmless.
+            assert_eq!(tx.erase_subject(&f.subject, now(), "again")?, ErasedCounts::default());
+            Ok(draft(&a, Operation::Erasure))
+        })
+        .unwrap();
+}
+
+fn objections_and_restriction(store: &dyn Store) {
+    let a = new_controller(store);
+    let f = seed_subject(store, &a, [5; 32]);
+    let marketing = PurposeName::parse("marketing").unwrap();
+    store
+        .transact(&a, now(), &mut |tx| {
+            tx.add_objection(&f.subject, &marketing, now())?;
+            tx.add_objection(&f.subject, &marketing, now())?;
+            assert_eq!(tx.objections(&f.subject)?, vec![marketing.clone()]);
+            tx.set_restricted(&f.subject, true)?;
+            assert!(tx.subject(&f.subject)?.unwrap().restricted);
+            assert!(tx.remove_objection(&f.subject, &marketing)?);
+            assert!(!tx.remove_objection(&f.subject, &marketing)?);
+            tx.set_restricted(&f.subject, false)?;
+            Ok(draft(&a, Operation::Restriction))
+        })
+        .unwrap();
+}
+
+fn checkpoints_round_trip(store: &dyn Store) {
+    let a = new_controller(store);
+    let chain = ChainId::Controller(a);
+    let cp = Checkpoint {
+        chain: chain.clone(),
+        seq: 3,
+        hash: [6; 32],
+        signed_at: now(),
+        signature: [7; 64],
+    };
+    store.insert_checkpoint(&cp).unwrap();
+    store.insert_checkpoint(&cp).unwrap();
+    assert_eq!(store.checkpoints(&chain).unwrap(), vec![cp]);
+}
+
+fn duplicate_ids_conflict(store: &dyn Store) {
+    let a = new_controller(store);
+    let f = seed_subject(store, &a, [8; 32]);
+    let r = store.transact(&a, now(), &mut |tx| {
+        tx.insert_subject(&SubjectRow {
+            id: f.subject.clone(),
+            category: SubjectCategory::Employee,
+            restricted: false,
+            wrapped_key: vec![0; 60],
+            created_at: now(),
+        })?;
+        Ok(draft(&a, Operation::Collection))
+    });
+    assert!(matches!(r, Err(TxError::Store(StoreError::Conflict(_)))), "{r:?}");
+}

@@ -1,0 +1,153 @@
+//! What the store keeps, as plain data. Personal data appears here only sealed.
+
+use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::controller::Controller;
+use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::principal::{Principal, Role, TokenScope};
+use custodian_core::record::{FieldName, RecordHeader};
+use custodian_core::audit::ChainId;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerRow {
+    pub controller: Controller,
+    /// The controller key, wrapped by the root key.
+    pub wrapped_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: TokenId,
+    /// SHA-256 of the token; the token itself is never stored.
+    pub hash: [u8; 32],
+    pub role: Role,
+    pub controller: Option<ControllerId>,
+    pub scope: TokenScope,
+    pub label: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl TokenRow {
+    /// The principal this token authenticates, if it is usable at `now`.
+    pub fn principal_at(&self, now: OffsetDateTime) -> Option<Principal> {
+        if self.revoked_at.is_some() || self.expires_at.is_some_and(|e| e <= now) {
+            return None;
+        }
+        Some(Principal {
+            token: self.id.clone(),
+            role: self.role,
+            controller: self.controller.clone(),
+            scope: self.scope.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRow {
+    pub id: SubjectId,
+    pub category: SubjectCategory,
+    pub restricted: bool,
+    /// The subject key, wrapped by the controller key.
+    pub wrapped_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct FieldRow {
+    pub name: FieldName,
+    pub category: DataCategory,
+    /// nonce || AES-256-GCM ciphertext || tag, under the subject key.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for FieldRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FieldRow({}, {}, {} sealed bytes)", self.name, self.category, self.sealed.len())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub id: RecordId,
+    pub subject: SubjectId,
+    pub header: RecordHeader,
+    pub fields: Vec<FieldRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRow {
+    pub kind: LookupKind,
+    /// HMAC-SHA256 of the normalised value under the controller's index key.
+    pub digest: [u8; 32],
+    pub subject: SubjectId,
+    pub record: RecordId,
+    pub field: FieldName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ErasedCounts {
+    pub records: u64,
+    pub fields: u64,
+    pub lookups: u64,
+}
+
+/// A signed statement of a chain's head at one point in time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub chain: ChainId,
+    pub seq: u64,
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+    #[serde(with = "time::serde::rfc3339")]
+    pub signed_at: OffsetDateTime,
+    #[serde(with = "hex64")]
+    pub signature: [u8; 64],
+}
+
+impl Checkpoint {
+    /// The bytes the signature covers.
+    pub fn message(chain: &ChainId, seq: u64, hash: &[u8; 32], signed_at: OffsetDateTime) -> Vec<u8> {
+        let mut m = b"custodian/checkpoint/v1\0".to_vec();
+        m.extend_from_slice(chain.as_string().as_bytes());
+        m.push(0);
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(hash);
+        m.extend_from_slice(&signed_at.unix_timestamp_nanos().to_be_bytes());
+        m
+    }
+}
+
+macro_rules! hex_array {
+    ($name:ident, $n:expr) => {
+        pub mod $name {
+            use serde::{Deserialize, Deserializer, Serializer};
+            pub fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&data_encoding_hex(v))
+            }
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
+                let s = String::deserialize(d)?;
+                let bytes = decode_hex(&s).ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+                bytes
+                    .try_into()
+                    .map_err(|_| serde::de::Error::custom("wrong length"))
+            }
+            fn data_encoding_hex(v: &[u8]) -> String {
+                v.iter().map(|b| format!("{b:02x}")).collect()
+            }
+            fn decode_hex(s: &str) -> Option<Vec<u8>> {
+                if s.len() % 2 != 0 {
+                    return None;
+                }
+                (0..s.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                    .collect()
+            }
+        }
+    };
+}
+hex_array!(hex32, 32);
+hex_array!(hex64, 64);

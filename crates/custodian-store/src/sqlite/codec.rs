@@ -1,0 +1,329 @@
+//! Between rows and domain values. Decoding re-validates everything (ids, categories,
+//! names): a tampered row becomes a `Corrupt` error, never a wrong value.
+
+use crate::rows::*;
+use crate::{Result, StoreError};
+use custodian_core::audit::{Action, AuditDraft, AuditEntry, ChainId, Outcome};
+use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
+use custodian_core::ids::{ControllerId, RecordId, RequestId, SubjectId, TokenId};
+use custodian_core::principal::{Role, TokenScope};
+use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
+use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+use custodian_core::region::{MemberState, RegionId};
+use rusqlite::{ErrorCode, Row};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        match f.code {
+            ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
+                return StoreError::Unavailable(e.to_string());
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                return StoreError::Unavailable(e.to_string());
+            }
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                return StoreError::Conflict("a row with this key already exists");
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+pub(crate) fn nanos(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp_nanos() as i64
+}
+
+pub(crate) fn from_nanos(n: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).map_err(|_| StoreError::Corrupt {
+        table: "(time)",
+        reason: "time out of range".into(),
+    })
+}
+
+pub(crate) fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+pub(crate) fn unjson<T: DeserializeOwned>(s: &str, table: &'static str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(table, e))
+}
+
+pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+pub(crate) fn to32(b: &[u8], table: &'static str) -> Result<[u8; 32]> {
+    b.try_into().map_err(|_| corrupt(table, "hash is not 32 bytes"))
+}
+
+pub(crate) const CONTROLLER_COLS: &str =
+    "id, name, region, agreement_effective, governing_law, status, created_at, wrapped_key";
+
+pub(crate) fn controller_row(r: &Row<'_>) -> rusqlite::Result<Result<ControllerRow>> {
+    let t = "controllers";
+    let id: String = r.get(0)?;
+    let name: String = r.get(1)?;
+    let region: String = r.get(2)?;
+    let eff: String = r.get(3)?;
+    let law: String = r.get(4)?;
+    let status: String = r.get(5)?;
+    let created: i64 = r.get(6)?;
+    let wrapped_key: Vec<u8> = r.get(7)?;
+    Ok((|| {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        Ok(ControllerRow {
+            controller: Controller {
+                id: ControllerId::parse(&id).map_err(|e| corrupt(t, e))?,
+                name: ControllerName::parse(&name).map_err(|e| corrupt(t, e))?,
+                region: RegionId::parse(&region).map_err(|e| corrupt(t, e))?,
+                agreement_effective: time::Date::parse(&eff, &fmt).map_err(|e| corrupt(t, e))?,
+                governing_law: MemberState::parse(&law).map_err(|e| corrupt(t, e))?,
+                status: ControllerStatus::parse(&status).ok_or_else(|| corrupt(t, "unknown status"))?,
+                created_at: from_nanos(created)?,
+            },
+            wrapped_key,
+        })
+    })())
+}
+
+pub(crate) const TOKEN_COLS: &str =
+    "id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at";
+
+pub(crate) fn token_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRow>> {
+    let t = "tokens";
+    let id: String = r.get(0)?;
+    let hash: Vec<u8> = r.get(1)?;
+    let role: String = r.get(2)?;
+    let controller: Option<String> = r.get(3)?;
+    let purposes: Option<String> = r.get(4)?;
+    let operations: Option<String> = r.get(5)?;
+    let label: String = r.get(6)?;
+    let created: i64 = r.get(7)?;
+    let expires: Option<i64> = r.get(8)?;
+    let revoked: Option<i64> = r.get(9)?;
+    Ok((|| {
+        Ok(TokenRow {
+            id: TokenId::parse(&id).map_err(|e| corrupt(t, e))?,
+            hash: to32(&hash, t)?,
+            role: Role::parse(&role).ok_or_else(|| corrupt(t, "unknown role"))?,
+            controller: controller
+                .map(|c| ControllerId::parse(&c).map_err(|e| corrupt(t, e)))
+                .transpose()?,
+            scope: TokenScope {
+                purposes: purposes.map(|p| unjson(&p, t)).transpose()?,
+                operations: operations.map(|o| unjson(&o, t)).transpose()?,
+            },
+            label,
+            created_at: from_nanos(created)?,
+            expires_at: expires.map(from_nanos).transpose()?,
+            revoked_at: revoked.map(from_nanos).transpose()?,
+        })
+    })())
+}
+
+pub(crate) const PURPOSE_COLS: &str =
+    "name, description, lawful_basis, categories, operations, retention_days";
+
+pub(crate) fn purpose_row(r: &Row<'_>) -> rusqlite::Result<Result<Purpose>> {
+    let t = "purposes";
+    let name: String = r.get(0)?;
+    let description: String = r.get(1)?;
+    let basis: String = r.get(2)?;
+    let cats: String = r.get(3)?;
+    let ops: String = r.get(4)?;
+    let retention: u32 = r.get(5)?;
+    Ok((|| {
+        Ok(Purpose {
+            name: PurposeName::parse(&name).map_err(|e| corrupt(t, e))?,
+            description,
+            lawful_basis: LawfulBasis::parse(&basis).ok_or_else(|| corrupt(t, "unknown lawful basis"))?,
+            categories: unjson(&cats, t)?,
+            operations: unjson(&ops, t)?,
+            retention_days: retention,
+        })
+    })())
+}
+
+pub(crate) const SUBJECT_COLS: &str = "id, category, restricted, wrapped_key, created_at";
+
+pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<SubjectRow>> {
+    let t = "subjects";
+    let id: String = r.get(0)?;
+    let cat: String = r.get(1)?;
+    let restricted: bool = r.get(2)?;
+    let wrapped_key: Vec<u8> = r.get(3)?;
+    let created: i64 = r.get(4)?;
+    Ok((|| {
+        Ok(SubjectRow {
+            id: SubjectId::parse(&id).map_err(|e| corrupt(t, e))?,
+            category: SubjectCategory::parse(&cat).map_err(|e| corrupt(t, e))?,
+            restricted,
+            wrapped_key,
+            created_at: from_nanos(created)?,
+        })
+    })())
+}
+
+pub(crate) const RECORD_COLS: &str =
+    "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at";
+
+/// A record without its fields; the caller attaches them.
+pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
+    let t = "records";
+    let id: String = r.get(0)?;
+    let subject: String = r.get(1)?;
+    let purpose: String = r.get(2)?;
+    let source: Option<String> = r.get(3)?;
+    let recipients: String = r.get(4)?;
+    let automated: Option<String> = r.get(5)?;
+    let created: i64 = r.get(6)?;
+    let updated: i64 = r.get(7)?;
+    let expires: i64 = r.get(8)?;
+    Ok((|| {
+        Ok(RecordRow {
+            id: RecordId::parse(&id).map_err(|e| corrupt(t, e))?,
+            subject: SubjectId::parse(&subject).map_err(|e| corrupt(t, e))?,
+            header: RecordHeader {
+                purpose: PurposeName::parse(&purpose).map_err(|e| corrupt(t, e))?,
+                meta: RecordMeta {
+                    source,
+                    recipients: unjson(&recipients, t)?,
+                    automated_decision: automated,
+                },
+                created_at: from_nanos(created)?,
+                updated_at: from_nanos(updated)?,
+                expires_at: from_nanos(expires)?,
+            },
+            fields: Vec::new(),
+        })
+    })())
+}
+
+pub(crate) fn field_row(r: &Row<'_>) -> rusqlite::Result<Result<(RecordId, FieldRow)>> {
+    let t = "fields";
+    let record: String = r.get(0)?;
+    let name: String = r.get(1)?;
+    let cat: String = r.get(2)?;
+    let sealed: Vec<u8> = r.get(3)?;
+    Ok((|| {
+        Ok((
+            RecordId::parse(&record).map_err(|e| corrupt(t, e))?,
+            FieldRow {
+                name: FieldName::parse(&name).map_err(|e| corrupt(t, e))?,
+                category: DataCategory::parse(&cat).map_err(|e| corrupt(t, e))?,
+                sealed,
+            },
+        ))
+    })())
+}
+
+pub(crate) const AUDIT_COLS: &str =
+    "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash";
+
+pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
+    let t = "audit_entries";
+    let chain: String = r.get(0)?;
+    let seq: i64 = r.get(1)?;
+    let at: i64 = r.get(2)?;
+    let actor: String = r.get(3)?;
+    let action: String = r.get(4)?;
+    let purpose: Option<String> = r.get(5)?;
+    let subject: Option<String> = r.get(6)?;
+    let record: Option<String> = r.get(7)?;
+    let fields: String = r.get(8)?;
+    let refused: Option<String> = r.get(9)?;
+    let request: Option<String> = r.get(10)?;
+    let prev: Vec<u8> = r.get(11)?;
+    let hash: Vec<u8> = r.get(12)?;
+    Ok((|| {
+        Ok(AuditEntry {
+            seq: seq as u64,
+            at: from_nanos(at)?,
+            prev_hash: to32(&prev, t)?,
+            hash: to32(&hash, t)?,
+            draft: AuditDraft {
+                chain: ChainId::parse(&chain).ok_or_else(|| corrupt(t, "unknown chain"))?,
+                actor,
+                action: Action::parse(&action).ok_or_else(|| corrupt(t, "unknown action"))?,
+                purpose: purpose
+                    .map(|p| PurposeName::parse(&p).map_err(|e| corrupt(t, e)))
+                    .transpose()?,
+                subject: subject
+                    .map(|s| SubjectId::parse(&s).map_err(|e| corrupt(t, e)))
+                    .transpose()?,
+                record: record
+                    .map(|s| RecordId::parse(&s).map_err(|e| corrupt(t, e)))
+                    .transpose()?,
+                fields: unjson(&fields, t)?,
+                outcome: match refused {
+                    None => Outcome::Allowed,
+                    Some(reason) => Outcome::Refused { reason },
+                },
+                request: request
+                    .map(|s| RequestId::parse(&s).map_err(|e| corrupt(t, e)))
+                    .transpose()?,
+            },
+        })
+    })())
+}
+
+pub(crate) fn insert_audit_row(tx: &rusqlite::Transaction<'_>, e: &AuditEntry) -> Result<()> {
+    let d = &e.draft;
+    let refused = match &d.outcome {
+        Outcome::Allowed => None,
+        Outcome::Refused { reason } => Some(reason.as_str()),
+    };
+    tx.prepare_cached(&format!(
+        "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))
+    .map_err(map_err)?
+    .execute(rusqlite::params![
+        d.chain.as_string(),
+        e.seq as i64,
+        nanos(e.at),
+        d.actor,
+        d.action.as_string(),
+        d.purpose.as_ref().map(|p| p.as_str()),
+        d.subject.as_ref().map(|s| s.as_str()),
+        d.record.as_ref().map(|r| r.as_str()),
+        json(&d.fields),
+        refused,
+        d.request.as_ref().map(|r| r.as_str()),
+        &e.prev_hash[..],
+        &e.hash[..],
+    ])
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Result<Checkpoint>> {
+    let t = "checkpoints";
+    let chain: String = r.get(0)?;
+    let seq: i64 = r.get(1)?;
+    let hash: Vec<u8> = r.get(2)?;
+    let signed: i64 = r.get(3)?;
+    let sig: Vec<u8> = r.get(4)?;
+    Ok((|| {
+        Ok(Checkpoint {
+            chain: ChainId::parse(&chain).ok_or_else(|| corrupt(t, "unknown chain"))?,
+            seq: seq as u64,
+            hash: to32(&hash, t)?,
+            signed_at: from_nanos(signed)?,
+            signature: sig
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt(t, "signature is not 64 bytes"))?,
+        })
+    })())
+}

@@ -1,0 +1,350 @@
+//! One controller's data inside one SQLite transaction. Every statement here binds
+//! `controller_id = ?1`; the controller comes from the constructor, never from a caller.
+
+use super::codec::*;
+use crate::rows::*;
+use crate::{DataTx, Result};
+use custodian_core::ids::{ControllerId, RecordId, SubjectId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::purpose::{Purpose, PurposeName};
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+pub(crate) struct SqliteTx<'a> {
+    tx: &'a Transaction<'a>,
+    controller: &'a ControllerId,
+}
+
+impl<'a> SqliteTx<'a> {
+    pub(crate) fn new(tx: &'a Transaction<'a>, controller: &'a ControllerId) -> Self {
+        Self { tx, controller }
+    }
+
+    fn c(&self) -> &str {
+        self.controller.as_str()
+    }
+
+    fn attach_fields(&mut self, mut records: Vec<RecordRow>, subject: Option<&SubjectId>) -> Result<Vec<RecordRow>> {
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let by_id: HashMap<RecordId, usize> =
+            records.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        let rows: Vec<Result<(RecordId, FieldRow)>> = match subject {
+            Some(s) => {
+                let mut st = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
+                         JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
+                         WHERE f.controller_id = ?1 AND r.subject_id = ?2 ORDER BY f.record_id, f.name",
+                    )
+                    .map_err(map_err)?;
+                st.query_map(params![self.c(), s.as_str()], field_row)
+                    .map_err(map_err)?
+                    .map(|r| r.map_err(map_err)?)
+                    .collect()
+            }
+            None => {
+                let mut st = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT record_id, name, category, sealed FROM fields
+                         WHERE controller_id = ?1 AND record_id = ?2 ORDER BY name",
+                    )
+                    .map_err(map_err)?;
+                let mut all = Vec::new();
+                for r in &records {
+                    all.extend(
+                        st.query_map(params![self.c(), r.id.as_str()], field_row)
+                            .map_err(map_err)?
+                            .map(|r| r.map_err(map_err)?),
+                    );
+                }
+                all
+            }
+        };
+        for row in rows {
+            let (rid, field) = row?;
+            if let Some(&i) = by_id.get(&rid) {
+                records[i].fields.push(field);
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl DataTx for SqliteTx<'_> {
+    fn controller(&mut self) -> Result<ControllerRow> {
+        self.tx
+            .prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"))
+            .map_err(map_err)?
+            .query_row([self.c()], controller_row)
+            .map_err(map_err)?
+    }
+
+    fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = ?1 AND name = ?2"
+            ))
+            .map_err(map_err)?
+            .query_row(params![self.c(), name.as_str()], purpose_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
+    }
+
+    fn subject(&mut self, id: &SubjectId) -> Result<Option<SubjectRow>> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id = ?2"
+            ))
+            .map_err(map_err)?
+            .query_row(params![self.c(), id.as_str()], subject_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
+    }
+
+    fn was_erased(&mut self, id: &SubjectId) -> Result<bool> {
+        let n: i64 = self
+            .tx
+            .prepare_cached("SELECT COUNT(*) FROM erasures WHERE controller_id = ?1 AND subject_id = ?2")
+            .map_err(map_err)?
+            .query_row(params![self.c(), id.as_str()], |r| r.get(0))
+            .map_err(map_err)?;
+        Ok(n > 0)
+    }
+
+    fn insert_subject(&mut self, row: &SubjectRow) -> Result<()> {
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO subjects (controller_id, {SUBJECT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                row.id.as_str(),
+                row.category.as_str(),
+                row.restricted,
+                row.wrapped_key,
+                nanos(row.created_at)
+            ])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE subjects SET restricted = ?3 WHERE controller_id = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .execute(params![self.c(), id.as_str(), restricted])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn objections(&mut self, id: &SubjectId) -> Result<Vec<PurposeName>> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "SELECT purpose FROM objections WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY purpose",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![self.c(), id.as_str()], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.map(|r| {
+            let s = r.map_err(map_err)?;
+            PurposeName::parse(&s).map_err(|e| corrupt("objections", e))
+        })
+        .collect()
+    }
+
+    fn add_objection(&mut self, id: &SubjectId, purpose: &PurposeName, at: OffsetDateTime) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO objections (controller_id, subject_id, purpose, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), id.as_str(), purpose.as_str(), nanos(at)])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn remove_objection(&mut self, id: &SubjectId, purpose: &PurposeName) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM objections WHERE controller_id = ?1 AND subject_id = ?2 AND purpose = ?3")
+            .map_err(map_err)?
+            .execute(params![self.c(), id.as_str(), purpose.as_str()])
+            .map_err(map_err)?;
+        Ok(n > 0)
+    }
+
+    fn erase_subject(&mut self, id: &SubjectId, at: OffsetDateTime, reason: &str) -> Result<ErasedCounts> {
+        let c = self.c().to_owned();
+        let s = id.as_str();
+        let run = |sql: &str| -> Result<u64> {
+            Ok(self
+                .tx
+                .prepare_cached(sql)
+                .map_err(map_err)?
+                .execute(params![c, s])
+                .map_err(map_err)? as u64)
+        };
+        let lookups = run("DELETE FROM lookups WHERE controller_id = ?1 AND subject_id = ?2")?;
+        let fields = run(
+            "DELETE FROM fields WHERE controller_id = ?1 AND record_id IN
+             (SELECT id FROM records WHERE controller_id = ?1 AND subject_id = ?2)",
+        )?;
+        let records = run("DELETE FROM records WHERE controller_id = ?1 AND subject_id = ?2")?;
+        run("DELETE FROM objections WHERE controller_id = ?1 AND subject_id = ?2")?;
+        run("DELETE FROM subjects WHERE controller_id = ?1 AND id = ?2")?;
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO erasures (controller_id, subject_id, erased_at, reason) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(map_err)?
+            .execute(params![c, s, nanos(at), reason])
+            .map_err(map_err)?;
+        Ok(ErasedCounts { records, fields, lookups })
+    }
+
+    fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>> {
+        let records: Vec<RecordRow> = {
+            let mut st = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLS} FROM records WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
+                ))
+                .map_err(map_err)?;
+            st.query_map(params![self.c(), subject.as_str()], record_row)
+                .map_err(map_err)?
+                .map(|r| r.map_err(map_err)?)
+                .collect::<Result<_>>()?
+        };
+        self.attach_fields(records, Some(subject))
+    }
+
+    fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
+        let row = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLS} FROM records WHERE controller_id = ?1 AND id = ?2"
+            ))
+            .map_err(map_err)?
+            .query_row(params![self.c(), id.as_str()], record_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(self.attach_fields(vec![r], None)?.pop()),
+        }
+    }
+
+    fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
+        let h = &row.header;
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                row.id.as_str(),
+                row.subject.as_str(),
+                h.purpose.as_str(),
+                h.meta.source,
+                json(&h.meta.recipients),
+                h.meta.automated_decision,
+                nanos(h.created_at),
+                nanos(h.updated_at),
+                nanos(h.expires_at),
+            ])
+            .map_err(map_err)?;
+        self.upsert_fields(&row.id, &row.fields, h.updated_at)
+    }
+
+    fn upsert_fields(&mut self, record: &RecordId, fields: &[FieldRow], at: OffsetDateTime) -> Result<()> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO fields (controller_id, record_id, name, category, sealed) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (controller_id, record_id, name) DO UPDATE SET category = excluded.category, sealed = excluded.sealed",
+            )
+            .map_err(map_err)?;
+        for f in fields {
+            st.execute(params![self.c(), record.as_str(), f.name.as_str(), f.category.as_str(), f.sealed])
+                .map_err(map_err)?;
+        }
+        self.tx
+            .prepare_cached("UPDATE records SET updated_at = ?3 WHERE controller_id = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .execute(params![self.c(), record.as_str(), nanos(at)])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, id: &RecordId) -> Result<()> {
+        for sql in [
+            "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2",
+            "DELETE FROM fields WHERE controller_id = ?1 AND record_id = ?2",
+            "DELETE FROM records WHERE controller_id = ?1 AND id = ?2",
+        ] {
+            self.tx
+                .prepare_cached(sql)
+                .map_err(map_err)?
+                .execute(params![self.c(), id.as_str()])
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO lookups (controller_id, kind, digest, subject_id, record_id, field)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                row.kind.as_str(),
+                &row.digest[..],
+                row.subject.as_str(),
+                row.record.as_str(),
+                row.field.as_str()
+            ])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2 AND field = ?3")
+            .map_err(map_err)?
+            .execute(params![self.c(), record.as_str(), field])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "SELECT DISTINCT subject_id FROM lookups WHERE controller_id = ?1 AND kind = ?2 AND digest = ?3 ORDER BY subject_id",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![self.c(), kind.as_str(), &digest[..]], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.map(|r| {
+            let s = r.map_err(map_err)?;
+            SubjectId::parse(&s).map_err(|e| corrupt("lookups", e))
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,443 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous = FULL`, so a commit is on stable storage before it is
+//! acknowledged (in WAL mode NORMAL could lose the last commits on power loss).
+//! `secure_delete = ON` overwrites deleted content, so an erased subject's wrapped key and
+//! ciphertext do not linger in free pages.
+//!
+//! Concurrency: one writer connection behind a mutex (SQLite allows one writer at a time
+//! anyway) and a small pool of reader connections that WAL lets run beside it.
+
+mod codec;
+mod data_tx;
+
+use crate::rows::*;
+use crate::{DataTx, Result, Store, StoreError, TxError, Work};
+use codec::*;
+use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
+use custodian_core::ids::{ControllerId, TokenId};
+use custodian_core::purpose::Purpose;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use time::OffsetDateTime;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_foundation.sql"))];
+
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(map_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA trusted_schema = OFF;",
+    )
+    .map_err(map_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.readers.lock().expect("reader pool poisoned").pop() {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().expect("reader pool poisoned");
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(map_err)?;
+        Ok(out)
+    }
+
+    /// Copies the database to `dest` while the server keeps running (SQLite online backup).
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Runs SQLite's own consistency check; `Ok(())` when it answers "ok".
+    pub fn integrity_check(&self) -> Result<()> {
+        self.read(|c| {
+            let r: String = c
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .map_err(map_err)?;
+            if r == "ok" {
+                Ok(())
+            } else {
+                Err(StoreError::Corrupt {
+                    table: "(database)",
+                    reason: r,
+                })
+            }
+        })
+    }
+
+    /// Moves every WAL frame into the main file and truncates the WAL, so that content
+    /// deleted by an erasure does not survive in old WAL frames.
+    pub fn checkpoint_wal(&self) -> Result<()> {
+        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(map_err)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(map_err)?;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let done: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(map_err)?;
+        if done.is_none() {
+            tx.execute_batch(sql).map_err(map_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, nanos(OffsetDateTime::now_utc())],
+            )
+            .map_err(map_err)?;
+        }
+        tx.commit().map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Appends `draft` to its chain inside `tx`: reads the head, links, inserts, moves the head.
+/// The writer lock (and `BEGIN IMMEDIATE`) make this the only writer, so the chain cannot fork.
+pub(crate) fn append_in_tx(tx: &Transaction<'_>, draft: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+    let chain = draft.chain.as_string();
+    let head: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit_heads WHERE chain = ?1")
+        .map_err(map_err)?
+        .query_row([&chain], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(map_err)?;
+    let (prev_seq, prev_hash) = match head {
+        Some((s, h)) => (s as u64, to32(&h, "audit_heads")?),
+        None => (0, GENESIS),
+    };
+    let unhashed = draft.seal(prev_seq + 1, at, prev_hash);
+    let hash = custodian_crypto::hash::chain_link(&prev_hash, &unhashed.canonical_bytes());
+    let entry = unhashed.with_hash(hash);
+    insert_audit_row(tx, &entry)?;
+    tx.prepare_cached(
+        "INSERT INTO audit_heads (chain, seq, hash) VALUES (?1, ?2, ?3)
+         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .map_err(map_err)?
+    .execute(params![chain, entry.seq as i64, &entry.hash[..]])
+    .map_err(map_err)?;
+    Ok(entry)
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn insert_controller(&self, row: &ControllerRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+        self.write(|tx| {
+            let c = &row.controller;
+            tx.execute(
+                "INSERT INTO controllers (id, name, region, agreement_effective, governing_law, status, created_at, wrapped_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    c.id.as_str(),
+                    c.name.as_str(),
+                    c.region.as_str(),
+                    c.agreement_effective.to_string(),
+                    c.governing_law.as_str(),
+                    c.status.as_str(),
+                    nanos(c.created_at),
+                    row.wrapped_key
+                ],
+            )
+            .map_err(map_err)?;
+            append_in_tx(tx, audit, at)
+        })
+    }
+
+    fn controller(&self, id: &ControllerId) -> Result<Option<ControllerRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"))
+                .map_err(map_err)?
+                .query_row([id.as_str()], controller_row)
+                .optional()
+                .map_err(map_err)?
+                .transpose()
+        })
+    }
+
+    fn controllers(&self) -> Result<Vec<ControllerRow>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers ORDER BY created_at, id"))
+                .map_err(map_err)?;
+            let rows = st.query_map([], controller_row).map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
+    }
+
+    fn insert_token(&self, row: &TokenRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens (id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL)",
+                params![
+                    row.id.as_str(),
+                    &row.hash[..],
+                    row.role.as_str(),
+                    row.controller.as_ref().map(|c| c.as_str()),
+                    row.scope.purposes.as_ref().map(json),
+                    row.scope.operations.as_ref().map(json),
+                    row.label,
+                    nanos(row.created_at),
+                    row.expires_at.map(nanos),
+                ],
+            )
+            .map_err(map_err)?;
+            append_in_tx(tx, audit, at)
+        })
+    }
+
+    fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE secret_hash = ?1"))
+                .map_err(map_err)?
+                .query_row([&hash[..]], token_row)
+                .optional()
+                .map_err(map_err)?
+                .transpose()
+        })
+    }
+
+    fn tokens(&self, controller: Option<&ControllerId>) -> Result<Vec<TokenRow>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLS} FROM tokens WHERE controller_id IS ?1 ORDER BY created_at, id"
+                ))
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([controller.map(|c| c.as_str())], token_row)
+                .map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
+    }
+
+    fn revoke_token(&self, controller: Option<&ControllerId>, id: &TokenId, audit: AuditDraft, at: OffsetDateTime) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND controller_id IS ?3 AND revoked_at IS NULL",
+                    params![nanos(at), id.as_str(), controller.map(|c| c.as_str())],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_in_tx(tx, audit, at)?;
+            Ok(true)
+        })
+    }
+
+    fn upsert_purpose(&self, controller: &ControllerId, p: &Purpose, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO purposes (controller_id, name, description, lawful_basis, categories, operations, retention_days, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (controller_id, name) DO UPDATE SET description = excluded.description,
+                   lawful_basis = excluded.lawful_basis, categories = excluded.categories,
+                   operations = excluded.operations, retention_days = excluded.retention_days,
+                   updated_at = excluded.updated_at",
+                params![
+                    controller.as_str(),
+                    p.name.as_str(),
+                    p.description,
+                    p.lawful_basis.as_str(),
+                    json(&p.categories),
+                    json(&p.operations),
+                    p.retention_days,
+                    nanos(at)
+                ],
+            )
+            .map_err(map_err)?;
+            append_in_tx(tx, audit, at)
+        })
+    }
+
+    fn purposes(&self, controller: &ControllerId) -> Result<Vec<Purpose>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = ?1 ORDER BY name"
+                ))
+                .map_err(map_err)?;
+            let rows = st.query_map([controller.as_str()], purpose_row).map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
+    }
+
+    fn transact(&self, controller: &ControllerId, at: OffsetDateTime, work: Work<'_>) -> Result<AuditEntry, TxError> {
+        self.write(|tx| {
+            let mut scoped = data_tx::SqliteTx::new(tx, controller);
+            let draft = work(&mut scoped as &mut dyn DataTx)?;
+            Ok(append_in_tx(tx, draft, at)?)
+        })
+    }
+
+    fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>> {
+        self.write(|tx| drafts.into_iter().map(|d| append_in_tx(tx, d, at)).collect())
+    }
+
+    fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                ))
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(params![chain.as_string(), after_seq as i64, limit], audit_row)
+                .map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
+    }
+
+    fn scan_audit(&self, chain: &ChainId, visit: &mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<()> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(&format!("SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 ORDER BY seq"))
+                .map_err(map_err)?;
+            let mut rows = st.query([chain.as_string()]).map_err(map_err)?;
+            while let Some(r) = rows.next().map_err(map_err)? {
+                visit(audit_row(r).map_err(map_err)??)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn audit_chains(&self) -> Result<Vec<ChainId>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare("SELECT DISTINCT chain FROM audit_entries UNION SELECT chain FROM audit_heads UNION SELECT chain FROM checkpoints ORDER BY 1")
+                .map_err(map_err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(map_err)?;
+            rows.map(|r| {
+                let s = r.map_err(map_err)?;
+                ChainId::parse(&s).ok_or(StoreError::Corrupt {
+                    table: "audit_entries",
+                    reason: "unknown chain id".into(),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn audit_head(&self, chain: &ChainId) -> Result<Option<(u64, [u8; 32])>> {
+        self.read(|c| {
+            let row: Option<(i64, Vec<u8>)> = c
+                .prepare_cached("SELECT seq, hash FROM audit_heads WHERE chain = ?1")
+                .map_err(map_err)?
+                .query_row([chain.as_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(map_err)?;
+            row.map(|(s, h)| Ok((s as u64, to32(&h, "audit_heads")?))).transpose()
+        })
+    }
+
+    fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO checkpoints (chain, seq, hash, signed_at, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![cp.chain.as_string(), cp.seq as i64, &cp.hash[..], nanos(cp.signed_at), &cp.signature[..]],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self, chain: &ChainId) -> Result<Vec<Checkpoint>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT chain, seq, hash, signed_at, signature FROM checkpoints WHERE chain = ?1 ORDER BY seq")
+                .map_err(map_err)?;
+            let rows = st.query_map([chain.as_string()], checkpoint_row).map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        crate::conformance::run_all(&mut || {
+            n += 1;
+            Box::new(super::SqliteStore::open(dir.path().join(format!("c{n}.db"))).unwrap())
+        });
+    }
+}
