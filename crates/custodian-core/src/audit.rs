@@ -67,8 +67,6 @@ pub enum AdminAction {
     PurposeDocumented,
     TokenIssued,
     TokenRevoked,
-    AuditRead,
-    AuditVerified,
 }
 
 impl AdminAction {
@@ -78,17 +76,13 @@ impl AdminAction {
             Self::PurposeDocumented => "purpose_documented",
             Self::TokenIssued => "token_issued",
             Self::TokenRevoked => "token_revoked",
-            Self::AuditRead => "audit_read",
-            Self::AuditVerified => "audit_verified",
         }
     }
-    const ALL: [AdminAction; 6] = [
+    const ALL: [AdminAction; 4] = [
         Self::ControllerCreated,
         Self::PurposeDocumented,
         Self::TokenIssued,
         Self::TokenRevoked,
-        Self::AuditRead,
-        Self::AuditVerified,
     ];
 }
 

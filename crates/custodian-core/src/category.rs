@@ -14,30 +14,66 @@ pub const DATA_CATEGORIES: &[(&str, &str)] = &[
     ("user.name", "contact information: name"),
     ("user.contact", "contact information"),
     ("user.contact.email", "contact information: email address"),
-    ("user.contact.phone_number", "contact information: telephone or mobile number"),
+    (
+        "user.contact.phone_number",
+        "contact information: telephone or mobile number",
+    ),
     ("user.contact.address", "contact information: home address"),
     ("user.authorization", "credentials"),
-    ("user.authorization.password", "contact information: passwords"),
+    (
+        "user.authorization.password",
+        "contact information: passwords",
+    ),
     ("user.unique_id", "an identifier the controller assigns"),
     ("user.financial", "financial information"),
-    ("user.financial.credit_card", "card numbers: refused, they belong to the payment gateway"),
-    ("user.financial.bank_account", "financial information: bank account"),
+    (
+        "user.financial.credit_card",
+        "card numbers: refused, they belong to the payment gateway",
+    ),
+    (
+        "user.financial.bank_account",
+        "financial information: bank account",
+    ),
     ("user.financial.tax_id", "billing: tax id (extension)"),
-    ("user.financial.vat_number", "billing: VAT number of the payer (extension)"),
-    ("user.financial.billing_address", "billing: address (extension)"),
-    ("user.financial.billing_email", "billing: email where invoices are sent (extension)"),
-    ("user.workplace", "employment: employer name and business contact details"),
+    (
+        "user.financial.vat_number",
+        "billing: VAT number of the payer (extension)",
+    ),
+    (
+        "user.financial.billing_address",
+        "billing: address (extension)",
+    ),
+    (
+        "user.financial.billing_email",
+        "billing: email where invoices are sent (extension)",
+    ),
+    (
+        "user.workplace",
+        "employment: employer name and business contact details",
+    ),
     ("user.job_title", "employment: job title and function"),
     ("user.content", "services data stored by users"),
     ("user.content.private", "services data: private content"),
     ("user.content.public", "services data: public content"),
-    ("user.content.application_log", "services data: application logs (extension)"),
+    (
+        "user.content.application_log",
+        "services data: application logs (extension)",
+    ),
     ("user.device", "device data"),
     ("user.device.ip_address", "connection logs: IP address"),
-    ("user.device.connection_log", "connection logs: request, browser, pages (extension)"),
+    (
+        "user.device.connection_log",
+        "connection logs: request, browser, pages (extension)",
+    ),
     ("user.behavior", "behavioural data"),
-    ("user.behavior.browsing_history", "connection logs: pages viewed, clicks"),
-    ("user.behavior.timeline_event", "timeline event logs (extension)"),
+    (
+        "user.behavior.browsing_history",
+        "connection logs: pages viewed, clicks",
+    ),
+    (
+        "user.behavior.timeline_event",
+        "timeline event logs (extension)",
+    ),
     ("user.demographic", "demographic data"),
     ("system", "data about the system, not a person"),
     ("system.operations", "operational data"),
@@ -102,6 +138,7 @@ impl<'de> Deserialize<'de> for DataCategory {
 /// Categories of data subjects (DPA §4), fideslang keys where they exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SubjectCategory {
     /// The customer's representatives (extension).
     Representative,

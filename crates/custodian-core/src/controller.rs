@@ -8,6 +8,7 @@ use time::{Date, OffsetDateTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ControllerStatus {
     Active,
     /// §14: termination started; data is being exported before destruction.
@@ -77,6 +78,7 @@ impl From<ControllerName> for String {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Controller {
     pub id: ControllerId,
     pub name: ControllerName,

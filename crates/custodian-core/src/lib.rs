@@ -17,5 +17,7 @@ pub mod principal;
 pub mod purpose;
 pub mod record;
 pub mod region;
+#[cfg(feature = "openapi")]
+mod schema;
 
 pub use error::ValidationError;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LookupKind {
     Email,
     Phone,
@@ -155,10 +156,22 @@ mod tests {
 
     #[test]
     fn phones_normalise_to_e164() {
-        assert_eq!(normalize_phone("+33 6 12 34 56 78").unwrap(), "+33612345678");
-        assert_eq!(normalize_phone("0033 (6) 12-34-56-78").unwrap(), "+33612345678");
+        assert_eq!(
+            normalize_phone("+33 6 12 34 56 78").unwrap(),
+            "+33612345678"
+        );
+        assert_eq!(
+            normalize_phone("0033 (6) 12-34-56-78").unwrap(),
+            "+33612345678"
+        );
         assert_eq!(normalize_phone("+1.415.555.0100").unwrap(), "+14155550100");
-        for bad in ["0612345678", "+33", "+0123456789", "+33 6 12 34 56 7a", "+1234567890123456"] {
+        for bad in [
+            "0612345678",
+            "+33",
+            "+0123456789",
+            "+33 6 12 34 56 7a",
+            "+1234567890123456",
+        ] {
             assert!(normalize_phone(bad).is_err(), "{bad} accepted");
         }
     }
@@ -166,7 +179,10 @@ mod tests {
     #[test]
     fn categories_map_to_lookup_kinds() {
         let c = |s| DataCategory::parse(s).unwrap();
-        assert_eq!(LookupKind::for_category(&c("user.contact.email")), Some(LookupKind::Email));
+        assert_eq!(
+            LookupKind::for_category(&c("user.contact.email")),
+            Some(LookupKind::Email)
+        );
         assert_eq!(
             LookupKind::for_category(&c("user.contact.phone_number")),
             Some(LookupKind::Phone)

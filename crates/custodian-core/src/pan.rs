@@ -83,7 +83,8 @@ fn is_pan(d: &[u8]) -> bool {
             let p2 = prefix(d, 2);
             let p4 = prefix(d, 4);
             (len == 15 && (p2 == 34 || p2 == 37))
-                || (len == 14 && (p2 == 36 || p2 == 38 || p2 == 39 || (300..=305).contains(&prefix(d, 3))))
+                || (len == 14
+                    && (p2 == 36 || p2 == 38 || p2 == 39 || (300..=305).contains(&prefix(d, 3))))
                 || ((16..=19).contains(&len) && (3528..=3589).contains(&p4))
         }
         5 => (16..=19).contains(&len) && (50..=59).contains(&prefix(d, 2)),

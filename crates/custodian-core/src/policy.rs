@@ -15,20 +15,42 @@ use std::fmt;
 /// trail, so it names purposes, operations, categories and field names, never values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Refusal {
     /// The object does not exist for this principal (another tenant's objects look absent).
     NotFound,
-    RoleForbids { role: Role, operation: Operation },
+    RoleForbids {
+        role: Role,
+        operation: Operation,
+    },
     NotOperator,
     NotControllerAdmin,
-    TokenPurposeOutOfScope { purpose: PurposeName },
-    TokenOperationOutOfScope { operation: Operation },
-    PurposeNotDocumented { purpose: PurposeName },
-    PurposeForbidsOperation { purpose: PurposeName, operation: Operation },
-    PurposeForbidsCategories { purpose: PurposeName, fields: Vec<String> },
-    SubjectRestricted { operation: Operation },
-    SubjectObjected { purpose: PurposeName },
-    ControllerNotActive { status: ControllerStatus },
+    TokenPurposeOutOfScope {
+        purpose: PurposeName,
+    },
+    TokenOperationOutOfScope {
+        operation: Operation,
+    },
+    PurposeNotDocumented {
+        purpose: PurposeName,
+    },
+    PurposeForbidsOperation {
+        purpose: PurposeName,
+        operation: Operation,
+    },
+    PurposeForbidsCategories {
+        purpose: PurposeName,
+        fields: Vec<String>,
+    },
+    SubjectRestricted {
+        operation: Operation,
+    },
+    SubjectObjected {
+        purpose: PurposeName,
+    },
+    ControllerNotActive {
+        status: ControllerStatus,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -54,11 +76,9 @@ impl fmt::Display for Refusal {
             Self::PurposeNotDocumented { purpose } => {
                 write!(f, "purpose {purpose} is not documented by this controller")
             }
-            Self::PurposeForbidsOperation { purpose, operation } => write!(
-                f,
-                "purpose {purpose} does not allow {}",
-                operation.as_str()
-            ),
+            Self::PurposeForbidsOperation { purpose, operation } => {
+                write!(f, "purpose {purpose} does not allow {}", operation.as_str())
+            }
             Self::PurposeForbidsCategories { purpose, fields } => write!(
                 f,
                 "purpose {purpose} does not cover the category of field(s) {}",
@@ -70,7 +90,10 @@ impl fmt::Display for Refusal {
                 operation.as_str()
             ),
             Self::SubjectObjected { purpose } => {
-                write!(f, "the subject objected to processing for purpose {purpose} (Art. 21)")
+                write!(
+                    f,
+                    "the subject objected to processing for purpose {purpose} (Art. 21)"
+                )
             }
             Self::ControllerNotActive { status } => write!(
                 f,
@@ -262,7 +285,11 @@ pub fn authorize_admin(
                 by_operator: false,
             })
         }
-        _ if principal.controller.as_ref().is_some_and(|c| c != controller) => {
+        _ if principal
+            .controller
+            .as_ref()
+            .is_some_and(|c| c != controller) =>
+        {
             Err(Refusal::NotFound)
         }
         _ => Err(Refusal::NotControllerAdmin),
@@ -284,7 +311,11 @@ pub fn authorize_audit_read(
                 by_operator: false,
             })
         }
-        _ if principal.controller.as_ref().is_some_and(|c| c != controller) => {
+        _ if principal
+            .controller
+            .as_ref()
+            .is_some_and(|c| c != controller) =>
+        {
             Err(Refusal::NotFound)
         }
         _ => Err(Refusal::NotControllerAdmin),
@@ -356,7 +387,10 @@ mod tests {
             name: PurposeName::parse("support").unwrap(),
             description: "answer tickets".into(),
             lawful_basis: LawfulBasis::Contract,
-            categories: cats.iter().map(|c| DataCategory::parse(c).unwrap()).collect(),
+            categories: cats
+                .iter()
+                .map(|c| DataCategory::parse(c).unwrap())
+                .collect(),
             operations: ops.iter().copied().collect(),
             retention_days: 10,
         }
@@ -402,7 +436,10 @@ mod tests {
         let check = |pr: &Principal, c: &Controller, doc: Option<&Purpose>, op| {
             authorize_data(pr, c, &name(), doc, op).map(|_| ())
         };
-        assert_eq!(check(&app, &b, Some(&p), Operation::Retrieval), Err(Refusal::NotFound));
+        assert_eq!(
+            check(&app, &b, Some(&p), Operation::Retrieval),
+            Err(Refusal::NotFound)
+        );
         assert_eq!(
             check(&app, &a, None, Operation::Retrieval),
             Err(Refusal::PurposeNotDocumented { purpose: name() })
@@ -415,7 +452,10 @@ mod tests {
             })
         );
         let op = principal(Role::OperatorAdmin, &a);
-        assert_eq!(check(&op, &a, Some(&p), Operation::Retrieval), Err(Refusal::NotFound));
+        assert_eq!(
+            check(&op, &a, Some(&p), Operation::Retrieval),
+            Err(Refusal::NotFound)
+        );
         let viewer = principal(Role::ControllerViewer, &a);
         assert!(check(&viewer, &a, Some(&p), Operation::Retrieval).is_ok());
         assert!(matches!(

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// The processor's staff: manage controllers, never read personal data.
     OperatorAdmin,
@@ -62,6 +63,7 @@ impl Role {
 
 /// What a token may do beyond its role: `None` means "whatever the role and purposes allow".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenScope {
     pub purposes: Option<BTreeSet<PurposeName>>,
     pub operations: Option<BTreeSet<Operation>>,

@@ -59,6 +59,7 @@ impl fmt::Debug for PurposeName {
 /// does not judge it (DPA §6); it records it so the records of processing can show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LawfulBasis {
     Consent,
     Contract,
@@ -97,6 +98,7 @@ impl LawfulBasis {
 pub const MAX_RETENTION_DAYS: u32 = 36_525;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purpose {
     pub name: PurposeName,
     pub description: String,
@@ -176,7 +178,10 @@ mod tests {
             name: PurposeName::parse("billing").unwrap(),
             description: "send invoices".into(),
             lawful_basis: LawfulBasis::Contract,
-            categories: cats.iter().map(|c| DataCategory::parse(c).unwrap()).collect(),
+            categories: cats
+                .iter()
+                .map(|c| DataCategory::parse(c).unwrap())
+                .collect(),
             operations: ops.iter().copied().collect(),
             retention_days: 30,
         }

@@ -98,6 +98,7 @@ impl FieldValue {
 /// One field as a caller submits it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldInput {
     pub category: DataCategory,
     pub value: FieldValue,
@@ -158,6 +159,7 @@ pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, 
 /// it is still scanned for card numbers and bounded in size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordMeta {
     /// Where the data came from (Art. 15(1)(g)), e.g. "signup form".
     #[serde(default)]
@@ -179,7 +181,10 @@ impl RecordMeta {
                     format!("must be 1-{max} printable characters"),
                 ))
             } else if contains_pan(s) {
-                Err(ValidationError::new(field, "contains a payment card number"))
+                Err(ValidationError::new(
+                    field,
+                    "contains a payment card number",
+                ))
             } else {
                 Ok(())
             }
@@ -202,6 +207,7 @@ impl RecordMeta {
 
 /// A stored record's description, without its field values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordHeader {
     pub purpose: crate::purpose::PurposeName,
     pub meta: RecordMeta,
@@ -232,24 +238,46 @@ mod tests {
 
     #[test]
     fn email_fields_are_validated_normalised_and_indexed() {
-        let f = validate_field(name("email"), input("user.contact.email", text(" Bob@X.org"))).unwrap();
+        let f = validate_field(
+            name("email"),
+            input("user.contact.email", text(" Bob@X.org")),
+        )
+        .unwrap();
         assert_eq!(f.value, text("bob@x.org"));
         assert_eq!(f.lookup, Some((LookupKind::Email, "bob@x.org".into())));
-        let err = validate_field(name("email"), input("user.contact.email", text("bob"))).unwrap_err();
+        let err =
+            validate_field(name("email"), input("user.contact.email", text("bob"))).unwrap_err();
         assert_eq!(err.field, "fields.email");
         assert!(!err.reason.contains("bob"), "error echoes the value");
     }
 
     #[test]
     fn cards_are_refused_in_any_field_and_category() {
-        assert!(validate_field(name("note"), input("user.content.private", text("4111 1111 1111 1111"))).is_err());
-        assert!(validate_field(
-            name("n"),
-            input("user.content", FieldValue::Number(4111111111111111u64.into()))
+        assert!(
+            validate_field(
+                name("note"),
+                input("user.content.private", text("4111 1111 1111 1111"))
+            )
+            .is_err()
+        );
+        assert!(
+            validate_field(
+                name("n"),
+                input(
+                    "user.content",
+                    FieldValue::Number(4111111111111111u64.into())
+                )
+            )
+            .is_err()
+        );
+        assert!(
+            validate_field(name("card"), input("user.financial.credit_card", text("x"))).is_err()
+        );
+        let err = validate_field(
+            name("note"),
+            input("user.content", text("4242424242424242")),
         )
-        .is_err());
-        assert!(validate_field(name("card"), input("user.financial.credit_card", text("x"))).is_err());
-        let err = validate_field(name("note"), input("user.content", text("4242424242424242"))).unwrap_err();
+        .unwrap_err();
         assert!(!err.to_string().contains("4242"));
     }
 
@@ -261,7 +289,11 @@ mod tests {
 
     #[test]
     fn plaintext_round_trip_keeps_types() {
-        for v in [text("é"), FieldValue::Number(42.into()), FieldValue::Bool(true)] {
+        for v in [
+            text("é"),
+            FieldValue::Number(42.into()),
+            FieldValue::Bool(true),
+        ] {
             assert_eq!(FieldValue::from_plaintext(&v.to_plaintext()), Some(v));
         }
     }

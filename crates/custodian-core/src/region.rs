@@ -109,8 +109,8 @@ pub struct MemberState(CountryCode);
 
 impl MemberState {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        let code = CountryCode::parse(s)
-            .map_err(|e| ValidationError::new("governing_law", e.reason))?;
+        let code =
+            CountryCode::parse(s).map_err(|e| ValidationError::new("governing_law", e.reason))?;
         if code.is_eea() {
             Ok(Self(code))
         } else {
@@ -142,6 +142,7 @@ impl fmt::Debug for MemberState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Region {
     pub id: RegionId,
     pub country: CountryCode,
@@ -168,8 +169,9 @@ impl Region {
                 country: fr,
                 eea: true,
                 provider: "Outscale".into(),
-                description: "Outscale cloudgouv-eu-west-1 (SecNumCloud), Paris-Pantin & Magny-les-Hameaux"
-                    .into(),
+                description:
+                    "Outscale cloudgouv-eu-west-1 (SecNumCloud), Paris-Pantin & Magny-les-Hameaux"
+                        .into(),
             },
         ]
     }

@@ -10,7 +10,10 @@ pub fn chain_link(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     ctx.update(prev);
     ctx.update(canonical);
-    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+    ctx.finish()
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
 }
 
 /// Streaming SHA-256 for files (backups, exports).
@@ -34,7 +37,11 @@ impl Sha256 {
         self.0.update(bytes);
     }
     pub fn finish(self) -> [u8; 32] {
-        self.0.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+        self.0
+            .finish()
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
     }
 }
 

@@ -44,6 +44,9 @@ mod tests {
         let v = "alice@example.fr";
         assert_eq!(a.blind(LookupKind::Email, v), a.blind(LookupKind::Email, v));
         assert_ne!(a.blind(LookupKind::Email, v), b.blind(LookupKind::Email, v));
-        assert_ne!(a.blind(LookupKind::Email, v), a.blind(LookupKind::ExternalId, v));
+        assert_ne!(
+            a.blind(LookupKind::Email, v),
+            a.blind(LookupKind::ExternalId, v)
+        );
     }
 }

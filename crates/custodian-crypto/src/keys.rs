@@ -32,7 +32,8 @@ const ROOT_PREFIX: &str = "custodian-root-key:v1:";
 
 fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key"));
-    let nonce_bytes = random::bytes::<NONCE_LEN>().expect("the operating system's random source failed");
+    let nonce_bytes =
+        random::bytes::<NONCE_LEN>().expect("the operating system's random source failed");
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce_bytes);
     let mut buf = plaintext.to_vec();
@@ -132,7 +133,9 @@ impl RootKey {
         let rest = text.trim().strip_prefix(ROOT_PREFIX).ok_or(bad.clone())?;
         let (version, b64) = rest.split_once(':').ok_or(bad.clone())?;
         let version: u32 = version.parse().map_err(|_| bad.clone())?;
-        let bytes = BASE64URL_NOPAD.decode(b64.as_bytes()).map_err(|_| bad.clone())?;
+        let bytes = BASE64URL_NOPAD
+            .decode(b64.as_bytes())
+            .map_err(|_| bad.clone())?;
         Ok(Self {
             version,
             key: key_from(bytes).map_err(|_| bad)?,
@@ -186,8 +189,16 @@ impl ControllerKey {
         Ok(Self(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
     }
 
-    pub fn wrap_subject_key(&self, controller: &ControllerId, subject: &SubjectId, key: &SubjectKey) -> Vec<u8> {
-        let aad = context("custodian/subject-key/v1", &[controller.as_str(), subject.as_str()]);
+    pub fn wrap_subject_key(
+        &self,
+        controller: &ControllerId,
+        subject: &SubjectId,
+        key: &SubjectKey,
+    ) -> Vec<u8> {
+        let aad = context(
+            "custodian/subject-key/v1",
+            &[controller.as_str(), subject.as_str()],
+        );
         versioned(1, seal(&self.0, &aad, key.0.as_ref()))
     }
 
@@ -198,7 +209,10 @@ impl ControllerKey {
         wrapped: &[u8],
     ) -> Result<SubjectKey, CryptoError> {
         let (_version, sealed) = split_version(wrapped)?;
-        let aad = context("custodian/subject-key/v1", &[controller.as_str(), subject.as_str()]);
+        let aad = context(
+            "custodian/subject-key/v1",
+            &[controller.as_str(), subject.as_str()],
+        );
         Ok(SubjectKey(key_from(open(&self.0, &aad, sealed)?)?))
     }
 
@@ -251,7 +265,11 @@ impl SubjectKey {
         seal(&self.0, &ctx.aad(), plaintext)
     }
 
-    pub fn open_field(&self, ctx: FieldContext<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub fn open_field(
+        &self,
+        ctx: FieldContext<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         open(&self.0, &ctx.aad(), sealed).map(Zeroizing::new)
     }
 }
@@ -300,9 +318,17 @@ mod tests {
         let sk = SubjectKey::generate().unwrap();
         let wrapped_sk = ck.wrap_subject_key(&c, &s, &sk);
         let sk2 = ck2.unwrap_subject_key(&c, &s, &wrapped_sk).unwrap();
-        let ctx = FieldContext { controller: &c, subject: &s, record: &r, field: "email" };
+        let ctx = FieldContext {
+            controller: &c,
+            subject: &s,
+            record: &r,
+            field: "email",
+        };
         let ct = sk.seal_field(ctx, b"alice@example.fr");
-        assert_eq!(sk2.open_field(ctx, &ct).unwrap().as_slice(), b"alice@example.fr");
+        assert_eq!(
+            sk2.open_field(ctx, &ct).unwrap().as_slice(),
+            b"alice@example.fr"
+        );
         assert!(!ct.windows(5).any(|w| w == b"alice"));
     }
 
@@ -310,15 +336,29 @@ mod tests {
     fn ciphertext_is_bound_to_its_place() {
         let (c, s, r) = ids();
         let sk = SubjectKey::generate().unwrap();
-        let ctx = FieldContext { controller: &c, subject: &s, record: &r, field: "email" };
+        let ctx = FieldContext {
+            controller: &c,
+            subject: &s,
+            record: &r,
+            field: "email",
+        };
         let ct = sk.seal_field(ctx, b"x");
-        let other_field = FieldContext { field: "name", ..ctx };
-        assert_eq!(sk.open_field(other_field, &ct).unwrap_err(), CryptoError::Open);
+        let other_field = FieldContext {
+            field: "name",
+            ..ctx
+        };
+        assert_eq!(
+            sk.open_field(other_field, &ct).unwrap_err(),
+            CryptoError::Open
+        );
         let r2 = RecordId::from_random([9; 16]);
         let other_record = FieldContext { record: &r2, ..ctx };
         assert!(sk.open_field(other_record, &ct).is_err());
         let s2 = SubjectId::from_random([9; 16]);
-        let other_subject = FieldContext { subject: &s2, ..ctx };
+        let other_subject = FieldContext {
+            subject: &s2,
+            ..ctx
+        };
         assert!(sk.open_field(other_subject, &ct).is_err());
         let mut flipped = ct.clone();
         *flipped.last_mut().unwrap() ^= 1;

@@ -22,11 +22,19 @@ impl Signer {
     }
 
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0.sign(message).as_ref().try_into().expect("Ed25519 signatures are 64 bytes")
+        self.0
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 signatures are 64 bytes")
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        self.0.public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes")
+        self.0
+            .public_key()
+            .as_ref()
+            .try_into()
+            .expect("Ed25519 public keys are 32 bytes")
     }
 }
 

@@ -18,7 +18,16 @@ const CHECK_LEN: usize = 7;
 fn checksum(prefix_and_body: &str) -> String {
     let crc = crc32fast::hash(prefix_and_body.as_bytes());
     // 7 base32 characters carry 35 bits; the top 3 are zero.
-    let bytes = [0u8, 0, 0, (crc >> 24) as u8, (crc >> 16) as u8, (crc >> 8) as u8, crc as u8, 0];
+    let bytes = [
+        0u8,
+        0,
+        0,
+        (crc >> 24) as u8,
+        (crc >> 16) as u8,
+        (crc >> 8) as u8,
+        crc as u8,
+        0,
+    ];
     let mut n = u64::from_be_bytes(bytes) >> 8;
     let alphabet = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = [0u8; CHECK_LEN];
@@ -87,7 +96,11 @@ mod tests {
             let (r, h) = parse(&m.secret).unwrap();
             assert_eq!(r, role);
             assert_eq!(h, m.hash);
-            assert!(m.secret.expose_secret().starts_with(&format!("cst_{}_", role.token_tag())));
+            assert!(
+                m.secret
+                    .expose_secret()
+                    .starts_with(&format!("cst_{}_", role.token_tag()))
+            );
         }
     }
 
@@ -99,8 +112,18 @@ mod tests {
         let i = 20;
         chars[i] = if chars[i] == 'a' { 'b' } else { 'a' };
         let typo: String = chars.into_iter().collect();
-        assert_eq!(parse(&SecretString::from(typo)), Err(TokenFormatError::Checksum));
-        for bad in ["", "cst_", "cst_app_", "bearer x", &s[..s.len() - 1], &s.replace("cst_app_", "cst_zzz_")] {
+        assert_eq!(
+            parse(&SecretString::from(typo)),
+            Err(TokenFormatError::Checksum)
+        );
+        for bad in [
+            "",
+            "cst_",
+            "cst_app_",
+            "bearer x",
+            &s[..s.len() - 1],
+            &s.replace("cst_app_", "cst_zzz_"),
+        ] {
             assert!(parse(&SecretString::from(bad.to_owned())).is_err(), "{bad}");
         }
     }

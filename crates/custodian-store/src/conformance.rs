@@ -72,7 +72,11 @@ fn new_controller(store: &dyn Store) -> ControllerId {
         },
         wrapped_key: vec![1, 2, 3],
     };
-    let audit = AuditDraft::new(ChainId::System, "operator_admin:cli", Action::Admin(AdminAction::ControllerCreated));
+    let audit = AuditDraft::new(
+        ChainId::System,
+        "operator_admin:cli",
+        Action::Admin(AdminAction::ControllerCreated),
+    );
     store.insert_controller(&row, audit, now()).unwrap();
     id
 }
@@ -82,14 +86,21 @@ fn purpose(name: &str, cats: &[&str]) -> Purpose {
         name: PurposeName::parse(name).unwrap(),
         description: "deliver the service".into(),
         lawful_basis: LawfulBasis::Contract,
-        categories: cats.iter().map(|c| DataCategory::parse(c).unwrap()).collect(),
+        categories: cats
+            .iter()
+            .map(|c| DataCategory::parse(c).unwrap())
+            .collect(),
         operations: [Operation::Recording, Operation::Retrieval].into(),
         retention_days: 30,
     }
 }
 
 fn draft(c: &ControllerId, op: Operation) -> AuditDraft {
-    AuditDraft::new(ChainId::Controller(c.clone()), "controller_app:test", Action::Processing(op))
+    AuditDraft::new(
+        ChainId::Controller(c.clone()),
+        "controller_app:test",
+        Action::Processing(op),
+    )
 }
 
 struct Fixture {
@@ -145,7 +156,10 @@ fn seed_subject(store: &dyn Store, c: &ControllerId, digest: [u8; 32]) -> Fixtur
                 record: r.clone(),
                 field: FieldName::parse("email").unwrap(),
             })?;
-            Ok(draft(&cc, Operation::Collection).subject(&s).record(&r).fields(["email", "name"]))
+            Ok(draft(&cc, Operation::Collection)
+                .subject(&s)
+                .record(&r)
+                .fields(["email", "name"]))
         })
         .unwrap();
     Fixture { subject, record }
@@ -158,10 +172,20 @@ fn controllers_round_trip(store: &dyn Store) {
     assert_eq!(got.controller.id, a);
     assert_eq!(got.controller.name.as_str(), "Acme SAS");
     assert_eq!(got.wrapped_key, vec![1, 2, 3]);
-    let all: Vec<_> = store.controllers().unwrap().into_iter().map(|r| r.controller.id).collect();
+    let all: Vec<_> = store
+        .controllers()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.controller.id)
+        .collect();
     assert_eq!(all.len(), 2);
     assert!(all.contains(&a) && all.contains(&b));
-    assert!(store.controller(&ControllerId::from_random(rand16())).unwrap().is_none());
+    assert!(
+        store
+            .controller(&ControllerId::from_random(rand16()))
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.audit_head(&ChainId::System).unwrap().unwrap().0, 2);
 }
 
@@ -189,9 +213,16 @@ fn tokens_scoped_and_revocable(store: &dyn Store) {
     let tb = token(Some(&b), Role::ControllerApp);
     let top = token(None, Role::OperatorAdmin);
     for t in [&ta, &tb, &top] {
-        let chain = t.controller.clone().map_or(ChainId::System, ChainId::Controller);
+        let chain = t
+            .controller
+            .clone()
+            .map_or(ChainId::System, ChainId::Controller);
         store
-            .insert_token(t, AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenIssued)), now())
+            .insert_token(
+                t,
+                AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenIssued)),
+                now(),
+            )
             .unwrap();
     }
     assert_eq!(store.token_by_hash(&ta.hash).unwrap().unwrap(), ta);
@@ -201,17 +232,36 @@ fn tokens_scoped_and_revocable(store: &dyn Store) {
     let revoke = |c: Option<&ControllerId>, id: &TokenId| {
         let chain = c.cloned().map_or(ChainId::System, ChainId::Controller);
         store
-            .revoke_token(c, id, AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenRevoked)), now())
+            .revoke_token(
+                c,
+                id,
+                AuditDraft::new(chain, "x", Action::Admin(AdminAction::TokenRevoked)),
+                now(),
+            )
             .unwrap()
     };
     // B cannot revoke A's token; A can, once.
     assert!(!revoke(Some(&b), &ta.id));
-    assert!(store.token_by_hash(&ta.hash).unwrap().unwrap().revoked_at.is_none());
+    assert!(
+        store
+            .token_by_hash(&ta.hash)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
     assert!(revoke(Some(&a), &ta.id));
     assert!(!revoke(Some(&a), &ta.id));
     let revoked = store.token_by_hash(&ta.hash).unwrap().unwrap();
     assert!(revoked.principal_at(now()).is_none());
-    assert!(store.token_by_hash(&tb.hash).unwrap().unwrap().principal_at(now()).is_some());
+    assert!(
+        store
+            .token_by_hash(&tb.hash)
+            .unwrap()
+            .unwrap()
+            .principal_at(now())
+            .is_some()
+    );
 }
 
 fn purposes_are_per_controller(store: &dyn Store) {
@@ -219,7 +269,11 @@ fn purposes_are_per_controller(store: &dyn Store) {
     let b = new_controller(store);
     let p = purpose("service", &["user.contact"]);
     let audit = |c: &ControllerId| {
-        AuditDraft::new(ChainId::Controller(c.clone()), "x", Action::Admin(AdminAction::PurposeDocumented))
+        AuditDraft::new(
+            ChainId::Controller(c.clone()),
+            "x",
+            Action::Admin(AdminAction::PurposeDocumented),
+        )
     };
     store.upsert_purpose(&a, &p, audit(&a), now()).unwrap();
     assert_eq!(store.purposes(&a).unwrap(), vec![p.clone()]);
@@ -249,10 +303,16 @@ fn data_round_trip(store: &dyn Store) {
             let recs = tx.records_of(&f.subject)?;
             assert_eq!(recs.len(), 1);
             assert_eq!(recs[0].fields.len(), 2);
-            assert_eq!(recs[0].header.meta.recipients, vec!["support team".to_string()]);
+            assert_eq!(
+                recs[0].header.meta.recipients,
+                vec!["support team".to_string()]
+            );
             let one = tx.record(&f.record)?.expect("record");
             assert_eq!(one, recs[0]);
-            assert_eq!(tx.find_subjects(LookupKind::Email, &digest)?, vec![f.subject.clone()]);
+            assert_eq!(
+                tx.find_subjects(LookupKind::Email, &digest)?,
+                vec![f.subject.clone()]
+            );
             assert!(tx.find_subjects(LookupKind::Phone, &digest)?.is_empty());
             tx.upsert_fields(
                 &f.record,
@@ -264,7 +324,11 @@ fn data_round_trip(store: &dyn Store) {
                 now(),
             )?;
             let after = tx.record(&f.record)?.unwrap();
-            let email = after.fields.iter().find(|x| x.name.as_str() == "email").unwrap();
+            let email = after
+                .fields
+                .iter()
+                .find(|x| x.name.as_str() == "email")
+                .unwrap();
             assert_eq!(email.sealed, vec![1; 41]);
             assert_eq!(after.fields.len(), 2);
             tx.delete_lookups(&f.record, "email")?;
@@ -306,8 +370,14 @@ fn tenant_isolation(store: &dyn Store) {
         })
         .unwrap();
     // Audit chains are per controller.
-    let a_chain = store.audit_page(&ChainId::Controller(a.clone()), 0, 100).unwrap();
-    assert!(a_chain.iter().all(|e| e.draft.chain == ChainId::Controller(a.clone())));
+    let a_chain = store
+        .audit_page(&ChainId::Controller(a.clone()), 0, 100)
+        .unwrap();
+    assert!(
+        a_chain
+            .iter()
+            .all(|e| e.draft.chain == ChainId::Controller(a.clone()))
+    );
     assert_eq!(a_chain.len(), 2);
 }
 
@@ -338,7 +408,11 @@ fn chain_links_and_pages(store: &dyn Store) {
     let drafts: Vec<AuditDraft> = (0..25)
         .map(|i| {
             let d = draft(&a, Operation::Retrieval).fields([format!("f{i}")]);
-            if i % 5 == 0 { d.refused("purpose x does not allow retrieval") } else { d }
+            if i % 5 == 0 {
+                d.refused("purpose x does not allow retrieval")
+            } else {
+                d
+            }
         })
         .collect();
     let written = store.append_audit(drafts, now()).unwrap();
@@ -356,13 +430,20 @@ fn chain_links_and_pages(store: &dyn Store) {
         assert_eq!(e.seq, i as u64 + 1);
         assert_eq!(e.prev_hash, prev);
         let recomputed = custodian_crypto::hash::chain_link(&prev, &e.unhashed().canonical_bytes());
-        assert_eq!(recomputed, e.hash, "stored entry {} must hash as written", e.seq);
+        assert_eq!(
+            recomputed, e.hash,
+            "stored entry {} must hash as written",
+            e.seq
+        );
         prev = e.hash;
     }
     assert!(matches!(all[0].draft.outcome, Outcome::Refused { .. }));
     assert_eq!(store.audit_head(&chain).unwrap(), Some((25, prev)));
     let page = store.audit_page(&chain, 10, 5).unwrap();
-    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![11, 12, 13, 14, 15]);
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![11, 12, 13, 14, 15]
+    );
     assert!(store.audit_page(&chain, 25, 5).unwrap().is_empty());
     let chains = store.audit_chains().unwrap();
     assert!(chains.contains(&chain) && chains.contains(&ChainId::System));
@@ -380,7 +461,14 @@ fn erasure_removes_everything(store: &dyn Store) {
             Ok(draft(&a, Operation::Erasure).subject(&f.subject))
         })
         .unwrap();
-    assert_eq!(counts, ErasedCounts { records: 1, fields: 2, lookups: 1 });
+    assert_eq!(
+        counts,
+        ErasedCounts {
+            records: 1,
+            fields: 2,
+            lookups: 1
+        }
+    );
     store
         .transact(&a, now(), &mut |tx| {
             assert!(tx.subject(&f.subject)?.is_none());
@@ -390,7 +478,10 @@ fn erasure_removes_everything(store: &dyn Store) {
             assert!(tx.find_subjects(LookupKind::Email, &digest)?.is_empty());
             assert!(tx.subject(&keep.subject)?.is_some());
             // Erasing again is harmless.
-            assert_eq!(tx.erase_subject(&f.subject, now(), "again")?, ErasedCounts::default());
+            assert_eq!(
+                tx.erase_subject(&f.subject, now(), "again")?,
+                ErasedCounts::default()
+            );
             Ok(draft(&a, Operation::Erasure))
         })
         .unwrap();
@@ -443,5 +534,8 @@ fn duplicate_ids_conflict(store: &dyn Store) {
         })?;
         Ok(draft(&a, Operation::Collection))
     });
-    assert!(matches!(r, Err(TxError::Store(StoreError::Conflict(_)))), "{r:?}");
+    assert!(
+        matches!(r, Err(TxError::Store(StoreError::Conflict(_)))),
+        "{r:?}"
+    );
 }

@@ -74,17 +74,32 @@ pub trait DataTx {
     fn insert_subject(&mut self, row: &SubjectRow) -> Result<()>;
     fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()>;
     fn objections(&mut self, id: &SubjectId) -> Result<Vec<PurposeName>>;
-    fn add_objection(&mut self, id: &SubjectId, purpose: &PurposeName, at: OffsetDateTime) -> Result<()>;
+    fn add_objection(
+        &mut self,
+        id: &SubjectId,
+        purpose: &PurposeName,
+        at: OffsetDateTime,
+    ) -> Result<()>;
     fn remove_objection(&mut self, id: &SubjectId, purpose: &PurposeName) -> Result<bool>;
     /// Deletes the subject's key, records, fields and lookup entries, and notes the
     /// erasure in the ledger (pseudonymous id only).
-    fn erase_subject(&mut self, id: &SubjectId, at: OffsetDateTime, reason: &str) -> Result<ErasedCounts>;
+    fn erase_subject(
+        &mut self,
+        id: &SubjectId,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ErasedCounts>;
 
     fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>>;
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>>;
     fn insert_record(&mut self, row: &RecordRow) -> Result<()>;
     /// Replaces the named fields of a record (inserting those it lacks) and its update time.
-    fn upsert_fields(&mut self, record: &RecordId, fields: &[FieldRow], at: OffsetDateTime) -> Result<()>;
+    fn upsert_fields(
+        &mut self,
+        record: &RecordId,
+        fields: &[FieldRow],
+        at: OffsetDateTime,
+    ) -> Result<()>;
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
@@ -98,31 +113,67 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // ----- the processor's administration (system chain) -----
-    fn insert_controller(&self, row: &ControllerRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn insert_controller(
+        &self,
+        row: &ControllerRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry>;
     fn controller(&self, id: &ControllerId) -> Result<Option<ControllerRow>>;
     fn controllers(&self) -> Result<Vec<ControllerRow>>;
 
-    fn insert_token(&self, row: &TokenRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn insert_token(
+        &self,
+        row: &TokenRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry>;
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>>;
     /// Tokens of one controller, or the operator's when `controller` is `None`.
     fn tokens(&self, controller: Option<&ControllerId>) -> Result<Vec<TokenRow>>;
     /// Revokes a token of `controller` (or of the operator); false when there is none.
-    fn revoke_token(&self, controller: Option<&ControllerId>, id: &TokenId, audit: AuditDraft, at: OffsetDateTime) -> Result<bool>;
+    fn revoke_token(
+        &self,
+        controller: Option<&ControllerId>,
+        id: &TokenId,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
 
-    fn upsert_purpose(&self, controller: &ControllerId, purpose: &Purpose, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry>;
+    fn upsert_purpose(
+        &self,
+        controller: &ControllerId,
+        purpose: &Purpose,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry>;
     fn purposes(&self, controller: &ControllerId) -> Result<Vec<Purpose>>;
 
     // ----- personal data -----
     /// Runs `work` in one transaction over `controller`'s data and appends the audit entry
     /// it returns in that same transaction.
-    fn transact(&self, controller: &ControllerId, at: OffsetDateTime, work: Work<'_>) -> Result<AuditEntry, TxError>;
+    fn transact(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError>;
+
+    /// Pushes content deleted by an erasure out of any log or journal where it could
+    /// linger (SQLite: checkpoint and truncate the WAL). Best effort: failures are logged
+    /// and retried by the next erasure; the erasure itself has already committed.
+    fn purge_deleted(&self);
 
     // ----- the audit trail -----
     /// Appends entries that record no change of data: refusals, audited reads of the trail.
     fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>>;
     fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Calls `visit` on every entry of `chain` in sequence order, as stored (for `verify`).
-    fn scan_audit(&self, chain: &ChainId, visit: &mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<()>;
+    fn scan_audit(
+        &self,
+        chain: &ChainId,
+        visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<()>;
     /// Every chain that has at least one entry.
     fn audit_chains(&self) -> Result<Vec<ChainId>>;
     fn audit_head(&self, chain: &ChainId) -> Result<Option<(u64, [u8; 32])>>;

@@ -1,12 +1,12 @@
 //! What the store keeps, as plain data. Personal data appears here only sealed.
 
+use custodian_core::audit::ChainId;
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::Controller;
 use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::principal::{Principal, Role, TokenScope};
 use custodian_core::record::{FieldName, RecordHeader};
-use custodian_core::audit::ChainId;
 use time::OffsetDateTime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,13 @@ pub struct FieldRow {
 
 impl std::fmt::Debug for FieldRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FieldRow({}, {}, {} sealed bytes)", self.name, self.category, self.sealed.len())
+        write!(
+            f,
+            "FieldRow({}, {}, {} sealed bytes)",
+            self.name,
+            self.category,
+            self.sealed.len()
+        )
     }
 }
 
@@ -109,7 +115,12 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The bytes the signature covers.
-    pub fn message(chain: &ChainId, seq: u64, hash: &[u8; 32], signed_at: OffsetDateTime) -> Vec<u8> {
+    pub fn message(
+        chain: &ChainId,
+        seq: u64,
+        hash: &[u8; 32],
+        signed_at: OffsetDateTime,
+    ) -> Vec<u8> {
         let mut m = b"custodian/checkpoint/v1\0".to_vec();
         m.extend_from_slice(chain.as_string().as_bytes());
         m.push(0);

@@ -1,1 +1,117 @@
-//! placeholder
+//! Application services: every use case of Custodian as one method of [`Vault`], which
+//! authorises (getting a grant from the core), validates, encrypts, and hands the store a
+//! unit of work whose audit entry commits with it. The HTTP server, the CLI, the demo seed
+//! and the benchmarks all go through here, so there is one path to personal data.
+
+pub mod admin;
+pub mod checkpoint;
+pub mod clock;
+pub mod data;
+pub mod error;
+pub mod verify;
+pub mod views;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::VaultError;
+
+use custodian_core::audit::{AuditDraft, ChainId};
+use custodian_core::ids::RequestId;
+use custodian_core::principal::Principal;
+use custodian_core::region::Region;
+use custodian_crypto::keys::RootKey;
+use custodian_crypto::sign::Signer;
+use custodian_store::Store;
+use secrecy::SecretString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct Vault {
+    store: Arc<dyn Store>,
+    root: RootKey,
+    signer: Signer,
+    clock: Arc<dyn Clock>,
+    regions: Vec<Region>,
+    /// Where signed checkpoints are written outside the database.
+    checkpoint_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("backend", &self.store.backend())
+            .field("regions", &self.regions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-call context that is not authority: the request id that ties log lines and audit
+/// entries together.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub request: Option<RequestId>,
+}
+
+impl Vault {
+    pub fn new(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        clock: Arc<dyn Clock>,
+        regions: Vec<Region>,
+        checkpoint_dir: Option<PathBuf>,
+    ) -> Self {
+        let signer = Signer::from_root(&root);
+        Self {
+            store,
+            root,
+            signer,
+            clock,
+            regions,
+            checkpoint_dir,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signer.public_key()
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Resolves a presented bearer token to its principal. Every failure looks the same to
+    /// the caller: malformed, unknown, expired and revoked tokens are all "unauthenticated".
+    pub fn authenticate(&self, presented: &SecretString) -> Result<Principal, VaultError> {
+        let (role, hash) =
+            custodian_crypto::token::parse(presented).map_err(|_| VaultError::Unauthenticated)?;
+        let row = self
+            .store
+            .token_by_hash(&hash)?
+            .ok_or(VaultError::Unauthenticated)?;
+        if row.role != role {
+            return Err(VaultError::Unauthenticated);
+        }
+        row.principal_at(self.clock.now())
+            .ok_or(VaultError::Unauthenticated)
+    }
+
+    /// Writes a refusal to the principal's chain. If even that fails, the refusal still
+    /// stands; the failure is logged (without data) and the caller gets the refusal.
+    fn audit_refusal(&self, principal: &Principal, draft: AuditDraft) {
+        let chain = principal
+            .controller
+            .clone()
+            .map_or(ChainId::System, ChainId::Controller);
+        let draft = AuditDraft { chain, ..draft };
+        if let Err(e) = self.store.append_audit(vec![draft], self.clock.now()) {
+            tracing::error!(error = %e, "could not write a refusal to the audit trail");
+        }
+    }
+}

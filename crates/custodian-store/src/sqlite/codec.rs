@@ -64,7 +64,8 @@ pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreEr
 }
 
 pub(crate) fn to32(b: &[u8], table: &'static str) -> Result<[u8; 32]> {
-    b.try_into().map_err(|_| corrupt(table, "hash is not 32 bytes"))
+    b.try_into()
+        .map_err(|_| corrupt(table, "hash is not 32 bytes"))
 }
 
 pub(crate) const CONTROLLER_COLS: &str =
@@ -89,7 +90,8 @@ pub(crate) fn controller_row(r: &Row<'_>) -> rusqlite::Result<Result<ControllerR
                 region: RegionId::parse(&region).map_err(|e| corrupt(t, e))?,
                 agreement_effective: time::Date::parse(&eff, &fmt).map_err(|e| corrupt(t, e))?,
                 governing_law: MemberState::parse(&law).map_err(|e| corrupt(t, e))?,
-                status: ControllerStatus::parse(&status).ok_or_else(|| corrupt(t, "unknown status"))?,
+                status: ControllerStatus::parse(&status)
+                    .ok_or_else(|| corrupt(t, "unknown status"))?,
                 created_at: from_nanos(created)?,
             },
             wrapped_key,
@@ -97,8 +99,7 @@ pub(crate) fn controller_row(r: &Row<'_>) -> rusqlite::Result<Result<ControllerR
     })())
 }
 
-pub(crate) const TOKEN_COLS: &str =
-    "id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at";
+pub(crate) const TOKEN_COLS: &str = "id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at";
 
 pub(crate) fn token_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRow>> {
     let t = "tokens";
@@ -147,7 +148,8 @@ pub(crate) fn purpose_row(r: &Row<'_>) -> rusqlite::Result<Result<Purpose>> {
         Ok(Purpose {
             name: PurposeName::parse(&name).map_err(|e| corrupt(t, e))?,
             description,
-            lawful_basis: LawfulBasis::parse(&basis).ok_or_else(|| corrupt(t, "unknown lawful basis"))?,
+            lawful_basis: LawfulBasis::parse(&basis)
+                .ok_or_else(|| corrupt(t, "unknown lawful basis"))?,
             categories: unjson(&cats, t)?,
             operations: unjson(&ops, t)?,
             retention_days: retention,
@@ -175,8 +177,7 @@ pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<SubjectRow>> {
     })())
 }
 
-pub(crate) const RECORD_COLS: &str =
-    "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at";
+pub(crate) const RECORD_COLS: &str = "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at";
 
 /// A record without its fields; the caller attaches them.
 pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
@@ -228,8 +229,7 @@ pub(crate) fn field_row(r: &Row<'_>) -> rusqlite::Result<Result<(RecordId, Field
     })())
 }
 
-pub(crate) const AUDIT_COLS: &str =
-    "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash";
+pub(crate) const AUDIT_COLS: &str = "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash";
 
 pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
     let t = "audit_entries";

@@ -25,12 +25,19 @@ impl<'a> SqliteTx<'a> {
         self.controller.as_str()
     }
 
-    fn attach_fields(&mut self, mut records: Vec<RecordRow>, subject: Option<&SubjectId>) -> Result<Vec<RecordRow>> {
+    fn attach_fields(
+        &mut self,
+        mut records: Vec<RecordRow>,
+        subject: Option<&SubjectId>,
+    ) -> Result<Vec<RecordRow>> {
         if records.is_empty() {
             return Ok(records);
         }
-        let by_id: HashMap<RecordId, usize> =
-            records.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        let by_id: HashMap<RecordId, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
         let rows: Vec<Result<(RecordId, FieldRow)>> = match subject {
             Some(s) => {
                 let mut st = self
@@ -78,7 +85,9 @@ impl<'a> SqliteTx<'a> {
 impl DataTx for SqliteTx<'_> {
     fn controller(&mut self) -> Result<ControllerRow> {
         self.tx
-            .prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"
+            ))
             .map_err(map_err)?
             .query_row([self.c()], controller_row)
             .map_err(map_err)?
@@ -111,7 +120,9 @@ impl DataTx for SqliteTx<'_> {
     fn was_erased(&mut self, id: &SubjectId) -> Result<bool> {
         let n: i64 = self
             .tx
-            .prepare_cached("SELECT COUNT(*) FROM erasures WHERE controller_id = ?1 AND subject_id = ?2")
+            .prepare_cached(
+                "SELECT COUNT(*) FROM erasures WHERE controller_id = ?1 AND subject_id = ?2",
+            )
             .map_err(map_err)?
             .query_row(params![self.c(), id.as_str()], |r| r.get(0))
             .map_err(map_err)?;
@@ -138,7 +149,9 @@ impl DataTx for SqliteTx<'_> {
 
     fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()> {
         self.tx
-            .prepare_cached("UPDATE subjects SET restricted = ?3 WHERE controller_id = ?1 AND id = ?2")
+            .prepare_cached(
+                "UPDATE subjects SET restricted = ?3 WHERE controller_id = ?1 AND id = ?2",
+            )
             .map_err(map_err)?
             .execute(params![self.c(), id.as_str(), restricted])
             .map_err(map_err)?;
@@ -162,7 +175,12 @@ impl DataTx for SqliteTx<'_> {
         .collect()
     }
 
-    fn add_objection(&mut self, id: &SubjectId, purpose: &PurposeName, at: OffsetDateTime) -> Result<()> {
+    fn add_objection(
+        &mut self,
+        id: &SubjectId,
+        purpose: &PurposeName,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO objections (controller_id, subject_id, purpose, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -183,7 +201,12 @@ impl DataTx for SqliteTx<'_> {
         Ok(n > 0)
     }
 
-    fn erase_subject(&mut self, id: &SubjectId, at: OffsetDateTime, reason: &str) -> Result<ErasedCounts> {
+    fn erase_subject(
+        &mut self,
+        id: &SubjectId,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ErasedCounts> {
         let c = self.c().to_owned();
         let s = id.as_str();
         let run = |sql: &str| -> Result<u64> {
@@ -209,7 +232,11 @@ impl DataTx for SqliteTx<'_> {
             .map_err(map_err)?
             .execute(params![c, s, nanos(at), reason])
             .map_err(map_err)?;
-        Ok(ErasedCounts { records, fields, lookups })
+        Ok(ErasedCounts {
+            records,
+            fields,
+            lookups,
+        })
     }
 
     fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>> {
@@ -268,7 +295,12 @@ impl DataTx for SqliteTx<'_> {
         self.upsert_fields(&row.id, &row.fields, h.updated_at)
     }
 
-    fn upsert_fields(&mut self, record: &RecordId, fields: &[FieldRow], at: OffsetDateTime) -> Result<()> {
+    fn upsert_fields(
+        &mut self,
+        record: &RecordId,
+        fields: &[FieldRow],
+        at: OffsetDateTime,
+    ) -> Result<()> {
         let mut st = self
             .tx
             .prepare_cached(
@@ -277,11 +309,19 @@ impl DataTx for SqliteTx<'_> {
             )
             .map_err(map_err)?;
         for f in fields {
-            st.execute(params![self.c(), record.as_str(), f.name.as_str(), f.category.as_str(), f.sealed])
-                .map_err(map_err)?;
+            st.execute(params![
+                self.c(),
+                record.as_str(),
+                f.name.as_str(),
+                f.category.as_str(),
+                f.sealed
+            ])
+            .map_err(map_err)?;
         }
         self.tx
-            .prepare_cached("UPDATE records SET updated_at = ?3 WHERE controller_id = ?1 AND id = ?2")
+            .prepare_cached(
+                "UPDATE records SET updated_at = ?3 WHERE controller_id = ?1 AND id = ?2",
+            )
             .map_err(map_err)?
             .execute(params![self.c(), record.as_str(), nanos(at)])
             .map_err(map_err)?;
@@ -324,7 +364,9 @@ impl DataTx for SqliteTx<'_> {
 
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()> {
         self.tx
-            .prepare_cached("DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2 AND field = ?3")
+            .prepare_cached(
+                "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2 AND field = ?3",
+            )
             .map_err(map_err)?
             .execute(params![self.c(), record.as_str(), field])
             .map_err(map_err)?;
@@ -339,7 +381,9 @@ impl DataTx for SqliteTx<'_> {
             )
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![self.c(), kind.as_str(), &digest[..]], |r| r.get::<_, String>(0))
+            .query_map(params![self.c(), kind.as_str(), &digest[..]], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(map_err)?;
         rows.map(|r| {
             let s = r.map_err(map_err)?;

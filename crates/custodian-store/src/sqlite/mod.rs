@@ -17,12 +17,17 @@ use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
 use custodian_core::ids::{ControllerId, TokenId};
 use custodian_core::purpose::Purpose;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use time::OffsetDateTime;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_foundation.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/sqlite/0001_foundation.sql"),
+)];
 
 const MAX_IDLE_READERS: usize = 8;
 
@@ -34,17 +39,22 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(map_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(map_err)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -165,7 +175,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Appends `draft` to its chain inside `tx`: reads the head, links, inserts, moves the head.
 /// The writer lock (and `BEGIN IMMEDIATE`) make this the only writer, so the chain cannot fork.
-pub(crate) fn append_in_tx(tx: &Transaction<'_>, draft: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+pub(crate) fn append_in_tx(
+    tx: &Transaction<'_>,
+    draft: AuditDraft,
+    at: OffsetDateTime,
+) -> Result<AuditEntry> {
     let chain = draft.chain.as_string();
     let head: Option<(i64, Vec<u8>)> = tx
         .prepare_cached("SELECT seq, hash FROM audit_heads WHERE chain = ?1")
@@ -196,7 +210,12 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    fn insert_controller(&self, row: &ControllerRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+    fn insert_controller(
+        &self,
+        row: &ControllerRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry> {
         self.write(|tx| {
             let c = &row.controller;
             tx.execute(
@@ -220,26 +239,35 @@ impl Store for SqliteStore {
 
     fn controller(&self, id: &ControllerId) -> Result<Option<ControllerRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"))
-                .map_err(map_err)?
-                .query_row([id.as_str()], controller_row)
-                .optional()
-                .map_err(map_err)?
-                .transpose()
+            c.prepare_cached(&format!(
+                "SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"
+            ))
+            .map_err(map_err)?
+            .query_row([id.as_str()], controller_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
         })
     }
 
     fn controllers(&self) -> Result<Vec<ControllerRow>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached(&format!("SELECT {CONTROLLER_COLS} FROM controllers ORDER BY created_at, id"))
+                .prepare_cached(&format!(
+                    "SELECT {CONTROLLER_COLS} FROM controllers ORDER BY created_at, id"
+                ))
                 .map_err(map_err)?;
             let rows = st.query_map([], controller_row).map_err(map_err)?;
             rows.map(|r| r.map_err(map_err)?).collect()
         })
     }
 
-    fn insert_token(&self, row: &TokenRow, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+    fn insert_token(
+        &self,
+        row: &TokenRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO tokens (id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at)
@@ -263,12 +291,14 @@ impl Store for SqliteStore {
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE secret_hash = ?1"))
-                .map_err(map_err)?
-                .query_row([&hash[..]], token_row)
-                .optional()
-                .map_err(map_err)?
-                .transpose()
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLS} FROM tokens WHERE secret_hash = ?1"
+            ))
+            .map_err(map_err)?
+            .query_row([&hash[..]], token_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
         })
     }
 
@@ -286,7 +316,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn revoke_token(&self, controller: Option<&ControllerId>, id: &TokenId, audit: AuditDraft, at: OffsetDateTime) -> Result<bool> {
+    fn revoke_token(
+        &self,
+        controller: Option<&ControllerId>,
+        id: &TokenId,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
         self.write(|tx| {
             let n = tx
                 .execute(
@@ -302,7 +338,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn upsert_purpose(&self, controller: &ControllerId, p: &Purpose, audit: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry> {
+    fn upsert_purpose(
+        &self,
+        controller: &ControllerId,
+        p: &Purpose,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO purposes (controller_id, name, description, lawful_basis, categories, operations, retention_days, updated_at)
@@ -334,12 +376,19 @@ impl Store for SqliteStore {
                     "SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = ?1 ORDER BY name"
                 ))
                 .map_err(map_err)?;
-            let rows = st.query_map([controller.as_str()], purpose_row).map_err(map_err)?;
+            let rows = st
+                .query_map([controller.as_str()], purpose_row)
+                .map_err(map_err)?;
             rows.map(|r| r.map_err(map_err)?).collect()
         })
     }
 
-    fn transact(&self, controller: &ControllerId, at: OffsetDateTime, work: Work<'_>) -> Result<AuditEntry, TxError> {
+    fn transact(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
         self.write(|tx| {
             let mut scoped = data_tx::SqliteTx::new(tx, controller);
             let draft = work(&mut scoped as &mut dyn DataTx)?;
@@ -347,8 +396,19 @@ impl Store for SqliteStore {
         })
     }
 
+    fn purge_deleted(&self) {
+        if let Err(e) = self.checkpoint_wal() {
+            tracing::warn!(error = %e, "could not truncate the WAL after an erasure; the next one will retry");
+        }
+    }
+
     fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>> {
-        self.write(|tx| drafts.into_iter().map(|d| append_in_tx(tx, d, at)).collect())
+        self.write(|tx| {
+            drafts
+                .into_iter()
+                .map(|d| append_in_tx(tx, d, at))
+                .collect()
+        })
     }
 
     fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
@@ -365,10 +425,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn scan_audit(&self, chain: &ChainId, visit: &mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<()> {
+    fn scan_audit(
+        &self,
+        chain: &ChainId,
+        visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<()> {
         self.read(|c| {
             let mut st = c
-                .prepare(&format!("SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 ORDER BY seq"))
+                .prepare(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 ORDER BY seq"
+                ))
                 .map_err(map_err)?;
             let mut rows = st.query([chain.as_string()]).map_err(map_err)?;
             while let Some(r) = rows.next().map_err(map_err)? {
@@ -403,7 +469,8 @@ impl Store for SqliteStore {
                 .query_row([chain.as_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .map_err(map_err)?;
-            row.map(|(s, h)| Ok((s as u64, to32(&h, "audit_heads")?))).transpose()
+            row.map(|(s, h)| Ok((s as u64, to32(&h, "audit_heads")?)))
+                .transpose()
         })
     }
 

@@ -1,0 +1,688 @@
+//! Personal data: subjects and their records. Each method is one Art. 4(2) operation:
+//! it authorises under the named purpose, works inside one store transaction, and returns
+//! only after its audit entry has committed with it.
+
+use crate::views::*;
+use crate::{CallContext, Vault, VaultError};
+use custodian_core::audit::{Action, AuditDraft, ChainId};
+use custodian_core::ids::{ControllerId, RecordId, SubjectId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::operation::Operation;
+use custodian_core::policy::{DataGrant, Denial, Refusal, authorize_data};
+use custodian_core::principal::Principal;
+use custodian_core::purpose::PurposeName;
+use custodian_core::record::{
+    FieldName, FieldValue, MAX_FIELDS_PER_RECORD, ValidField, validate_field,
+};
+use custodian_core::{ValidationError, record::RecordHeader};
+use custodian_crypto::keys::{ControllerKey, FieldContext, SubjectKey};
+use custodian_crypto::random::id_bytes;
+use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
+use custodian_store::{DataTx, TxError};
+use std::collections::BTreeMap;
+
+/// What the audit entry of an operation names, filled in as the work learns it, so that a
+/// refusal is recorded with the same detail as a success.
+#[derive(Debug, Default)]
+struct Subjectmatter {
+    subject: Option<SubjectId>,
+    record: Option<RecordId>,
+    fields: Vec<String>,
+}
+
+impl Subjectmatter {
+    fn draft(
+        &self,
+        grant_actor: &str,
+        chain: ChainId,
+        op: Operation,
+        purpose: &PurposeName,
+        ctx: &CallContext,
+    ) -> AuditDraft {
+        let mut d = AuditDraft::new(chain, grant_actor, Action::Processing(op))
+            .purpose(purpose)
+            .fields(&self.fields)
+            .request(ctx.request.as_ref());
+        d.subject = self.subject.clone();
+        d.record = self.record.clone();
+        d
+    }
+}
+
+fn validate_fields(
+    fields: BTreeMap<FieldName, custodian_core::record::FieldInput>,
+) -> Result<Vec<ValidField>, ValidationError> {
+    if fields.is_empty() {
+        return Err(ValidationError::new(
+            "fields",
+            "must hold at least one field",
+        ));
+    }
+    if fields.len() > MAX_FIELDS_PER_RECORD {
+        return Err(ValidationError::new(
+            "fields",
+            "at most 64 fields per record",
+        ));
+    }
+    fields
+        .into_iter()
+        .map(|(name, input)| validate_field(name, input))
+        .collect()
+}
+
+struct Keys {
+    controller: ControllerKey,
+}
+
+impl Vault {
+    /// The common shape of every data operation.
+    fn data_op<T>(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        op: Operation,
+        ctx: &CallContext,
+        matter: Subjectmatter,
+        mut work: impl FnMut(
+            &mut dyn DataTx,
+            &DataGrant,
+            &Keys,
+            &mut Subjectmatter,
+        ) -> Result<T, TxError>,
+    ) -> Result<(T, u64), VaultError> {
+        let controller: ControllerId =
+            p.controller
+                .clone()
+                .ok_or(VaultError::Refused(Refusal::RoleForbids {
+                    role: p.role,
+                    operation: op,
+                }))?;
+        let chain = ChainId::Controller(controller.clone());
+        let mut matter = matter;
+        let mut out: Option<T> = None;
+        let result = self
+            .store
+            .transact(&controller, self.clock.now(), &mut |tx| {
+                let c = tx.controller()?;
+                let documented = tx.purpose(purpose)?;
+                let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
+                    .map_err(Denial::from)?;
+                let keys = Keys {
+                    controller: self
+                        .root
+                        .unwrap_controller_key(&controller, &c.wrapped_key)
+                        .map_err(|e| {
+                            TxError::Store(custodian_store::StoreError::Corrupt {
+                                table: "controllers",
+                                reason: e.to_string(),
+                            })
+                        })?,
+                };
+                out = Some(work(tx, &grant, &keys, &mut matter)?);
+                Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
+            });
+        match result {
+            Ok(entry) => Ok((out.expect("work ran and produced a value"), entry.seq)),
+            Err(TxError::Denied(Denial::Refused(r))) => {
+                self.audit_refusal(
+                    p,
+                    matter
+                        .draft(&p.actor(), chain, op, purpose, ctx)
+                        .refused(r.to_string()),
+                );
+                Err(VaultError::Refused(r))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records an input refusal for an authenticated caller, then returns the error.
+    fn refuse_invalid(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        op: Operation,
+        ctx: &CallContext,
+        e: ValidationError,
+    ) -> VaultError {
+        let chain = p
+            .controller
+            .clone()
+            .map_or(ChainId::System, ChainId::Controller);
+        self.audit_refusal(
+            p,
+            AuditDraft::new(chain, p.actor(), Action::Processing(op))
+                .purpose(purpose)
+                .refused(format!("invalid input: {e}"))
+                .request(ctx.request.as_ref()),
+        );
+        VaultError::Invalid(e)
+    }
+
+    fn subject_key(
+        &self,
+        tx: &mut dyn DataTx,
+        keys: &Keys,
+        grant: &DataGrant,
+        id: &SubjectId,
+    ) -> Result<(SubjectRow, SubjectKey), TxError> {
+        let row = match tx.subject(id)? {
+            Some(r) => r,
+            None if tx.was_erased(id)? => return Err(Denial::Gone.into()),
+            None => return Err(Denial::NotFound.into()),
+        };
+        let key = keys
+            .controller
+            .unwrap_subject_key(grant.controller(), id, &row.wrapped_key)
+            .map_err(|e| {
+                TxError::Store(custodian_store::StoreError::Corrupt {
+                    table: "subjects",
+                    reason: e.to_string(),
+                })
+            })?;
+        Ok((row, key))
+    }
+
+    fn check_subject_state(
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        row: &SubjectRow,
+    ) -> Result<(), TxError> {
+        let objected = tx.objections(&row.id)?.contains(&grant.purpose().name);
+        grant
+            .check_subject(row.restricted, objected)
+            .map_err(|r| Denial::from(r).into())
+    }
+
+    fn seal_fields(
+        grant: &DataGrant,
+        keys: &Keys,
+        key: &SubjectKey,
+        subject: &SubjectId,
+        record: &RecordId,
+        fields: &[ValidField],
+    ) -> (Vec<FieldRow>, Vec<LookupRow>) {
+        let index = keys.controller.index_key();
+        let mut rows = Vec::with_capacity(fields.len());
+        let mut lookups = Vec::new();
+        for f in fields {
+            let ctx = FieldContext {
+                controller: grant.controller(),
+                subject,
+                record,
+                field: f.name.as_str(),
+            };
+            rows.push(FieldRow {
+                name: f.name.clone(),
+                category: f.category.clone(),
+                sealed: key.seal_field(ctx, &f.value.to_plaintext()),
+            });
+            if let Some((kind, normalized)) = &f.lookup {
+                lookups.push(LookupRow {
+                    kind: *kind,
+                    digest: index.blind(*kind, normalized),
+                    subject: subject.clone(),
+                    record: record.clone(),
+                    field: f.name.clone(),
+                });
+            }
+        }
+        (rows, lookups)
+    }
+
+    fn open_record(
+        grant: &DataGrant,
+        key: &SubjectKey,
+        row: &RecordRow,
+    ) -> Result<RecordView, TxError> {
+        let mut fields = BTreeMap::new();
+        for f in &row.fields {
+            let ctx = FieldContext {
+                controller: grant.controller(),
+                subject: &row.subject,
+                record: &row.id,
+                field: f.name.as_str(),
+            };
+            let plain = key.open_field(ctx, &f.sealed).map_err(|e| {
+                TxError::Store(custodian_store::StoreError::Corrupt {
+                    table: "fields",
+                    reason: e.to_string(),
+                })
+            })?;
+            let value = FieldValue::from_plaintext(&plain).ok_or_else(|| {
+                TxError::Store(custodian_store::StoreError::Corrupt {
+                    table: "fields",
+                    reason: "plaintext is not a JSON scalar".into(),
+                })
+            })?;
+            fields.insert(
+                f.name.clone(),
+                FieldView {
+                    category: f.category.clone(),
+                    value,
+                },
+            );
+        }
+        Ok(RecordView {
+            id: row.id.clone(),
+            subject: row.subject.clone(),
+            purpose: row.header.purpose.clone(),
+            fields,
+            meta: row.header.meta.clone(),
+            created_at: row.header.created_at,
+            updated_at: row.header.updated_at,
+            expires_at: row.header.expires_at,
+        })
+    }
+
+    fn write_record(
+        &self,
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        keys: &Keys,
+        key: &SubjectKey,
+        subject: &SubjectId,
+        input: &NewRecord,
+        fields: &[ValidField],
+    ) -> Result<RecordId, TxError> {
+        grant
+            .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+            .map_err(Denial::from)?;
+        let record = RecordId::from_random(id_bytes());
+        let now = self.clock.now();
+        let (rows, lookups) = Self::seal_fields(grant, keys, key, subject, &record, fields);
+        tx.insert_record(&RecordRow {
+            id: record.clone(),
+            subject: subject.clone(),
+            header: RecordHeader {
+                purpose: grant.purpose().name.clone(),
+                meta: input.meta.clone(),
+                created_at: now,
+                updated_at: now,
+                expires_at: grant.purpose().expiry(now, input.expires_at),
+            },
+            fields: rows,
+        })?;
+        for l in &lookups {
+            tx.insert_lookup(l)?;
+        }
+        Ok(record)
+    }
+
+    fn validate_record(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        op: Operation,
+        ctx: &CallContext,
+        input: &NewRecord,
+    ) -> Result<Vec<ValidField>, VaultError> {
+        input
+            .meta
+            .validate()
+            .and_then(|()| validate_fields(input.fields.clone()))
+            .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))
+    }
+
+    /// Collection: a new subject, with an optional first record.
+    pub fn create_subject(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        input: NewSubject,
+        ctx: &CallContext,
+    ) -> Result<CreatedSubject, VaultError> {
+        let op = Operation::Collection;
+        let fields = match &input.record {
+            Some(r) => Some(self.validate_record(p, purpose, op, ctx, r)?),
+            None => None,
+        };
+        let id = SubjectId::from_random(id_bytes());
+        let matter = Subjectmatter {
+            subject: Some(id.clone()),
+            fields: fields
+                .iter()
+                .flatten()
+                .map(|f| f.name.to_string())
+                .collect(),
+            ..Default::default()
+        };
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            let key = SubjectKey::generate()
+                .map_err(|e| TxError::Store(custodian_store::StoreError::Backend(e.to_string())))?;
+            tx.insert_subject(&SubjectRow {
+                id: id.clone(),
+                category: input.category,
+                restricted: false,
+                wrapped_key: keys
+                    .controller
+                    .wrap_subject_key(grant.controller(), &id, &key),
+                created_at: self.clock.now(),
+            })?;
+            let record = match (&input.record, &fields) {
+                (Some(r), Some(f)) => Some(self.write_record(tx, grant, keys, &key, &id, r, f)?),
+                _ => None,
+            };
+            matter.record = record.clone();
+            Ok(CreatedSubject {
+                id: id.clone(),
+                record,
+            })
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Recording: a new record about an existing subject.
+    pub fn add_record(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        subject: &SubjectId,
+        input: NewRecord,
+        ctx: &CallContext,
+    ) -> Result<RecordView, VaultError> {
+        let op = Operation::Recording;
+        let fields = self.validate_record(p, purpose, op, ctx, &input)?;
+        let matter = Subjectmatter {
+            subject: Some(subject.clone()),
+            fields: fields.iter().map(|f| f.name.to_string()).collect(),
+            ..Default::default()
+        };
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            let (row, key) = self.subject_key(tx, keys, grant, subject)?;
+            Self::check_subject_state(tx, grant, &row)?;
+            let record = self.write_record(tx, grant, keys, &key, subject, &input, &fields)?;
+            matter.record = Some(record.clone());
+            let stored = tx.record(&record)?.ok_or(Denial::NotFound)?;
+            Self::open_record(grant, &key, &stored)
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Consultation: the subject and every record about it. Refused, naming the fields,
+    /// when any field's category lies outside the purpose.
+    pub fn get_subject(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        subject: &SubjectId,
+        ctx: &CallContext,
+    ) -> Result<SubjectView, VaultError> {
+        let matter = Subjectmatter {
+            subject: Some(subject.clone()),
+            ..Default::default()
+        };
+        self.data_op(
+            p,
+            purpose,
+            Operation::Consultation,
+            ctx,
+            matter,
+            |tx, grant, keys, matter| {
+                let (row, key) = self.subject_key(tx, keys, grant, subject)?;
+                let records = tx.records_of(subject)?;
+                matter.fields = records
+                    .iter()
+                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                    .collect();
+                matter.fields.sort();
+                matter.fields.dedup();
+                Self::check_subject_state(tx, grant, &row)?;
+                grant
+                    .check_fields(
+                        records
+                            .iter()
+                            .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
+                    )
+                    .map_err(Denial::from)?;
+                let records = records
+                    .iter()
+                    .map(|r| Self::open_record(grant, &key, r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(SubjectView {
+                    id: row.id.clone(),
+                    category: row.category,
+                    restricted: row.restricted,
+                    objections: tx.objections(subject)?,
+                    created_at: row.created_at,
+                    records,
+                })
+            },
+        )
+        .map(|(t, _)| t)
+    }
+
+    /// Retrieval: one record, optionally only some of its fields.
+    pub fn get_record(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        record: &RecordId,
+        only: Option<&[FieldName]>,
+        ctx: &CallContext,
+    ) -> Result<RecordView, VaultError> {
+        let matter = Subjectmatter {
+            record: Some(record.clone()),
+            ..Default::default()
+        };
+        self.data_op(
+            p,
+            purpose,
+            Operation::Retrieval,
+            ctx,
+            matter,
+            |tx, grant, keys, matter| {
+                let mut row = tx.record(record)?.ok_or(Denial::NotFound)?;
+                if let Some(only) = only {
+                    row.fields.retain(|f| only.contains(&f.name));
+                }
+                matter.subject = Some(row.subject.clone());
+                matter.fields = row.fields.iter().map(|f| f.name.to_string()).collect();
+                let (subject, key) = self.subject_key(tx, keys, grant, &row.subject)?;
+                Self::check_subject_state(tx, grant, &subject)?;
+                grant
+                    .check_fields(row.fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                    .map_err(Denial::from)?;
+                Self::open_record(grant, &key, &row)
+            },
+        )
+        .map(|(t, _)| t)
+    }
+
+    /// Alteration (rectification, Art. 16): replaces the named fields of a record.
+    pub fn update_record(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        record: &RecordId,
+        update: FieldUpdate,
+        ctx: &CallContext,
+    ) -> Result<RecordView, VaultError> {
+        let op = Operation::Alteration;
+        let fields = validate_fields(update.fields)
+            .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))?;
+        let matter = Subjectmatter {
+            record: Some(record.clone()),
+            fields: fields.iter().map(|f| f.name.to_string()).collect(),
+            ..Default::default()
+        };
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            let row = tx.record(record)?.ok_or(Denial::NotFound)?;
+            matter.subject = Some(row.subject.clone());
+            let (subject, key) = self.subject_key(tx, keys, grant, &row.subject)?;
+            Self::check_subject_state(tx, grant, &subject)?;
+            grant
+                .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                .map_err(Denial::from)?;
+            let (rows, lookups) =
+                Self::seal_fields(grant, keys, &key, &row.subject, record, &fields);
+            for f in &fields {
+                tx.delete_lookups(record, f.name.as_str())?;
+            }
+            tx.upsert_fields(record, &rows, self.clock.now())?;
+            for l in &lookups {
+                tx.insert_lookup(l)?;
+            }
+            let stored = tx.record(record)?.ok_or(Denial::NotFound)?;
+            Self::open_record(grant, &key, &stored)
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Erasure of one record (the subject stays).
+    pub fn delete_record(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        record: &RecordId,
+        ctx: &CallContext,
+    ) -> Result<(), VaultError> {
+        let matter = Subjectmatter {
+            record: Some(record.clone()),
+            ..Default::default()
+        };
+        self.data_op(
+            p,
+            purpose,
+            Operation::Erasure,
+            ctx,
+            matter,
+            |tx, grant, keys, matter| {
+                let row = tx.record(record)?.ok_or(Denial::NotFound)?;
+                matter.subject = Some(row.subject.clone());
+                matter.fields = row.fields.iter().map(|f| f.name.to_string()).collect();
+                let (subject, _) = self.subject_key(tx, keys, grant, &row.subject)?;
+                Self::check_subject_state(tx, grant, &subject)?;
+                tx.delete_record(record)?;
+                Ok(())
+            },
+        )
+        .map(|(t, _)| t)
+    }
+
+    /// Retrieval by lookup key: which subjects have this email, phone or external id.
+    /// The value is normalised and blinded; the database never sees it.
+    pub fn lookup(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        query: LookupQuery,
+        ctx: &CallContext,
+    ) -> Result<LookupResult, VaultError> {
+        let op = Operation::Retrieval;
+        let normalized = query
+            .kind
+            .normalize(&query.value)
+            .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))?;
+        let matter = Subjectmatter {
+            fields: vec![format!("lookup:{}", query.kind.as_str())],
+            ..Default::default()
+        };
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, _| {
+            let category = match query.kind {
+                LookupKind::Email => "user.contact.email",
+                LookupKind::Phone => "user.contact.phone_number",
+                LookupKind::ExternalId => "user.unique_id",
+            };
+            let category =
+                custodian_core::category::DataCategory::parse(category).expect("catalogued");
+            grant
+                .check_fields([(query.kind.as_str(), &category)])
+                .map_err(Denial::from)?;
+            let digest = keys.controller.index_key().blind(query.kind, &normalized);
+            let mut subjects = Vec::new();
+            for s in tx.find_subjects(query.kind, &digest)? {
+                // A restricted subject, or one who objected to this purpose, is not
+                // processed, and finding them is processing.
+                if let Some(row) = tx.subject(&s)? {
+                    let objected = tx.objections(&s)?.contains(&grant.purpose().name);
+                    if grant.check_subject(row.restricted, objected).is_ok() {
+                        subjects.push(s);
+                    }
+                }
+            }
+            Ok(LookupResult { subjects })
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Erasure (Art. 17) of a subject: its key, records, fields and lookup entries go in
+    /// one transaction; the audit trail keeps the pseudonymous id. Erasing an erased
+    /// subject succeeds again and says so.
+    pub fn erase_subject(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        subject: &SubjectId,
+        ctx: &CallContext,
+    ) -> Result<ErasureReceipt, VaultError> {
+        let matter = Subjectmatter {
+            subject: Some(subject.clone()),
+            ..Default::default()
+        };
+        let mut receipt = None;
+        let ((), audit_seq) = self.data_op(
+            p,
+            purpose,
+            Operation::Erasure,
+            ctx,
+            matter,
+            |tx, grant, _keys, _| {
+                let row = match tx.subject(subject)? {
+                    Some(r) => r,
+                    None if tx.was_erased(subject)? => {
+                        receipt = Some((false, Default::default()));
+                        return Ok(());
+                    }
+                    None => return Err(Denial::NotFound.into()),
+                };
+                Self::check_subject_state(tx, grant, &row)?;
+                let counts =
+                    tx.erase_subject(subject, self.clock.now(), "controller instruction")?;
+                receipt = Some((true, counts));
+                Ok(())
+            },
+        )?;
+        let (erased_now, counts) = receipt.expect("work ran");
+        if erased_now {
+            self.store.purge_deleted();
+        }
+        Ok(ErasureReceipt {
+            subject: subject.clone(),
+            erased_now,
+            records: counts.records,
+            fields: counts.fields,
+            lookup_entries: counts.lookups,
+            audit_seq,
+        })
+    }
+
+    /// Restriction (Art. 18) and lifting it.
+    pub fn set_restriction(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        subject: &SubjectId,
+        restricted: bool,
+        ctx: &CallContext,
+    ) -> Result<(), VaultError> {
+        let matter = Subjectmatter {
+            subject: Some(subject.clone()),
+            fields: vec![if restricted { "restrict" } else { "lift" }.to_owned()],
+            ..Default::default()
+        };
+        self.data_op(
+            p,
+            purpose,
+            Operation::Restriction,
+            ctx,
+            matter,
+            |tx, grant, keys, _| {
+                self.subject_key(tx, keys, grant, subject)?;
+                tx.set_restricted(subject, restricted)?;
+                Ok(())
+            },
+        )
+        .map(|(t, _)| t)
+    }
+}

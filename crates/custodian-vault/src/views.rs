@@ -1,0 +1,218 @@
+//! What use cases take and return. With the `openapi` feature these double as the HTTP
+//! schemas, so the API document is generated from the very types the code uses.
+
+use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::controller::ControllerName;
+use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::operation::Operation;
+use custodian_core::principal::Role;
+use custodian_core::purpose::PurposeName;
+use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
+use custodian_core::region::{MemberState, RegionId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use time::{Date, OffsetDateTime};
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewController {
+    pub name: ControllerName,
+    /// One of the configured regions (default `osc-fr1`, `osc-secnum-fr1`).
+    pub region: RegionId,
+    /// DPA §3: the date from which the agreement applies.
+    pub agreement_effective: Date,
+    /// DPA §15: the member state whose law governs the agreement.
+    pub governing_law: MemberState,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub role: Role,
+    /// Required when the operator issues a controller token; otherwise the caller's own.
+    #[serde(default)]
+    pub controller: Option<ControllerId>,
+    /// Purposes the token may name; all documented purposes when absent.
+    #[serde(default)]
+    pub purposes: Option<BTreeSet<PurposeName>>,
+    /// Operations the token may perform; whatever its role allows when absent.
+    #[serde(default)]
+    pub operations: Option<BTreeSet<Operation>>,
+    /// A note for humans: which application or person holds it. Not personal data.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+    pub label: String,
+    /// Lifetime in seconds; at most one year. Never-expiring tokens are not offered.
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 31_622_400))]
+    pub expires_in_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenView {
+    pub id: TokenId,
+    pub role: Role,
+    pub controller: Option<ControllerId>,
+    pub purposes: Option<BTreeSet<PurposeName>>,
+    pub operations: Option<BTreeSet<Operation>>,
+    pub label: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Returned once, when a token is issued: the secret is never shown again.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssuedToken {
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The bearer token. Store it now: only its hash is kept.
+    pub secret: String,
+}
+
+/// A record as submitted: fields by name, and its Art. 15 metadata.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewRecord {
+    #[cfg_attr(feature = "openapi", schema(min_properties = 1, max_properties = 64))]
+    pub fields: BTreeMap<FieldName, FieldInput>,
+    #[serde(flatten)]
+    pub meta: RecordMeta,
+    /// A shorter life than the purpose's retention; capped by it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSubject {
+    pub category: SubjectCategory,
+    /// An optional first record, stored with the subject in one operation.
+    #[serde(default)]
+    pub record: Option<NewRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FieldUpdate {
+    #[cfg_attr(feature = "openapi", schema(min_properties = 1, max_properties = 64))]
+    pub fields: BTreeMap<FieldName, FieldInput>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    pub kind: LookupKind,
+    /// The email, phone number or external id to look for. Sent in the body, never in a
+    /// URL, because URLs end up in access logs.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldView {
+    pub category: DataCategory,
+    pub value: FieldValue,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordView {
+    pub id: RecordId,
+    pub subject: SubjectId,
+    /// The purpose the record was collected under.
+    pub purpose: PurposeName,
+    pub fields: BTreeMap<FieldName, FieldView>,
+    #[serde(flatten)]
+    pub meta: RecordMeta,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When the record is erased by retention.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubjectView {
+    pub id: SubjectId,
+    pub category: SubjectCategory,
+    /// Art. 18: while restricted, data is only stored (and may be erased).
+    pub restricted: bool,
+    /// Art. 21: purposes the subject objected to.
+    pub objections: Vec<PurposeName>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub records: Vec<RecordView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedSubject {
+    pub id: SubjectId,
+    pub record: Option<RecordId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErasureReceipt {
+    pub subject: SubjectId,
+    /// False when the subject had already been erased (erasure is idempotent).
+    pub erased_now: bool,
+    pub records: u64,
+    pub fields: u64,
+    pub lookup_entries: u64,
+    /// The audit entry that records the erasure.
+    pub audit_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LookupResult {
+    pub subjects: Vec<SubjectId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntryView {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    /// An Art. 4(2) operation, or `admin.*` for administrative acts.
+    pub action: String,
+    pub purpose: Option<PurposeName>,
+    pub subject: Option<SubjectId>,
+    pub record: Option<RecordId>,
+    /// Names of the fields involved; never their values.
+    pub fields: Vec<String>,
+    /// `allowed` or `refused`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub request: Option<String>,
+    /// Hex SHA-256 of the previous entry.
+    pub prev_hash: String,
+    /// Hex SHA-256 chain hash of this entry.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntryView>,
+    /// Pass as `after` to get the next page; absent at the end.
+    pub next_after: Option<u64>,
+}
