@@ -1,1 +1,128 @@
-//! placeholder
+//! Custodian's HTTP API. This is the only crate that knows HTTP: it turns requests into
+//! calls on the [`custodian_vault::Vault`] and errors into RFC 9457 problem documents, in
+//! one place ([`problem`]).
+
+mod body;
+mod extract;
+pub mod metrics_layer;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request};
+use custodian_core::ids::RequestId;
+use custodian_vault::Vault;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use openapi::openapi_document;
+
+/// Limits on what one request may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 512,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("vault", &self.vault).finish_non_exhaustive()
+    }
+}
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Copy, Debug)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let id = RequestId::from_random(custodian_crypto::random::id_bytes());
+        HeaderValue::from_str(id.as_str()).ok().map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// The whole application: routes, limits, logging, metrics.
+pub fn app(state: AppState, limits: &Limits) -> Router {
+    let api = routes::router().with_state(state.clone());
+    let timeout_problem = limits.request_timeout;
+    Router::new()
+        .merge(api)
+        .merge(openapi::docs_router())
+        .layer(axum::middleware::from_fn(metrics_layer::track))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                // Outermost first: a request id for everything, then the access log, which
+                // records method, route template, status and latency: never bodies, never
+                // query values, never headers (tokens).
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeId))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let route = req
+                                .extensions()
+                                .get::<axum::extract::MatchedPath>()
+                                .map(|m| m.as_str().to_owned())
+                                .unwrap_or_else(|| "unmatched".into());
+                            let id = req
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_owned();
+                            tracing::info_span!("http", method = %req.method(), route = %route, request_id = %id)
+                        })
+                        .on_request(())
+                        .on_response(
+                            |res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
+                                tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "served");
+                            },
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(problem::panic_response))
+                .layer(axum::error_handling::HandleErrorLayer::new(problem::overload_response))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent_requests)
+                .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout_problem))
+                .layer(SetResponseHeaderLayer::overriding(
+                    axum::http::header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                )),
+        )
+}

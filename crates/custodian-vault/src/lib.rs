@@ -102,6 +102,23 @@ impl Vault {
             .ok_or(VaultError::Unauthenticated)
     }
 
+    /// Records that an authenticated caller's input was refused before reaching a use case
+    /// (malformed JSON, unknown field, oversized body). `reason` must not hold values.
+    pub fn audit_rejected_input(
+        &self,
+        principal: &Principal,
+        action: custodian_core::audit::Action,
+        purpose: Option<&custodian_core::purpose::PurposeName>,
+        reason: &str,
+        ctx: &CallContext,
+    ) {
+        let mut draft = AuditDraft::new(ChainId::System, principal.actor(), action)
+            .refused(format!("invalid input: {reason}"))
+            .request(ctx.request.as_ref());
+        draft.purpose = purpose.cloned();
+        self.audit_refusal(principal, draft);
+    }
+
     /// Writes a refusal to the principal's chain. If even that fails, the refusal still
     /// stands; the failure is logged (without data) and the caller gets the refusal.
     fn audit_refusal(&self, principal: &Principal, draft: AuditDraft) {

@@ -81,7 +81,7 @@ pub struct IssuedToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
-    #[cfg_attr(feature = "openapi", schema(min_properties = 1, max_properties = 64))]
+    /// One to 64 fields.
     pub fields: BTreeMap<FieldName, FieldInput>,
     #[serde(flatten)]
     pub meta: RecordMeta,
@@ -104,7 +104,7 @@ pub struct NewSubject {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FieldUpdate {
-    #[cfg_attr(feature = "openapi", schema(min_properties = 1, max_properties = 64))]
+    /// One to 64 fields.
     pub fields: BTreeMap<FieldName, FieldInput>,
 }
 

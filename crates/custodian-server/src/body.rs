@@ -1,0 +1,191 @@
+//! JSON request bodies. Parsing failures become problem documents whose text never holds
+//! a submitted value (serde's own messages quote values, so they are rewritten), and, when
+//! the caller was authenticated, a refusal in the audit trail.
+
+use crate::AppState;
+use crate::extract::call_context;
+use crate::problem::ApiError;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use custodian_core::audit::{Action, AdminAction};
+use custodian_core::operation::Operation;
+use custodian_core::principal::Principal;
+use custodian_core::purpose::PurposeName;
+use serde::de::DeserializeOwned;
+
+/// The action a request body feeds, so a body refused before parsing is audited as an
+/// attempt at that action.
+pub trait Audited {
+    const ACTION: Action;
+}
+
+macro_rules! audited {
+    ($t:ty, $a:expr) => {
+        impl Audited for $t {
+            const ACTION: Action = $a;
+        }
+    };
+}
+audited!(custodian_vault::views::NewController, Action::Admin(AdminAction::ControllerCreated));
+audited!(custodian_vault::views::NewToken, Action::Admin(AdminAction::TokenIssued));
+audited!(custodian_core::purpose::Purpose, Action::Admin(AdminAction::PurposeDocumented));
+audited!(custodian_vault::views::NewSubject, Action::Processing(Operation::Collection));
+audited!(custodian_vault::views::NewRecord, Action::Processing(Operation::Recording));
+audited!(custodian_vault::views::FieldUpdate, Action::Processing(Operation::Alteration));
+audited!(custodian_vault::views::LookupQuery, Action::Processing(Operation::Retrieval));
+
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+/// Keeps identifiers (field names) and drops anything quoted, which in serde's messages
+/// is a submitted value.
+fn sanitize(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' || c == '`' {
+            let mut inner = String::new();
+            for d in chars.by_ref() {
+                if d == c {
+                    break;
+                }
+                inner.push(d);
+            }
+            let identifier = c == '`'
+                && inner.len() <= 64
+                && !inner.is_empty()
+                && inner.chars().all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-' || x == '.');
+            if identifier {
+                out.push('`');
+                out.push_str(&inner);
+                out.push('`');
+            } else {
+                out.push_str("<value>");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    // serde lists accepted variants after "expected"; that part is schema, but long lists
+    // are noise, and numbers in "invalid value: integer 5" are values: cut after the kind.
+    out.chars().take(300).collect()
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: &serde_json::Error| {
+        ApiError::bad_request(
+            "malformed-json",
+            format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )
+    };
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "Invalid input",
+                format!("{path}: {}", digits_redacted(&sanitize(&inner.to_string()))),
+            ),
+            _ => malformed(&inner),
+        }
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn digits_redacted(s: &str) -> String {
+    // "invalid value: integer 41111111..." and "invalid length 3" carry submitted numbers.
+    let mut out = String::with_capacity(s.len());
+    let mut in_number = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl<T> FromRequest<AppState> for Body<T>
+where
+    T: DeserializeOwned + Audited + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let purpose = parts.extensions.get::<PurposeName>().cloned();
+        let ctx = call_context(&parts);
+        let is_json = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+            });
+        let result: Result<T, ApiError> = if !is_json {
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ))
+        } else {
+            let req = Request::from_parts(parts, body);
+            match axum::body::Bytes::from_request(req, state).await {
+                Err(rejection) => Err(ApiError::new(
+                    rejection.status(),
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "unreadable-body" },
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "Body too large" } else { "Unreadable body" },
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        "the body is larger than this server accepts".to_owned()
+                    } else {
+                        "the body could not be read".to_owned()
+                    },
+                )),
+                Ok(bytes) => parse_json::<T>(&bytes),
+            }
+        };
+        match result {
+            Ok(v) => Ok(Body(v)),
+            Err(e) => {
+                // Audited before the answer leaves: the refusal is part of the record.
+                if let Some(p) = principal {
+                    let vault = state.vault.clone();
+                    let reason = format!("{}: {}", e.status().as_u16(), e.detail());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        vault.audit_rejected_input(&p, T::ACTION, purpose.as_ref(), &reason, &ctx)
+                    })
+                    .await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_drops_quoted_values_keeps_identifiers() {
+        let s = sanitize("invalid type: string \"alice@example.org\", expected u32");
+        assert!(!s.contains("alice"));
+        let s = sanitize("unknown field `nickname`, expected one of `category`, `record`");
+        assert!(s.contains("`nickname`"));
+        let s = sanitize("unknown field `alice@example.org`, expected `x`");
+        assert!(!s.contains("alice"));
+        assert_eq!(digits_redacted("invalid value: integer 4111111111111111"), "invalid value: integer #");
+    }
+}

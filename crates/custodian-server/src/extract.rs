@@ -1,0 +1,96 @@
+//! Request parts every handler needs: the authenticated principal, the named purpose, the
+//! request id, and a way to run blocking vault calls off the async runtime.
+
+use crate::AppState;
+use crate::problem::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use custodian_core::ids::RequestId;
+use custodian_core::principal::Principal;
+use custodian_core::purpose::PurposeName;
+use custodian_vault::{CallContext, Vault, VaultError};
+use secrecy::SecretString;
+use std::sync::Arc;
+
+pub const PURPOSE_HEADER: &str = "custodian-purpose";
+
+/// Runs a vault call on the blocking pool: the store is synchronous and may fsync.
+pub async fn blocking<T: Send + 'static>(
+    vault: &Arc<Vault>,
+    f: impl FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let vault = vault.clone();
+    tokio::task::spawn_blocking(move || f(&vault))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the cause is in the server log"))?
+        .map_err(ApiError::from)
+}
+
+/// The caller, authenticated from `Authorization: Bearer <token>`. Also left in the
+/// request's extensions so that a body that fails to parse can still be audited as a
+/// refusal of this principal.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Auth(p.clone()));
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| SecretString::from(t.trim().to_owned()))
+            .ok_or(ApiError::from(VaultError::Unauthenticated))?;
+        let principal = blocking(&state.vault, move |v| v.authenticate(&header)).await?;
+        parts.extensions.insert(principal.clone());
+        Ok(Auth(principal))
+    }
+}
+
+/// The purpose a data call names, from the `Custodian-Purpose` header.
+#[derive(Debug, Clone)]
+pub struct Purpose(pub PurposeName);
+
+impl<S: Send + Sync> FromRequestParts<S> for Purpose {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.headers.get(PURPOSE_HEADER).ok_or_else(|| {
+            ApiError::bad_request("missing-purpose", "every data call names its purpose in the Custodian-Purpose header")
+        })?;
+        let name = raw
+            .to_str()
+            .ok()
+            .and_then(|s| PurposeName::parse(s).ok())
+            .ok_or_else(|| ApiError::bad_request("invalid-purpose", "Custodian-Purpose must be a purpose name: a-z, 0-9, '_' and '-'"))?;
+        parts.extensions.insert(name.clone());
+        Ok(Purpose(name))
+    }
+}
+
+/// The request id, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx(pub CallContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ctx(call_context(parts)))
+    }
+}
+
+pub fn call_context(parts: &Parts) -> CallContext {
+    let request = parts
+        .headers
+        .get(crate::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| RequestId::parse(s).ok());
+    CallContext { request }
+}
