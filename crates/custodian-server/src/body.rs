@@ -26,13 +26,34 @@ macro_rules! audited {
         }
     };
 }
-audited!(custodian_vault::views::NewController, Action::Admin(AdminAction::ControllerCreated));
-audited!(custodian_vault::views::NewToken, Action::Admin(AdminAction::TokenIssued));
-audited!(custodian_core::purpose::Purpose, Action::Admin(AdminAction::PurposeDocumented));
-audited!(custodian_vault::views::NewSubject, Action::Processing(Operation::Collection));
-audited!(custodian_vault::views::NewRecord, Action::Processing(Operation::Recording));
-audited!(custodian_vault::views::FieldUpdate, Action::Processing(Operation::Alteration));
-audited!(custodian_vault::views::LookupQuery, Action::Processing(Operation::Retrieval));
+audited!(
+    custodian_vault::views::NewController,
+    Action::Admin(AdminAction::ControllerCreated)
+);
+audited!(
+    custodian_vault::views::NewToken,
+    Action::Admin(AdminAction::TokenIssued)
+);
+audited!(
+    custodian_core::purpose::Purpose,
+    Action::Admin(AdminAction::PurposeDocumented)
+);
+audited!(
+    custodian_vault::views::NewSubject,
+    Action::Processing(Operation::Collection)
+);
+audited!(
+    custodian_vault::views::NewRecord,
+    Action::Processing(Operation::Recording)
+);
+audited!(
+    custodian_vault::views::FieldUpdate,
+    Action::Processing(Operation::Alteration)
+);
+audited!(
+    custodian_vault::views::LookupQuery,
+    Action::Processing(Operation::Retrieval)
+);
 
 #[derive(Debug)]
 pub struct Body<T>(pub T);
@@ -54,7 +75,9 @@ fn sanitize(message: &str) -> String {
             let identifier = c == '`'
                 && inner.len() <= 64
                 && !inner.is_empty()
-                && inner.chars().all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-' || x == '.');
+                && inner
+                    .chars()
+                    .all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-' || x == '.');
             if identifier {
                 out.push('`');
                 out.push_str(&inner);
@@ -75,7 +98,11 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: &serde_json::Error| {
         ApiError::bad_request(
             "malformed-json",
-            format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -130,8 +157,14 @@ where
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                ct == "application/json"
+                    || (ct.starts_with("application/") && ct.ends_with("+json"))
             });
         let result: Result<T, ApiError> = if !is_json {
             Err(ApiError::new(
@@ -145,8 +178,16 @@ where
             match axum::body::Bytes::from_request(req, state).await {
                 Err(rejection) => Err(ApiError::new(
                     rejection.status(),
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "too-large" } else { "unreadable-body" },
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "Body too large" } else { "Unreadable body" },
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        "too-large"
+                    } else {
+                        "unreadable-body"
+                    },
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        "Body too large"
+                    } else {
+                        "Unreadable body"
+                    },
                     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         "the body is larger than this server accepts".to_owned()
                     } else {
@@ -186,6 +227,9 @@ mod tests {
         assert!(s.contains("`nickname`"));
         let s = sanitize("unknown field `alice@example.org`, expected `x`");
         assert!(!s.contains("alice"));
-        assert_eq!(digits_redacted("invalid value: integer 4111111111111111"), "invalid value: integer #");
+        assert_eq!(
+            digits_redacted("invalid value: integer 4111111111111111"),
+            "invalid value: integer #"
+        );
     }
 }

@@ -23,7 +23,14 @@ pub async fn blocking<T: Send + 'static>(
     let vault = vault.clone();
     tokio::task::spawn_blocking(move || f(&vault))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the cause is in the server log"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the cause is in the server log",
+            )
+        })?
         .map_err(ApiError::from)
 }
 
@@ -36,7 +43,10 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Auth(p.clone()));
         }
@@ -44,7 +54,10 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| SecretString::from(t.trim().to_owned()))
             .ok_or(ApiError::from(VaultError::Unauthenticated))?;
         let principal = blocking(&state.vault, move |v| v.authenticate(&header)).await?;
@@ -62,13 +75,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Purpose {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let raw = parts.headers.get(PURPOSE_HEADER).ok_or_else(|| {
-            ApiError::bad_request("missing-purpose", "every data call names its purpose in the Custodian-Purpose header")
+            ApiError::bad_request(
+                "missing-purpose",
+                "every data call names its purpose in the Custodian-Purpose header",
+            )
         })?;
         let name = raw
             .to_str()
             .ok()
             .and_then(|s| PurposeName::parse(s).ok())
-            .ok_or_else(|| ApiError::bad_request("invalid-purpose", "Custodian-Purpose must be a purpose name: a-z, 0-9, '_' and '-'"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-purpose",
+                    "Custodian-Purpose must be a purpose name: a-z, 0-9, '_' and '-'",
+                )
+            })?;
         parts.extensions.insert(name.clone());
         Ok(Purpose(name))
     }

@@ -52,7 +52,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("vault", &self.vault).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("vault", &self.vault)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,9 +64,14 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 struct MakeId;
 
 impl MakeRequestId for MakeId {
-    fn make_request_id<B>(&mut self, _req: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+    fn make_request_id<B>(
+        &mut self,
+        _req: &Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
         let id = RequestId::from_random(custodian_crypto::random::id_bytes());
-        HeaderValue::from_str(id.as_str()).ok().map(tower_http::request_id::RequestId::new)
+        HeaderValue::from_str(id.as_str())
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
     }
 }
 

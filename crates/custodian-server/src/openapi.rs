@@ -50,7 +50,9 @@ impl Modify for Bearer {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("cst_<role>_<secret>")
-                    .description(Some("An API token issued by `custodian token create` or POST /v1/tokens"))
+                    .description(Some(
+                        "An API token issued by `custodian token create` or POST /v1/tokens",
+                    ))
                     .build(),
             ),
         );
@@ -70,7 +72,11 @@ pub fn docs_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 #[into_params(parameter_in = Header)]
 pub struct PurposeParam {
     /// The documented purpose this call is made for (DPA §5(a)).
-    #[param(rename = "Custodian-Purpose", pattern = "^[a-z][a-z0-9_-]{0,63}$", example = "support")]
+    #[param(
+        rename = "Custodian-Purpose",
+        pattern = "^[a-z][a-z0-9_-]{0,63}$",
+        example = "support"
+    )]
     #[allow(dead_code)]
     custodian_purpose: String,
 }
@@ -79,21 +85,53 @@ pub struct PurposeParam {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum AdminErrors {
-    #[response(status = 400, description = "Bad request", content_type = "application/problem+json")]
+    #[response(
+        status = 400,
+        description = "Bad request",
+        content_type = "application/problem+json"
+    )]
     BadRequest(Problem),
-    #[response(status = 401, description = "Missing or invalid token", content_type = "application/problem+json")]
+    #[response(
+        status = 401,
+        description = "Missing or invalid token",
+        content_type = "application/problem+json"
+    )]
     Unauthenticated(Problem),
-    #[response(status = 403, description = "Refused, and audited", content_type = "application/problem+json")]
+    #[response(
+        status = 403,
+        description = "Refused, and audited",
+        content_type = "application/problem+json"
+    )]
     Refused(Problem),
-    #[response(status = 404, description = "No such object for this principal", content_type = "application/problem+json")]
+    #[response(
+        status = 404,
+        description = "No such object for this principal",
+        content_type = "application/problem+json"
+    )]
     NotFound(Problem),
-    #[response(status = 408, description = "Request timed out", content_type = "application/problem+json")]
+    #[response(
+        status = 408,
+        description = "Request timed out",
+        content_type = "application/problem+json"
+    )]
     Timeout(Problem),
-    #[response(status = 429, description = "Too many requests", content_type = "application/problem+json")]
+    #[response(
+        status = 429,
+        description = "Too many requests",
+        content_type = "application/problem+json"
+    )]
     TooMany(Problem),
-    #[response(status = 500, description = "Internal error", content_type = "application/problem+json")]
+    #[response(
+        status = 500,
+        description = "Internal error",
+        content_type = "application/problem+json"
+    )]
     Internal(Problem),
-    #[response(status = 503, description = "Storage unavailable; retry", content_type = "application/problem+json")]
+    #[response(
+        status = 503,
+        description = "Storage unavailable; retry",
+        content_type = "application/problem+json"
+    )]
     Unavailable(Problem),
 }
 
@@ -101,23 +139,59 @@ pub enum AdminErrors {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum DataErrors {
-    #[response(status = 400, description = "Bad request (missing or invalid Custodian-Purpose)", content_type = "application/problem+json")]
+    #[response(
+        status = 400,
+        description = "Bad request (missing or invalid Custodian-Purpose)",
+        content_type = "application/problem+json"
+    )]
     BadRequest(Problem),
-    #[response(status = 401, description = "Missing or invalid token", content_type = "application/problem+json")]
+    #[response(
+        status = 401,
+        description = "Missing or invalid token",
+        content_type = "application/problem+json"
+    )]
     Unauthenticated(Problem),
-    #[response(status = 403, description = "Refused (purpose, scope, restriction, objection), and audited", content_type = "application/problem+json")]
+    #[response(
+        status = 403,
+        description = "Refused (purpose, scope, restriction, objection), and audited",
+        content_type = "application/problem+json"
+    )]
     Refused(Problem),
-    #[response(status = 404, description = "No such object for this principal", content_type = "application/problem+json")]
+    #[response(
+        status = 404,
+        description = "No such object for this principal",
+        content_type = "application/problem+json"
+    )]
     NotFound(Problem),
-    #[response(status = 408, description = "Request timed out", content_type = "application/problem+json")]
+    #[response(
+        status = 408,
+        description = "Request timed out",
+        content_type = "application/problem+json"
+    )]
     Timeout(Problem),
-    #[response(status = 410, description = "The subject was erased", content_type = "application/problem+json")]
+    #[response(
+        status = 410,
+        description = "The subject was erased",
+        content_type = "application/problem+json"
+    )]
     Gone(Problem),
-    #[response(status = 429, description = "Too many requests", content_type = "application/problem+json")]
+    #[response(
+        status = 429,
+        description = "Too many requests",
+        content_type = "application/problem+json"
+    )]
     TooMany(Problem),
-    #[response(status = 500, description = "Internal error", content_type = "application/problem+json")]
+    #[response(
+        status = 500,
+        description = "Internal error",
+        content_type = "application/problem+json"
+    )]
     Internal(Problem),
-    #[response(status = 503, description = "Storage unavailable; retry", content_type = "application/problem+json")]
+    #[response(
+        status = 503,
+        description = "Storage unavailable; retry",
+        content_type = "application/problem+json"
+    )]
     Unavailable(Problem),
 }
 
@@ -125,12 +199,28 @@ pub enum DataErrors {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum BodyErrors {
-    #[response(status = 409, description = "Conflicts with existing data", content_type = "application/problem+json")]
+    #[response(
+        status = 409,
+        description = "Conflicts with existing data",
+        content_type = "application/problem+json"
+    )]
     Conflict(Problem),
-    #[response(status = 413, description = "Body too large", content_type = "application/problem+json")]
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "application/problem+json"
+    )]
     TooLarge(Problem),
-    #[response(status = 415, description = "Body is not JSON", content_type = "application/problem+json")]
+    #[response(
+        status = 415,
+        description = "Body is not JSON",
+        content_type = "application/problem+json"
+    )]
     UnsupportedMediaType(Problem),
-    #[response(status = 422, description = "Invalid input (nothing stored; audited when authenticated)", content_type = "application/problem+json")]
+    #[response(
+        status = 422,
+        description = "Invalid input (nothing stored; audited when authenticated)",
+        content_type = "application/problem+json"
+    )]
     Invalid(Problem),
 }

@@ -28,8 +28,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, title, detail: detail.into(), retry_after: None }
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
@@ -54,11 +65,30 @@ impl From<VaultError> for ApiError {
                 "Unauthenticated",
                 "send a valid API token as 'Authorization: Bearer <token>'",
             ),
-            VaultError::Refused(r) => ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", r.to_string()),
-            VaultError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such object for this principal"),
-            VaultError::Gone => ApiError::new(StatusCode::GONE, "erased", "Erased", "this data subject was erased"),
-            VaultError::Invalid(v) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "Invalid input", v.to_string()),
-            VaultError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what),
+            VaultError::Refused(r) => {
+                ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", r.to_string())
+            }
+            VaultError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such object for this principal",
+            ),
+            VaultError::Gone => ApiError::new(
+                StatusCode::GONE,
+                "erased",
+                "Erased",
+                "this data subject was erased",
+            ),
+            VaultError::Invalid(v) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "Invalid input",
+                v.to_string(),
+            ),
+            VaultError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", what)
+            }
             VaultError::Unavailable(cause) => {
                 tracing::error!(cause = %cause, "storage unavailable");
                 let mut e = ApiError::new(
@@ -93,7 +123,10 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, Json(body)).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -107,12 +140,23 @@ impl IntoResponse for ApiError {
 /// A panic never shows its message (it could hold anything); it becomes a plain 500.
 pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the cause is in the server log").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the cause is in the server log",
+    )
+    .into_response()
 }
 
 /// The concurrency cap is full: shed the request rather than queue it without bound.
 pub async fn overload_response(_err: tower::BoxError) -> Response {
-    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "Too many requests", "the server is at its concurrency limit; retry shortly");
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "overloaded",
+        "Too many requests",
+        "the server is at its concurrency limit; retry shortly",
+    );
     e.retry_after = Some(1);
     e.into_response()
 }

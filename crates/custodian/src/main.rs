@@ -1,1 +1,281 @@
-fn main() {}
+//! `custodian`: one binary for serving, administration and verification.
+
+mod config;
+mod demo;
+mod keyfile;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use config::{Config, Overrides};
+use custodian_core::ids::ControllerId;
+use custodian_core::policy::OperatorGrant;
+use custodian_core::principal::Role;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custodian",
+    version,
+    about = "Your DPA, enforced and provable: a vault for the personal data a processor holds for its controllers."
+)]
+struct Cli {
+    /// Configuration file (default: ./custodian.toml when present).
+    #[arg(long, global = true, env = "CUSTODIAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, root key, checkpoints), overriding the config.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database: a SQLite file path.
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates the data directory, a root key file (0600) and a config file.
+    Init {
+        /// Where to write the config file.
+        #[arg(long, default_value = config::DEFAULT_CONFIG_FILE)]
+        write_config: PathBuf,
+    },
+    /// Runs the HTTP API.
+    Serve(ServeArgs),
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Checks every audit chain and its signed checkpoints. Exit 0 when all hold;
+    /// otherwise exit 1, naming the first bad entry of each broken chain.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signs the current head of every audit chain now.
+    Checkpoint,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Seed a demo controller with synthetic people, initialising ./custodian-demo if needed.
+    #[arg(long)]
+    demo: bool,
+    /// Seconds between checkpoints of the audit chains.
+    #[arg(long)]
+    checkpoint_interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issues a token directly against the database (for the first operator token, or
+    /// a controller's first admin token). Prints the secret once.
+    Create {
+        /// operator_admin, controller_admin, controller_app or controller_viewer.
+        #[arg(long, default_value = "operator_admin")]
+        role: String,
+        /// The controller, for controller roles.
+        #[arg(long)]
+        controller: Option<String>,
+        /// Who or what holds the token.
+        #[arg(long, default_value = "created with custodian token create")]
+        label: String,
+        /// Lifetime in days (1-366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = |listen, interval| Overrides {
+        data_dir: cli.data_dir.clone(),
+        database: cli.database.clone(),
+        listen,
+        checkpoint_interval_seconds: interval,
+        ..Default::default()
+    };
+    let result = match &cli.command {
+        Command::Init { write_config } => {
+            init(cli.config.as_deref(), &overrides(None, None), write_config)
+        }
+        Command::Serve(args) => {
+            let mut o = overrides(args.listen, args.checkpoint_interval_seconds);
+            if args.demo
+                && cli.data_dir.is_none()
+                && cli.config.is_none()
+                && !std::path::Path::new(config::DEFAULT_CONFIG_FILE).exists()
+            {
+                o.data_dir = Some(PathBuf::from("custodian-demo"));
+            }
+            Config::load(cli.config.as_deref(), &o).and_then(|cfg| serve::run(cfg, args.demo))
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    role,
+                    controller,
+                    label,
+                    days,
+                },
+        } => Config::load(cli.config.as_deref(), &overrides(None, None))
+            .and_then(|cfg| token_create(&cfg, role, controller.as_deref(), label, *days)),
+        Command::Verify { json } => Config::load(cli.config.as_deref(), &overrides(None, None))
+            .and_then(|cfg| verify(&cfg, *json)),
+        Command::Checkpoint => Config::load(cli.config.as_deref(), &overrides(None, None))
+            .and_then(|cfg| {
+                let vault = serve::open_vault(&cfg)?;
+                let made = vault
+                    .checkpoint()
+                    .map_err(|e| format!("checkpoint failed: {e}"))?;
+                println!("signed {} checkpoint(s)", made.len());
+                Ok(ExitCode::SUCCESS)
+            }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("custodian: {}", msg.trim_end());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init(
+    config_file: Option<&std::path::Path>,
+    o: &Overrides,
+    write_config: &std::path::Path,
+) -> Result<ExitCode, String> {
+    let cfg = Config::load(config_file, o)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
+    // The database holds only ciphertext, but its metadata and the audit trail are still
+    // the controllers' business: the data directory is the service account's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {}: {e}", cfg.data_dir.display()))?;
+    }
+    let key_path = cfg.root_key_path();
+    keyfile::create(&key_path)?;
+    if !write_config.exists() {
+        let text = format!(
+            "# Custodian configuration. Every setting can also come from a CUSTODIAN_<NAME>\n\
+             # environment variable or a command-line flag, which win over this file.\n\
+             data_dir = {:?}\nroot_key_file = {:?}\nlisten = \"{}\"\ncheckpoint_interval_seconds = {}\n",
+            cfg.data_dir.display().to_string(),
+            key_path.display().to_string(),
+            cfg.listen,
+            cfg.checkpoint_interval_seconds
+        );
+        std::fs::write(write_config, text)
+            .map_err(|e| format!("cannot write {}: {e}", write_config.display()))?;
+        println!("wrote {}", write_config.display());
+    }
+    // Creating the database now runs its migrations and proves the setup works.
+    serve::open_vault(&cfg)?;
+    println!(
+        "root key written to {} (mode 0600). Back it up apart from the database: without it the data cannot be decrypted.",
+        key_path.display()
+    );
+    println!(
+        "next: custodian token create --role operator_admin --label me   then   custodian serve"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token_create(
+    cfg: &Config,
+    role: &str,
+    controller: Option<&str>,
+    label: &str,
+    days: u32,
+) -> Result<ExitCode, String> {
+    let role = Role::parse(role).ok_or(
+        "--role must be operator_admin, controller_admin, controller_app or controller_viewer",
+    )?;
+    let controller = controller
+        .map(|c| ControllerId::parse(c).map_err(|e| format!("--controller: {e}")))
+        .transpose()?;
+    if !(1..=366).contains(&days) {
+        return Err("--days must be between 1 and 366".into());
+    }
+    let vault = serve::open_vault(cfg)?;
+    let issued = vault
+        .issue_token_locally(
+            &OperatorGrant::local_cli(),
+            role,
+            controller,
+            label,
+            days * 86_400,
+        )
+        .map_err(|e| format!("cannot issue the token: {e}"))?;
+    eprintln!(
+        "issued {} token {} (expires {}); the secret below is shown once:",
+        role.as_str(),
+        issued.token.id,
+        issued
+            .token
+            .expires_at
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    );
+    println!("{}", issued.secret);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(cfg: &Config, json: bool) -> Result<ExitCode, String> {
+    let vault = serve::open_vault(cfg)?;
+    let started = std::time::Instant::now();
+    let report = vault
+        .verify(None)
+        .map_err(|e| format!("cannot verify: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialisable")
+        );
+    } else {
+        for c in &report.chains {
+            println!(
+                "chain {}: {} entries, {} checkpoint(s) matched, head {}",
+                c.chain,
+                c.entries,
+                c.checkpoints_checked,
+                &c.head[..16]
+            );
+        }
+        for p in &report.problems {
+            match p.seq {
+                Some(seq) => println!("FAIL chain {} at entry {seq}: {}", p.chain, p.what),
+                None => println!("FAIL chain {}: {}", p.chain, p.what),
+            }
+        }
+        println!(
+            "{} entries in {} chain(s) checked in {:.3}s ({:.0} entries/s); public key {}",
+            report.entries,
+            report.chains.len(),
+            secs,
+            report.entries as f64 / secs.max(1e-9),
+            vault
+                .public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+    if report.ok() {
+        println!("verify: ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("verify: FAILED");
+        Ok(ExitCode::from(1))
+    }
+}

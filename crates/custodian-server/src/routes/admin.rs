@@ -17,7 +17,10 @@ use custodian_vault::views::{IssuedToken, NewController, NewToken, TokenView};
 /// The regions controllers can be pinned to (DPA §8).
 #[utoipa::path(get, path = "/v1/regions", tag = "controllers", security(("bearer" = [])),
     responses((status = 200, body = Vec<Region>), AdminErrors))]
-pub async fn list_regions(State(state): State<AppState>, Auth(_principal): Auth) -> Json<Vec<Region>> {
+pub async fn list_regions(
+    State(state): State<AppState>,
+    Auth(_principal): Auth,
+) -> Json<Vec<Region>> {
     Json(state.vault.regions().to_vec())
 }
 
@@ -42,7 +45,11 @@ pub async fn create_controller(
 /// Every controller (operator only).
 #[utoipa::path(get, path = "/v1/controllers", tag = "controllers", security(("bearer" = [])),
     responses((status = 200, body = Vec<Controller>), AdminErrors))]
-pub async fn list_controllers(State(state): State<AppState>, Auth(p): Auth, Ctx(ctx): Ctx) -> Result<Json<Vec<Controller>>, ApiError> {
+pub async fn list_controllers(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Ctx(ctx): Ctx,
+) -> Result<Json<Vec<Controller>>, ApiError> {
     let list = blocking(&state.vault, move |v| {
         let grant = v.operator_grant(&p, AdminAction::ControllerCreated, &ctx)?;
         v.list_controllers(&grant)
@@ -55,9 +62,15 @@ pub async fn list_controllers(State(state): State<AppState>, Auth(p): Auth, Ctx(
 #[utoipa::path(get, path = "/v1/controllers/{id}", tag = "controllers", security(("bearer" = [])),
     params(("id" = ControllerId, Path)),
     responses((status = 200, body = Controller), AdminErrors))]
-pub async fn get_controller(State(state): State<AppState>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Controller>, ApiError> {
+pub async fn get_controller(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Controller>, ApiError> {
     let id = path_id(&id, ControllerId::parse)?;
-    Ok(Json(blocking(&state.vault, move |v| v.get_controller(&p, &id)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| v.get_controller(&p, &id)).await?,
+    ))
 }
 
 /// Documents (or updates) a purpose: the controller's instruction (DPA §5(a)).
@@ -77,8 +90,13 @@ pub async fn document_purpose(
 /// The caller's controller's documented purposes.
 #[utoipa::path(get, path = "/v1/purposes", tag = "purposes", security(("bearer" = [])),
     responses((status = 200, body = Vec<Purpose>), AdminErrors))]
-pub async fn list_purposes(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Vec<Purpose>>, ApiError> {
-    Ok(Json(blocking(&state.vault, move |v| v.list_purposes(&p)).await?))
+pub async fn list_purposes(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Vec<Purpose>>, ApiError> {
+    Ok(Json(
+        blocking(&state.vault, move |v| v.list_purposes(&p)).await?,
+    ))
 }
 
 /// Issues an API token. The secret is in this response only.
@@ -98,15 +116,26 @@ pub async fn issue_token(
 /// Tokens the caller administers (never their secrets).
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
     responses((status = 200, body = Vec<TokenView>), AdminErrors))]
-pub async fn list_tokens(State(state): State<AppState>, Auth(p): Auth, Ctx(ctx): Ctx) -> Result<Json<Vec<TokenView>>, ApiError> {
-    Ok(Json(blocking(&state.vault, move |v| v.list_tokens(&p, &ctx)).await?))
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Ctx(ctx): Ctx,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    Ok(Json(
+        blocking(&state.vault, move |v| v.list_tokens(&p, &ctx)).await?,
+    ))
 }
 
 /// Revokes a token; effective on its next request.
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
     params(("id" = TokenId, Path)),
     responses((status = 204, description = "revoked"), AdminErrors))]
-pub async fn revoke_token(State(state): State<AppState>, Auth(p): Auth, Ctx(ctx): Ctx, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, TokenId::parse)?;
     blocking(&state.vault, move |v| v.revoke_token(&p, &id, &ctx)).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -28,19 +28,31 @@ pub struct PageQuery {
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
     params(PageQuery),
     responses((status = 200, body = AuditPage), AdminErrors))]
-pub async fn audit_page(State(state): State<AppState>, Auth(p): Auth, Query(q): Query<PageQuery>) -> Result<Json<AuditPage>, ApiError> {
+pub async fn audit_page(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid-limit", "limit must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "invalid-limit",
+            "limit must be between 1 and 1000",
+        ));
     }
-    Ok(Json(blocking(&state.vault, move |v| v.audit_page(&p, q.after, limit)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| v.audit_page(&p, q.after, limit)).await?,
+    ))
 }
 
 /// Verifies the hash chain and signed checkpoints: the caller's controller's chain, or,
 /// for the operator, every chain.
 #[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = VerifyReport), AdminErrors))]
-pub async fn verify(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<VerifyReport>, ApiError> {
+pub async fn verify(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<VerifyReport>, ApiError> {
     let report = blocking(&state.vault, move |v| {
         let only = match (&p.controller, p.role) {
             (_, custodian_core::principal::Role::OperatorAdmin) => None,

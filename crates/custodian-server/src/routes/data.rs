@@ -24,7 +24,10 @@ pub async fn create_subject(
     Ctx(ctx): Ctx,
     Body(input): Body<NewSubject>,
 ) -> Result<(StatusCode, Json<CreatedSubject>), ApiError> {
-    let out = blocking(&state.vault, move |v| v.create_subject(&p, &purpose, input, &ctx)).await?;
+    let out = blocking(&state.vault, move |v| {
+        v.create_subject(&p, &purpose, input, &ctx)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -40,7 +43,12 @@ pub async fn get_subject(
     Path(id): Path<String>,
 ) -> Result<Json<SubjectView>, ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
-    Ok(Json(blocking(&state.vault, move |v| v.get_subject(&p, &purpose, &id, &ctx)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| {
+            v.get_subject(&p, &purpose, &id, &ctx)
+        })
+        .await?,
+    ))
 }
 
 /// Erasure (Art. 17): destroys the subject's key, records and lookup entries. Idempotent.
@@ -55,7 +63,12 @@ pub async fn erase_subject(
     Path(id): Path<String>,
 ) -> Result<Json<ErasureReceipt>, ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
-    Ok(Json(blocking(&state.vault, move |v| v.erase_subject(&p, &purpose, &id, &ctx)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| {
+            v.erase_subject(&p, &purpose, &id, &ctx)
+        })
+        .await?,
+    ))
 }
 
 /// Recording: adds a record about a subject.
@@ -72,7 +85,10 @@ pub async fn add_record(
     Body(input): Body<NewRecord>,
 ) -> Result<(StatusCode, Json<RecordView>), ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
-    let out = blocking(&state.vault, move |v| v.add_record(&p, &purpose, &id, input, &ctx)).await?;
+    let out = blocking(&state.vault, move |v| {
+        v.add_record(&p, &purpose, &id, input, &ctx)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -88,7 +104,10 @@ pub async fn restrict(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
-    blocking(&state.vault, move |v| v.set_restriction(&p, &purpose, &id, true, &ctx)).await?;
+    blocking(&state.vault, move |v| {
+        v.set_restriction(&p, &purpose, &id, true, &ctx)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -104,7 +123,10 @@ pub async fn lift_restriction(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
-    blocking(&state.vault, move |v| v.set_restriction(&p, &purpose, &id, false, &ctx)).await?;
+    blocking(&state.vault, move |v| {
+        v.set_restriction(&p, &purpose, &id, false, &ctx)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,7 +142,9 @@ pub async fn lookup(
     Ctx(ctx): Ctx,
     Body(q): Body<LookupQuery>,
 ) -> Result<Json<LookupResult>, ApiError> {
-    Ok(Json(blocking(&state.vault, move |v| v.lookup(&p, &purpose, q, &ctx)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| v.lookup(&p, &purpose, q, &ctx)).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -147,10 +171,24 @@ pub async fn get_record(
     let id = path_id(&id, RecordId::parse)?;
     let only = filter
         .fields
-        .map(|f| f.split(',').map(FieldName::parse).collect::<Result<Vec<_>, _>>())
+        .map(|f| {
+            f.split(',')
+                .map(FieldName::parse)
+                .collect::<Result<Vec<_>, _>>()
+        })
         .transpose()
-        .map_err(|_| ApiError::bad_request("invalid-fields", "fields must be comma-separated field names"))?;
-    Ok(Json(blocking(&state.vault, move |v| v.get_record(&p, &purpose, &id, only.as_deref(), &ctx)).await?))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid-fields",
+                "fields must be comma-separated field names",
+            )
+        })?;
+    Ok(Json(
+        blocking(&state.vault, move |v| {
+            v.get_record(&p, &purpose, &id, only.as_deref(), &ctx)
+        })
+        .await?,
+    ))
 }
 
 /// Alteration (rectification, Art. 16): replaces the given fields.
@@ -167,7 +205,12 @@ pub async fn update_record(
     Body(update): Body<FieldUpdate>,
 ) -> Result<Json<RecordView>, ApiError> {
     let id = path_id(&id, RecordId::parse)?;
-    Ok(Json(blocking(&state.vault, move |v| v.update_record(&p, &purpose, &id, update, &ctx)).await?))
+    Ok(Json(
+        blocking(&state.vault, move |v| {
+            v.update_record(&p, &purpose, &id, update, &ctx)
+        })
+        .await?,
+    ))
 }
 
 /// Erasure of one record.
@@ -182,6 +225,9 @@ pub async fn delete_record(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(&id, RecordId::parse)?;
-    blocking(&state.vault, move |v| v.delete_record(&p, &purpose, &id, &ctx)).await?;
+    blocking(&state.vault, move |v| {
+        v.delete_record(&p, &purpose, &id, &ctx)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,13 @@ pub async fn healthz() -> &'static str {
     (status = 503, description = "storage unavailable", body = crate::problem::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    blocking(&state.vault, |v| v.store().audit_chains().map(|_| ()).map_err(|e| custodian_vault::VaultError::Unavailable(e.to_string()))).await?;
+    blocking(&state.vault, |v| {
+        v.store()
+            .audit_chains()
+            .map(|_| ())
+            .map_err(|e| custodian_vault::VaultError::Unavailable(e.to_string()))
+    })
+    .await?;
     Ok("ready")
 }
 
@@ -25,7 +31,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     match &state.metrics {
-        Some(h) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        Some(h) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
     }
 }

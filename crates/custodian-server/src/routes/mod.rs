@@ -21,13 +21,28 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/v1/regions", get(admin::list_regions))
-        .route("/v1/controllers", post(admin::create_controller).get(admin::list_controllers))
+        .route(
+            "/v1/controllers",
+            post(admin::create_controller).get(admin::list_controllers),
+        )
         .route("/v1/controllers/{id}", get(admin::get_controller))
-        .route("/v1/purposes", post(admin::document_purpose).get(admin::list_purposes))
-        .route("/v1/tokens", post(admin::issue_token).get(admin::list_tokens))
-        .route("/v1/tokens/{id}", axum::routing::delete(admin::revoke_token))
+        .route(
+            "/v1/purposes",
+            post(admin::document_purpose).get(admin::list_purposes),
+        )
+        .route(
+            "/v1/tokens",
+            post(admin::issue_token).get(admin::list_tokens),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
         .route("/v1/subjects", post(data::create_subject))
-        .route("/v1/subjects/{id}", get(data::get_subject).delete(data::erase_subject))
+        .route(
+            "/v1/subjects/{id}",
+            get(data::get_subject).delete(data::erase_subject),
+        )
         .route("/v1/subjects/{id}/records", post(data::add_record))
         .route(
             "/v1/subjects/{id}/restriction",
@@ -36,7 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/lookup", post(data::lookup))
         .route(
             "/v1/records/{id}",
-            get(data::get_record).patch(data::update_record).delete(data::delete_record),
+            get(data::get_record)
+                .patch(data::update_record)
+                .delete(data::delete_record),
         )
         .route("/v1/audit", get(audit::audit_page))
         .route("/v1/audit/verify", post(audit::verify))
@@ -44,6 +61,9 @@ pub fn router() -> Router<AppState> {
 
 /// Parses a path id, answering 404 (not 400) for a malformed one: from the caller's side
 /// there is simply no such object.
-pub(crate) fn path_id<T>(raw: &str, parse: fn(&str) -> Result<T, custodian_core::ValidationError>) -> Result<T, crate::problem::ApiError> {
+pub(crate) fn path_id<T>(
+    raw: &str,
+    parse: fn(&str) -> Result<T, custodian_core::ValidationError>,
+) -> Result<T, crate::problem::ApiError> {
     parse(raw).map_err(|_| custodian_vault::VaultError::NotFound.into())
 }

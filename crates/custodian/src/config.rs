@@ -1,0 +1,175 @@
+//! Configuration: defaults, then a TOML file, then `CUSTODIAN_*` environment variables,
+//! then command-line flags. Unknown settings and missing secrets stop the start with a
+//! message that says how to fix them.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_FILE: &str = "custodian.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the database (SQLite) and the checkpoint copies live.
+    pub data_dir: PathBuf,
+    /// The database: a SQLite file path. Defaults to `<data_dir>/custodian.db`.
+    pub database: Option<String>,
+    /// The root key file (0600). Ignored when `CUSTODIAN_ROOT_KEY` carries the key itself.
+    pub root_key_file: Option<PathBuf>,
+    /// The root key itself; meant for the environment (`CUSTODIAN_ROOT_KEY`), never a file
+    /// that is checked in.
+    #[serde(skip_serializing)]
+    pub root_key: Option<SecretString>,
+    pub listen: SocketAddr,
+    /// Where signed checkpoints are copied outside the database. Defaults to
+    /// `<data_dir>/checkpoints`; point it at storage the database host cannot rewrite.
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_interval_seconds: u64,
+    pub max_body_bytes: usize,
+    pub request_timeout_seconds: u64,
+    pub max_concurrent_requests: usize,
+    pub metrics: bool,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("custodian-data"),
+            database: None,
+            root_key_file: None,
+            root_key: None,
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            checkpoint_dir: None,
+            checkpoint_interval_seconds: 10,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_seconds: 30,
+            max_concurrent_requests: 512,
+            metrics: true,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Flags that override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_seconds: Option<u64>,
+}
+
+impl Config {
+    /// `file`: an explicit config file (must exist), else `custodian.toml` if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(format!(
+                    "config file {} does not exist (create one with `custodian init`)",
+                    f.display()
+                ));
+            }
+            Some(f) => fig = fig.merge(Toml::file(f)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        fig = fig
+            .merge(Env::prefixed("CUSTODIAN_").ignore(&["LOG"]))
+            .merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(|e| {
+            let mut msg = String::new();
+            for err in e {
+                msg.push_str(&format!(
+                    "configuration error: {err}\n  (settings come from {}, CUSTODIAN_* environment variables, and flags; see `custodian serve --help`)\n",
+                    file.map_or(DEFAULT_CONFIG_FILE.to_string(), |f| f.display().to_string())
+                ));
+            }
+            msg
+        })?;
+        if cfg.log_format != "text" && cfg.log_format != "json" {
+            return Err("configuration error: log_format must be \"text\" or \"json\"".into());
+        }
+        if cfg.max_body_bytes < 1024 {
+            return Err("configuration error: max_body_bytes must be at least 1024".into());
+        }
+        Ok(cfg)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        match &self.database {
+            Some(d) => PathBuf::from(d.strip_prefix("sqlite://").unwrap_or(d)),
+            None => self.data_dir.join("custodian.db"),
+        }
+    }
+
+    pub fn root_key_path(&self) -> PathBuf {
+        self.root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("root.key"))
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("checkpoints"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn unknown_settings_are_refused_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9\"\nlisten_adress = \"x\"\n").unwrap();
+        let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(err.contains("listen_adress"), "{err}");
+        assert!(err.contains("custodian"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:9\"\ndata_dir = \"/x\"\n").unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:7".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&f), &o).unwrap();
+        assert_eq!(c.listen.port(), 7);
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.database_path(), PathBuf::from("/x/custodian.db"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config {
+            root_key: Some(SecretString::from(
+                "custodian-root-key:v1:1:SECRETSECRET".to_owned(),
+            )),
+            ..Default::default()
+        };
+        assert!(!format!("{c:?}").contains("SECRETSECRET"));
+        assert!(!toml::to_string(&c).unwrap().contains("SECRETSECRET"));
+        assert!(c.root_key.unwrap().expose_secret().contains("SECRET"));
+    }
+}

@@ -1,0 +1,150 @@
+//! `custodian serve`: opens the vault, binds, serves until SIGINT/SIGTERM, checkpointing
+//! the audit chains on a timer and once more on the way out.
+
+use crate::config::Config;
+use crate::keyfile;
+use custodian_core::region::Region;
+use custodian_server::{AppState, Limits};
+use custodian_store::sqlite::SqliteStore;
+use custodian_vault::{SystemClock, Vault};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn open_vault(cfg: &Config) -> Result<Vault, String> {
+    let root = keyfile::load(cfg.root_key.as_ref(), &cfg.root_key_path())?;
+    let db = cfg.database_path();
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let store = SqliteStore::open(&db)
+        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
+    Ok(Vault::new(
+        Arc::new(store),
+        root,
+        Arc::new(SystemClock),
+        Region::defaults(),
+        Some(cfg.checkpoint_path()),
+    ))
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
+    init_logging(&cfg);
+    if demo && cfg.root_key.is_none() && !cfg.root_key_path().exists() {
+        keyfile::create(&cfg.root_key_path())?;
+        eprintln!(
+            "demo: created a root key at {}",
+            cfg.root_key_path().display()
+        );
+    }
+    let vault = Arc::new(open_vault(&cfg)?);
+    let metrics = if cfg.metrics {
+        Some(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| format!("cannot start metrics: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        if demo {
+            let v = vault.clone();
+            let seeded = tokio::task::spawn_blocking(move || crate::demo::seed(&v))
+                .await
+                .map_err(|e| e.to_string())??;
+            println!("{seeded}");
+        }
+        println!(
+            "custodian {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!("  API docs: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json");
+        println!(
+            "  database: {}   (backend sqlite)",
+            cfg.database_path().display()
+        );
+        println!("  first operator token: custodian token create --role operator_admin --label me");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+
+        let limits = Limits {
+            max_body_bytes: cfg.max_body_bytes,
+            request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
+            max_concurrent_requests: cfg.max_concurrent_requests,
+        };
+        let app = custodian_server::app(
+            AppState {
+                vault: vault.clone(),
+                metrics,
+            },
+            &limits,
+        );
+
+        let checkpointer = {
+            let v = vault.clone();
+            let every = Duration::from_secs(cfg.checkpoint_interval_seconds.max(1));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let v = v.clone();
+                    match tokio::task::spawn_blocking(move || v.checkpoint()).await {
+                        Ok(Err(e)) => tracing::error!(error = %e, "checkpoint failed"),
+                        Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            })
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server error: {e}"))?;
+        checkpointer.abort();
+        let v = vault.clone();
+        let _ = tokio::task::spawn_blocking(move || v.checkpoint()).await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
