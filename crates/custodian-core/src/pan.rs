@@ -8,10 +8,11 @@ pub fn contains_pan(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit()) {
-            if run_has_pan(&bytes[i..]) {
-                return true;
-            }
+        if bytes[i].is_ascii_digit()
+            && (i == 0 || !bytes[i - 1].is_ascii_digit())
+            && run_has_pan(&bytes[i..])
+        {
+            return true;
         }
         i += 1;
     }

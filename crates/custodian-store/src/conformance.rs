@@ -22,7 +22,8 @@ pub type Factory<'a> = &'a mut dyn FnMut() -> Box<dyn Store>;
 
 /// Every case, each on a fresh store.
 pub fn run_all(make: Factory<'_>) {
-    let cases: &[(&str, fn(&dyn Store))] = &[
+    type Case = (&'static str, fn(&dyn Store));
+    let cases: &[Case] = &[
         ("controllers_round_trip", controllers_round_trip),
         ("tokens_scoped_and_revocable", tokens_scoped_and_revocable),
         ("purposes_are_per_controller", purposes_are_per_controller),

@@ -556,8 +556,10 @@ impl Vault {
                 tx.delete_record(record)?;
                 Ok(())
             },
-        )
-        .map(|(t, _)| t)
+        )?;
+        // A deleted record is erased data: push it out of the WAL, as for a subject.
+        self.store.purge_deleted();
+        Ok(())
     }
 
     /// Retrieval by lookup key: which subjects have this email, phone or external id.

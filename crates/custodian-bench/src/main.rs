@@ -1,0 +1,33 @@
+//! `custodian-bench`: benchmarks that print ratios against a baseline measured in the same
+//! process, on the same disk, in the same run (absolute times on shared machines mean little).
+
+mod micro;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custodian-bench",
+    about = "Custodian benchmarks (ratios against same-run baselines)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Per-record cost of Custodian's write path (validate, encrypt, blind-index, purpose
+    /// check, hash-chained audit entry, durable commit) against a plain durable SQLite insert.
+    Micro {
+        /// Records per target.
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+    },
+}
+
+fn main() {
+    match Cli::parse().command {
+        Command::Micro { records } => micro::run(records),
+    }
+}
