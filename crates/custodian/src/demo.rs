@@ -92,7 +92,7 @@ fn ascii(s: &str) -> String {
 }
 
 /// Seeds the demo and returns what to print: tokens and a first command to try.
-pub fn seed(vault: &Vault) -> Result<String, String> {
+pub fn seed(vault: &Vault, addr: std::net::SocketAddr) -> Result<String, String> {
     let op = OperatorGrant::local_cli();
     let ctx = CallContext::default();
     let err = |e: custodian_vault::VaultError| format!("demo seed failed: {e}");
@@ -245,7 +245,7 @@ pub fn seed(vault: &Vault) -> Result<String, String> {
         "demo: controller {} (\"Demo Shop SAS\", region osc-fr1) with 24 synthetic customers\n\
          demo: controller admin token: {}\n\
          demo: application token:      {}\n\
-         demo: try  curl -s -H 'Authorization: Bearer {}' -H 'Custodian-Purpose: support' http://ADDR/v1/subjects/{first}",
+         demo: try  curl -s -H 'Authorization: Bearer {}' -H 'Custodian-Purpose: support' http://{addr}/v1/subjects/{first}",
         controller.id, admin.secret, app.secret, app.secret
     ))
 }

@@ -6,6 +6,14 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+/// Creates (if needed) a directory only the service account can enter. The database holds
+/// only ciphertext, but its metadata and the audit trail are still the controllers' business.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+}
+
 pub fn create(path: &Path) -> Result<(), String> {
     if path.exists() {
         return Err(format!(
@@ -13,9 +21,11 @@ pub fn create(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        private_dir(dir)?;
     }
     let key = RootKey::generate(1).map_err(|e| e.to_string())?;
     let mut f = std::fs::OpenOptions::new()

@@ -153,15 +153,7 @@ fn init(
     write_config: &std::path::Path,
 ) -> Result<ExitCode, String> {
     let cfg = Config::load(config_file, o)?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
-    // The database holds only ciphertext, but its metadata and the audit trail are still
-    // the controllers' business: the data directory is the service account's alone.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", cfg.data_dir.display()))?;
-    }
+    keyfile::private_dir(&cfg.data_dir)?;
     let key_path = cfg.root_key_path();
     keyfile::create(&key_path)?;
     if !write_config.exists() {

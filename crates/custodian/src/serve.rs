@@ -14,9 +14,11 @@ use std::time::Duration;
 pub fn open_vault(cfg: &Config) -> Result<Vault, String> {
     let root = keyfile::load(cfg.root_key.as_ref(), &cfg.root_key_path())?;
     let db = cfg.database_path();
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Some(dir) = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        keyfile::private_dir(dir)?;
     }
     let store = SqliteStore::open(&db)
         .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
@@ -72,7 +74,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         if demo {
             let v = vault.clone();
-            let seeded = tokio::task::spawn_blocking(move || crate::demo::seed(&v))
+            let seeded = tokio::task::spawn_blocking(move || crate::demo::seed(&v, addr))
                 .await
                 .map_err(|e| e.to_string())??;
             println!("{seeded}");
