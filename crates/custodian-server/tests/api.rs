@@ -1,0 +1,1655 @@
+//! Black-box tests of the HTTP API: a real server on a local port, a real SQLite file, and
+//! nothing but HTTP requests (plus, where a promise is about storage, a look at the database
+//! behind the server's back). Each test states the promise it checks.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+const ALPHA_EMAIL: &str = "alpha.canary.7f3e@example.org";
+const ALPHA_PHONE: &str = "+33699887766";
+const ALPHA_NAME: &str = "Zoé Alphacanary";
+const ALPHA_NOTE: &str = "ALPHA-CANARY-NOTE-5521";
+const ALPHA_CONTROLLER_NAME: &str = "Alphacorp Canary";
+const ALPHA_PURPOSES: [&str; 2] = ["alpha_orders", "alpha_support"];
+
+fn alpha_fields() -> Value {
+    fields(&[
+        ("email", "user.contact.email", ALPHA_EMAIL),
+        ("phone", "user.contact.phone_number", ALPHA_PHONE),
+        ("name", "user.name", ALPHA_NAME),
+        ("note", "user.content.private", ALPHA_NOTE),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Tenant isolation (DPA §10(g)): controller B's credentials never reach A's objects.
+// ---------------------------------------------------------------------------------------
+
+/// What B must get back.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// 403 or 404, as a problem document.
+    Denied,
+    /// 200 with B's own objects only, checked by the given rule.
+    Listed(Check),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    EmptyLookup,
+    OwnPurposes,
+    OwnTokens,
+    OwnAudit,
+    OwnChain,
+}
+
+struct Row {
+    name: &'static str,
+    method: Method,
+    /// The route as declared in `src/routes/mod.rs`.
+    template: &'static str,
+    path: String,
+    purpose: bool,
+    body: Option<Value>,
+    admin: Expect,
+    app: Expect,
+}
+
+/// Routes that cannot name another controller's objects, so have no row in the table.
+const NOT_TENANT_OBJECT_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "liveness, no data"),
+    ("GET", "/readyz", "readiness, no data"),
+    (
+        "GET",
+        "/metrics",
+        "labels only; checked by metrics_never_carry_data",
+    ),
+    (
+        "GET",
+        "/v1/regions",
+        "the processor's region list, not tenant data",
+    ),
+    (
+        "POST",
+        "/v1/purposes",
+        "writes the caller's own controller; checked after the table (same name as A's purpose)",
+    ),
+    (
+        "POST",
+        "/v1/subjects",
+        "creates in the caller's own controller; the body takes no id",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_b_never_reaches_controller_a() {
+    let app = spawn_app().await;
+    let a = app
+        .tenant(
+            ALPHA_CONTROLLER_NAME,
+            &[
+                ("alpha_orders", &["user"], ALL_DATA_OPS),
+                ("alpha_support", &["user.contact"], &["retrieval"]),
+            ],
+        )
+        .await;
+    let (a_subject, a_record) = app
+        .create_subject(&a.app.secret, "alpha_orders", alpha_fields())
+        .await;
+    let (a_gone, _) = app
+        .create_subject(
+            &a.app.secret,
+            "alpha_orders",
+            fields(&[("email", "user.contact.email", "alpha.gone@example.org")]),
+        )
+        .await;
+    app.send(app.req(
+        Method::DELETE,
+        &format!("/v1/subjects/{a_gone}"),
+        Some(&a.app.secret),
+        Some("alpha_orders"),
+    ))
+    .await
+    .expect(200);
+
+    let b = app
+        .tenant("Betacorp", &[("beta_all", &["user"], ALL_DATA_OPS)])
+        .await;
+    app.create_subject(
+        &b.app.secret,
+        "beta_all",
+        fields(&[("email", "user.contact.email", "beta.own@example.org")]),
+    )
+    .await;
+
+    // What A sees before B tries anything.
+    let subject_path = format!("/v1/subjects/{a_subject}");
+    let a_subject_before = app
+        .get(&subject_path, &a.app.secret, Some("alpha_orders"))
+        .await
+        .expect(200);
+    let a_purposes_before = app
+        .get("/v1/purposes", &a.admin.secret, None)
+        .await
+        .expect(200);
+    let a_tokens_before = app
+        .get("/v1/tokens", &a.admin.secret, None)
+        .await
+        .expect(200);
+
+    let needles: Vec<String> = [
+        ALPHA_EMAIL,
+        ALPHA_PHONE,
+        ALPHA_NAME,
+        ALPHA_NOTE,
+        ALPHA_CONTROLLER_NAME,
+        ALPHA_PURPOSES[0],
+        ALPHA_PURPOSES[1],
+        "alpha.gone@example.org",
+        &a_subject,
+        &a_record,
+        &a_gone,
+        &a.controller,
+        &a.admin.id,
+        &a.app.id,
+        &a.admin.secret,
+        &a.app.secret,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+
+    use Expect::*;
+    let rows = vec![
+        Row {
+            name: "GET a subject",
+            method: Method::GET,
+            template: "/v1/subjects/{id}",
+            path: subject_path.clone(),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET an erased subject (must not reveal it existed: no 410)",
+            method: Method::GET,
+            template: "/v1/subjects/{id}",
+            path: format!("/v1/subjects/{a_gone}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE a subject",
+            method: Method::DELETE,
+            template: "/v1/subjects/{id}",
+            path: subject_path.clone(),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE an erased subject (must not answer a receipt)",
+            method: Method::DELETE,
+            template: "/v1/subjects/{id}",
+            path: format!("/v1/subjects/{a_gone}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST a record to a subject",
+            method: Method::POST,
+            template: "/v1/subjects/{id}/records",
+            path: format!("/v1/subjects/{a_subject}/records"),
+            purpose: true,
+            body: Some(json!({
+                "fields": { "note": { "category": "user.content.private", "value": "written by beta" } },
+                "source": "beta",
+            })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PUT a restriction",
+            method: Method::PUT,
+            template: "/v1/subjects/{id}/restriction",
+            path: format!("/v1/subjects/{a_subject}/restriction"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE a restriction",
+            method: Method::DELETE,
+            template: "/v1/subjects/{id}/restriction",
+            path: format!("/v1/subjects/{a_subject}/restriction"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET a record",
+            method: Method::GET,
+            template: "/v1/records/{id}",
+            path: format!("/v1/records/{a_record}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PATCH a record",
+            method: Method::PATCH,
+            template: "/v1/records/{id}",
+            path: format!("/v1/records/{a_record}"),
+            purpose: true,
+            body: Some(json!({
+                "fields": { "email": { "category": "user.contact.email", "value": "beta.overwrite@example.org" } },
+            })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE a record",
+            method: Method::DELETE,
+            template: "/v1/records/{id}",
+            path: format!("/v1/records/{a_record}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE A's app token",
+            method: Method::DELETE,
+            template: "/v1/tokens/{id}",
+            path: format!("/v1/tokens/{}", a.app.id),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE A's admin token",
+            method: Method::DELETE,
+            template: "/v1/tokens/{id}",
+            path: format!("/v1/tokens/{}", a.admin.id),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST a token for A's controller",
+            method: Method::POST,
+            template: "/v1/tokens",
+            path: "/v1/tokens".into(),
+            purpose: false,
+            body: Some(json!({
+                "role": "controller_app",
+                "controller": a.controller,
+                "label": "x",
+                "expires_in_seconds": 3600,
+            })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET A's controller",
+            method: Method::GET,
+            template: "/v1/controllers/{id}",
+            path: format!("/v1/controllers/{}", a.controller),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET every controller (operator only)",
+            method: Method::GET,
+            template: "/v1/controllers",
+            path: "/v1/controllers".into(),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST a controller (operator only)",
+            method: Method::POST,
+            template: "/v1/controllers",
+            path: "/v1/controllers".into(),
+            purpose: false,
+            body: Some(json!({
+                "name": "Betacorp Two",
+                "region": "osc-fr1",
+                "agreement_effective": "2026-01-01",
+                "governing_law": "FR",
+            })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST a lookup of A's email",
+            method: Method::POST,
+            template: "/v1/lookup",
+            path: "/v1/lookup".into(),
+            purpose: true,
+            body: Some(json!({ "kind": "email", "value": ALPHA_EMAIL })),
+            admin: Listed(Check::EmptyLookup),
+            app: Listed(Check::EmptyLookup),
+        },
+        Row {
+            name: "POST a lookup of A's phone",
+            method: Method::POST,
+            template: "/v1/lookup",
+            path: "/v1/lookup".into(),
+            purpose: true,
+            body: Some(json!({ "kind": "phone", "value": ALPHA_PHONE })),
+            admin: Listed(Check::EmptyLookup),
+            app: Listed(Check::EmptyLookup),
+        },
+        Row {
+            name: "GET the purposes",
+            method: Method::GET,
+            template: "/v1/purposes",
+            path: "/v1/purposes".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnPurposes),
+            app: Listed(Check::OwnPurposes),
+        },
+        Row {
+            name: "GET the tokens",
+            method: Method::GET,
+            template: "/v1/tokens",
+            path: "/v1/tokens".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnTokens),
+            app: Denied,
+        },
+        Row {
+            name: "POST an audit verification",
+            method: Method::POST,
+            template: "/v1/audit/verify",
+            path: "/v1/audit/verify".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnChain),
+            app: Denied,
+        },
+        // Last, so B's audit trail already holds every attempt above.
+        Row {
+            name: "GET the audit trail",
+            method: Method::GET,
+            template: "/v1/audit",
+            path: "/v1/audit?limit=1000".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnAudit),
+            app: Denied,
+        },
+    ];
+
+    // Every declared route is either in the table or exempted with a reason, and every
+    // row names a declared route (a typo would otherwise "pass" as an unrouted 404).
+    let declared: BTreeSet<(String, String)> = declared_routes().into_iter().collect();
+    let mut covered: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| (r.method.as_str().to_owned(), r.template.to_owned()))
+        .collect();
+    for row in &rows {
+        let key = (row.method.as_str().to_owned(), row.template.to_owned());
+        assert!(
+            declared.contains(&key),
+            "row {:?} names an undeclared route {key:?}",
+            row.name
+        );
+        let prefix = row.template.split("{id}").next().unwrap_or_default();
+        assert!(
+            row.path.starts_with(prefix),
+            "row {:?}: path {} vs {}",
+            row.name,
+            row.path,
+            row.template
+        );
+    }
+    covered.extend(
+        NOT_TENANT_OBJECT_ROUTES
+            .iter()
+            .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned())),
+    );
+    let missing: Vec<_> = declared.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes with no isolation row: {missing:?}"
+    );
+
+    let mut failures = Vec::new();
+    for (who, token, pick) in [
+        ("B's app token", &b.app, false),
+        ("B's admin token", &b.admin, true),
+    ] {
+        for row in &rows {
+            let expect = if pick { row.admin } else { row.app };
+            let label = format!("{} {} [{}] as {who}", row.method, row.name, row.path);
+            let mut rb = app.req(
+                row.method.clone(),
+                &row.path,
+                Some(&token.secret),
+                row.purpose.then_some("beta_all"),
+            );
+            if let Some(body) = &row.body {
+                rb = rb.json(body);
+            }
+            let r = app.send(rb).await;
+            if let Err(e) = judge(&r, expect, &b, &needles) {
+                failures.push(format!("{label}: {e}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "isolation failures:\n{}",
+        failures.join("\n")
+    );
+
+    // B documents a purpose with the same name as one of A's: it is B's own, A's is untouched.
+    app.document_purpose(&b.admin, "alpha_orders", &["user.contact"], &["retrieval"])
+        .await;
+
+    // A still reads everything, unchanged.
+    let a_subject_after = app
+        .get(&subject_path, &a.app.secret, Some("alpha_orders"))
+        .await
+        .expect(200);
+    assert_eq!(a_subject_after, a_subject_before, "A's subject changed");
+    assert_eq!(a_subject_after["restricted"], false);
+    let records = a_subject_after["records"].as_array().expect("records");
+    assert_eq!(records.len(), 1, "a record was added to A's subject");
+    assert_eq!(records[0]["fields"]["email"]["value"], ALPHA_EMAIL);
+    assert_eq!(records[0]["fields"]["phone"]["value"], ALPHA_PHONE);
+    assert_eq!(records[0]["fields"]["name"]["value"], ALPHA_NAME);
+    assert_eq!(records[0]["fields"]["note"]["value"], ALPHA_NOTE);
+    app.get(
+        &format!("/v1/records/{a_record}"),
+        &a.app.secret,
+        Some("alpha_orders"),
+    )
+    .await
+    .expect(200);
+    let found = app
+        .post_json(
+            "/v1/lookup",
+            &a.app.secret,
+            Some("alpha_orders"),
+            &json!({ "kind": "email", "value": ALPHA_EMAIL }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(found["subjects"], json!([a_subject]));
+    app.get(
+        &format!("/v1/subjects/{a_gone}"),
+        &a.app.secret,
+        Some("alpha_orders"),
+    )
+    .await
+    .expect_problem(410);
+    assert_eq!(
+        app.get("/v1/purposes", &a.admin.secret, None)
+            .await
+            .expect(200),
+        a_purposes_before,
+        "A's purposes changed"
+    );
+    assert_eq!(
+        app.get("/v1/tokens", &a.admin.secret, None)
+            .await
+            .expect(200),
+        a_tokens_before,
+        "A's tokens changed (revoked by B?)"
+    );
+    // And A's audit trail shows no processing by B's principals.
+    let a_audit = app.audit(&a.admin).await;
+    for e in &a_audit {
+        let actor = e["actor"].as_str().unwrap_or_default();
+        assert!(
+            !actor.contains(&b.admin.id) && !actor.contains(&b.app.id),
+            "B acted in A's audit trail: {e}"
+        );
+    }
+}
+
+fn judge(r: &Resp, expect: Expect, b: &Tenant, needles: &[String]) -> Result<(), String> {
+    for n in needles {
+        if r.text.contains(n.as_str()) {
+            return Err(format!(
+                "the body (status {}) contains A's {n:?}: {}",
+                r.status, r.text
+            ));
+        }
+    }
+    match expect {
+        Expect::Denied => {
+            let s = r.status.as_u16();
+            if s != 403 && s != 404 {
+                return Err(format!("expected 403 or 404, got {s}: {}", r.text));
+            }
+            if r.content_type() != PROBLEM_JSON {
+                return Err(format!("not problem+json: {:?}", r.content_type()));
+            }
+            let p: Value = serde_json::from_str(&r.text).map_err(|e| e.to_string())?;
+            if p["status"].as_u64() != Some(u64::from(s)) {
+                return Err(format!("problem status member: {p}"));
+            }
+            Ok(())
+        }
+        Expect::Listed(check) => {
+            if r.status.as_u16() != 200 {
+                return Err(format!("expected 200, got {}: {}", r.status, r.text));
+            }
+            let v: Value = serde_json::from_str(&r.text).map_err(|e| e.to_string())?;
+            let ok = match check {
+                Check::EmptyLookup => v["subjects"] == json!([]),
+                Check::OwnPurposes => v
+                    .as_array()
+                    .is_some_and(|ps| !ps.is_empty() && ps.iter().all(|p| p["name"] == "beta_all")),
+                Check::OwnTokens => v.as_array().is_some_and(|ts| {
+                    !ts.is_empty() && ts.iter().all(|t| t["controller"] == b.controller.as_str())
+                }),
+                Check::OwnAudit => v["entries"].as_array().is_some_and(|es| !es.is_empty()),
+                Check::OwnChain => {
+                    v["problems"] == json!([])
+                        && v["chains"].as_array().is_some_and(|cs| {
+                            !cs.is_empty() && cs.iter().all(|c| c["chain"] == b.controller.as_str())
+                        })
+                }
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{check:?} does not hold for: {v}"))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Purpose limitation (DPA §5(a)): a purpose reads only the categories it documents.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purpose_reads_only_its_categories_and_the_refusal_is_audited() {
+    const IBAN: &str = "DE89370400440532013000";
+    const EMAIL: &str = "purpose.canary@example.org";
+    let app = spawn_app().await;
+    let t = app
+        .tenant(
+            "Purposeful",
+            &[
+                ("contact", &["user.contact"], &["retrieval", "consultation"]),
+                (
+                    "billing",
+                    &["user.contact", "user.financial"],
+                    &["collection", "recording", "retrieval"],
+                ),
+            ],
+        )
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "billing",
+            fields(&[
+                ("email", "user.contact.email", EMAIL),
+                ("iban", "user.financial.bank_account", IBAN),
+            ]),
+        )
+        .await;
+    let path = format!("/v1/records/{record}");
+
+    let r = app.get(&path, &t.app.secret, Some("contact")).await;
+    let p = r.expect_problem(403);
+    let detail = p["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("iban"),
+        "the refusal names the field: {detail}"
+    );
+    assert!(
+        !r.text.contains(IBAN),
+        "the refusal shows the value: {}",
+        r.text
+    );
+    assert!(
+        !r.text.contains(EMAIL),
+        "the refusal shows a value: {}",
+        r.text
+    );
+
+    // The purpose that documents the category reads it.
+    let ok = app
+        .get(&path, &t.app.secret, Some("billing"))
+        .await
+        .expect(200);
+    assert_eq!(ok["fields"]["iban"]["value"], IBAN);
+    // And `contact` may still read what it covers, when it asks only for that.
+    let only = app
+        .get(
+            &format!("{path}?fields=email"),
+            &t.app.secret,
+            Some("contact"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(only["fields"]["email"]["value"], EMAIL);
+    assert!(only["fields"].get("iban").is_none(), "{only}");
+
+    let audit = app.audit(&t.admin).await;
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|e| {
+            e["action"] == "retrieval"
+                && e["outcome"] == "refused"
+                && e["purpose"] == "contact"
+                && e["record"] == record.as_str()
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "one refused retrieval: {audit:#?}");
+    let e = refused[0];
+    assert!(
+        e["fields"]
+            .as_array()
+            .expect("fields")
+            .contains(&json!("iban")),
+        "the entry names the field: {e}"
+    );
+    assert_eq!(e["subject"], subject.as_str());
+    assert!(
+        e["reason"].as_str().is_some_and(|r| r.contains("iban")),
+        "{e}"
+    );
+    let text = serde_json::to_string(&audit).expect("serialise");
+    assert!(
+        !text.contains(IBAN) && !text.contains(EMAIL),
+        "the audit trail holds a value"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Fail closed: no audit record, no operation.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_audit_trail_cannot_be_written_nothing_happens() {
+    const OLD: &str = "before.failclosed@example.org";
+    const NEW: &str = "after.failclosed@example.org";
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Failclosed", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", OLD)]),
+        )
+        .await;
+    let counts = |app: &TestApp| {
+        ["subjects", "records", "fields", "lookups", "audit_entries"].map(|t| app.count(t))
+    };
+    let before = counts(&app);
+
+    app.sql()
+        .execute_batch(
+            "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_entries \
+             BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .expect("inject the failure");
+
+    let r = app
+        .send(
+            app.req(Method::PATCH, &format!("/v1/records/{record}"), Some(&t.app.secret), Some("account"))
+                .json(&json!({ "fields": { "email": { "category": "user.contact.email", "value": NEW } } })),
+        )
+        .await;
+    assert!(
+        r.status.is_server_error(),
+        "PATCH answered {}: {}",
+        r.status,
+        r.text
+    );
+    r.assert_problem();
+    assert!(
+        !r.text.contains("injected"),
+        "internal cause leaked: {}",
+        r.text
+    );
+    assert!(!r.text.contains(NEW), "value leaked: {}", r.text);
+
+    let r = app
+        .post_json(
+            "/v1/subjects",
+            &t.app.secret,
+            Some("account"),
+            &subject_body(fields(&[(
+                "email",
+                "user.contact.email",
+                "new.failclosed@example.org",
+            )])),
+        )
+        .await;
+    assert!(
+        r.status.is_server_error(),
+        "POST answered {}: {}",
+        r.status,
+        r.text
+    );
+    r.assert_problem();
+    assert!(
+        !r.text.contains("injected"),
+        "internal cause leaked: {}",
+        r.text
+    );
+
+    assert_eq!(
+        counts(&app),
+        before,
+        "rows changed while the audit trail was failing"
+    );
+    app.sql()
+        .execute_batch("DROP TRIGGER fail_audit;")
+        .expect("remove the failure");
+
+    let v = app
+        .get(
+            &format!("/v1/records/{record}"),
+            &t.app.secret,
+            Some("account"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        v["fields"]["email"]["value"], OLD,
+        "the update happened without its audit record"
+    );
+    assert_eq!(
+        app.count("subjects"),
+        before[0],
+        "a subject was created without its audit record"
+    );
+    // The blind index was not rewritten either.
+    let lookup = |value: &'static str| app.lookup(&t.app.secret, "account", "email", value);
+    assert_eq!(lookup(OLD).await.expect(200)["subjects"], json!([subject]));
+    assert_eq!(lookup(NEW).await.expect(200)["subjects"], json!([]));
+    let report = app
+        .post_json("/v1/audit/verify", &t.admin.secret, None, &json!({}))
+        .await;
+    assert_eq!(report.expect(200)["problems"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Erasure (Art. 17) over HTTP.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_is_final_idempotent_and_audited() {
+    const EMAIL: &str = "erase.me.canary@example.org";
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Eraser", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[
+                ("email", "user.contact.email", EMAIL),
+                ("name", "user.name", "Erin Canary"),
+            ]),
+        )
+        .await;
+    let (keep, _) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "keep@example.org")]),
+        )
+        .await;
+    let path = format!("/v1/subjects/{subject}");
+    let erase = || app.send(app.req(Method::DELETE, &path, Some(&t.app.secret), Some("account")));
+
+    let receipt = erase().await.expect(200);
+    assert_eq!(receipt["subject"], subject.as_str());
+    assert_eq!(receipt["erased_now"], true);
+    assert_eq!(receipt["records"], 1);
+    assert_eq!(receipt["fields"], 2);
+    assert_eq!(receipt["lookup_entries"], 1);
+    let seq = receipt["audit_seq"].as_u64().expect("audit_seq");
+
+    app.get(&path, &t.app.secret, Some("account"))
+        .await
+        .expect_problem(410);
+    let r = app
+        .get(
+            &format!("/v1/records/{record}"),
+            &t.app.secret,
+            Some("account"),
+        )
+        .await;
+    assert!(
+        matches!(r.status.as_u16(), 404 | 410),
+        "record after erasure: {} {}",
+        r.status,
+        r.text
+    );
+    r.assert_problem();
+    let found = app
+        .post_json(
+            "/v1/lookup",
+            &t.app.secret,
+            Some("account"),
+            &json!({ "kind": "email", "value": EMAIL }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(found, json!({ "subjects": [] }));
+
+    let again = erase().await.expect(200);
+    assert_eq!(again["erased_now"], false);
+    assert_eq!(again["subject"], subject.as_str());
+    assert_eq!(again["records"], 0);
+
+    // Behind the API: nothing of the subject is left but its pseudonymous id in the ledger.
+    let sql = app.sql();
+    for (table, column) in [
+        ("subjects", "id"),
+        ("records", "subject_id"),
+        ("lookups", "subject_id"),
+    ] {
+        let n: i64 = sql
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
+                [&subject],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(n, 0, "{table} still holds the erased subject");
+    }
+    app.get(
+        &format!("/v1/subjects/{keep}"),
+        &t.app.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+
+    t_checkpoint(&app);
+    let report = app
+        .post_json("/v1/audit/verify", &t.admin.secret, None, &json!({}))
+        .await
+        .expect(200);
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert!(
+        report["chains"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["chain"] == t.controller.as_str())),
+        "{report}"
+    );
+    let audit = app.audit(&t.admin).await;
+    let erasures: Vec<&Value> = audit
+        .iter()
+        .filter(|e| {
+            e["action"] == "erasure"
+                && e["subject"] == subject.as_str()
+                && e["outcome"] == "allowed"
+        })
+        .collect();
+    assert_eq!(erasures.len(), 2, "one entry per erasure call: {audit:#?}");
+    assert_eq!(erasures[0]["seq"].as_u64(), Some(seq));
+    let text = serde_json::to_string(&audit).expect("serialise");
+    assert!(
+        !text.contains(EMAIL) && !text.contains("Erin Canary"),
+        "the audit trail holds a value"
+    );
+}
+
+/// Signs checkpoints so that verification also checks them.
+fn t_checkpoint(app: &TestApp) {
+    app.vault.checkpoint().expect("sign checkpoints");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Bad input: a precise 4xx, nothing stored, no value echoed, the refusal audited.
+// ---------------------------------------------------------------------------------------
+
+struct Bad {
+    name: &'static str,
+    method: Method,
+    /// false: POST /v1/subjects; true: PATCH the existing record.
+    patch: bool,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// What was submitted and must not come back.
+    secrets: Vec<String>,
+    action: &'static str,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_precisely_stored_nowhere_echoed_never_and_audited() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Strict", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    const KEPT: &str = "kept.email@example.org";
+    let (_, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", KEPT)]),
+        )
+        .await;
+
+    let subject_with = |pairs: &[(&str, &str, &str)]| {
+        serde_json::to_vec(&subject_body(fields(pairs))).expect("serialise")
+    };
+    let oversize = format!("OVERSIZE-CANARY-{}", "x".repeat(1024 * 1024 + 16));
+    let cases = vec![
+        Bad {
+            name: "malformed JSON",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: br#"{"category":"customer","record":{"fields":{"email":{"category":"user.contact.email","value":"malformed.canary@example.org"}"#.to_vec(),
+            status: 400,
+            secrets: vec!["malformed.canary".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "unknown top-level field",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: serde_json::to_vec(&json!({
+                "category": "customer",
+                "nickname": "unknownfield-canary-value",
+                "record": { "fields": { "email": { "category": "user.contact.email", "value": "unknownfield.canary@example.org" } } },
+            }))
+            .expect("serialise"),
+            status: 422,
+            secrets: vec!["unknownfield-canary-value".into(), "unknownfield.canary@example.org".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "body over 1 MiB",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: subject_with(&[("note", "user.content.private", &oversize)]),
+            status: 413,
+            secrets: vec!["OVERSIZE-CANARY".into(), "xxxxxxxxxxxxxxxx".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "invalid email",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: subject_with(&[("email", "user.contact.email", "not-an-email.canary")]),
+            status: 422,
+            secrets: vec!["not-an-email.canary".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "invalid phone number",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: subject_with(&[("phone", "user.contact.phone_number", "12345 phonecanary")]),
+            status: 422,
+            secrets: vec!["12345".into(), "phonecanary".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "card number in a free-text field",
+            method: Method::POST,
+            patch: false,
+            content_type: Some("application/json"),
+            body: subject_with(&[("note", "user.content.private", "my card is 4111 1111 1111 1111, ok")]),
+            status: 422,
+            secrets: vec!["4111".into(), "my card is".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "missing content type",
+            method: Method::POST,
+            patch: false,
+            content_type: None,
+            body: subject_with(&[("email", "user.contact.email", "no.ctype.canary@example.org")]),
+            status: 415,
+            secrets: vec!["no.ctype.canary".into()],
+            action: "collection",
+        },
+        Bad {
+            name: "PATCH with an invalid email",
+            method: Method::PATCH,
+            patch: true,
+            content_type: Some("application/json"),
+            body: serde_json::to_vec(&json!({ "fields": { "email": { "category": "user.contact.email", "value": "patch-not-an-email.canary" } } }))
+                .expect("serialise"),
+            status: 422,
+            secrets: vec!["patch-not-an-email.canary".into()],
+            action: "alteration",
+        },
+        Bad {
+            name: "PATCH with a card number",
+            method: Method::PATCH,
+            patch: true,
+            content_type: Some("application/json"),
+            body: serde_json::to_vec(&json!({ "fields": { "note": { "category": "user.content", "value": "5500-0000-0000-0004" } } }))
+                .expect("serialise"),
+            status: 422,
+            secrets: vec!["5500".into(), "0004".into()],
+            action: "alteration",
+        },
+    ];
+
+    let tables = ["subjects", "records", "fields", "lookups"];
+    for case in cases {
+        let name = case.name;
+        let before = tables.map(|t| app.count(t));
+        let refused_before = app.refused_entries(&t.admin).await.len();
+
+        let path = if case.patch {
+            format!("/v1/records/{record}")
+        } else {
+            "/v1/subjects".to_owned()
+        };
+        let mut rb = app
+            .req(
+                case.method.clone(),
+                &path,
+                Some(&t.app.secret),
+                Some("account"),
+            )
+            .body(case.body);
+        if let Some(ct) = case.content_type {
+            rb = rb.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let r = app.send(rb).await;
+        assert_eq!(r.status.as_u16(), case.status, "{name}: {}", r.text);
+        r.assert_problem();
+        for s in &case.secrets {
+            assert!(
+                !r.text.contains(s.as_str()),
+                "{name}: the response echoes {s:?}: {}",
+                r.text
+            );
+        }
+
+        assert_eq!(
+            tables.map(|t| app.count(t)),
+            before,
+            "{name}: something was stored"
+        );
+        let refused = app.refused_entries(&t.admin).await;
+        assert_eq!(
+            refused.len(),
+            refused_before + 1,
+            "{name}: expected exactly one new refused audit entry; newest: {:?}",
+            refused.last()
+        );
+        let newest = refused.last().expect("a refused entry");
+        assert_eq!(newest["action"], case.action, "{name}: {newest}");
+        assert_eq!(newest["purpose"], "account", "{name}: {newest}");
+        assert!(
+            newest["actor"]
+                .as_str()
+                .is_some_and(|a| a.contains(&t.app.id)),
+            "{name}: {newest}"
+        );
+        let reason = newest["reason"].as_str().unwrap_or_default();
+        for s in &case.secrets {
+            assert!(
+                !reason.contains(s.as_str()),
+                "{name}: the audit reason holds {s:?}: {reason}"
+            );
+        }
+    }
+    let v = app
+        .get(
+            &format!("/v1/records/{record}"),
+            &t.app.secret,
+            Some("account"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(v["fields"]["email"]["value"], KEPT);
+    assert!(v["fields"].get("note").is_none(), "{v}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Authentication and roles (DPA §10(b)(c)).
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_checked_revocable_and_scoped_by_role() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Gatekeeper", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, _) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "gate@example.org")]),
+        )
+        .await;
+
+    let assert_401 = |r: &Resp, what: &str| {
+        assert_eq!(r.status.as_u16(), 401, "{what}: {}", r.text);
+        r.assert_problem();
+        let www = r
+            .headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            www.starts_with("Bearer"),
+            "{what}: WWW-Authenticate is {www:?}"
+        );
+    };
+
+    let r = app
+        .send(app.req(Method::GET, "/v1/purposes", None, None))
+        .await;
+    assert_401(&r, "no token");
+    let r = app
+        .send(
+            app.req(Method::POST, "/v1/subjects", None, Some("account"))
+                .json(&subject_body(fields(&[(
+                    "email",
+                    "user.contact.email",
+                    "anon@example.org",
+                )]))),
+        )
+        .await;
+    assert_401(&r, "no token on a data call");
+    for garbage in [
+        "garbage",
+        "cst_app_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "cst_adm_",
+    ] {
+        let r = app.get("/v1/purposes", garbage, None).await;
+        assert_401(&r, garbage);
+        assert!(!r.text.contains(garbage), "the 401 echoes the token");
+    }
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/v1/purposes"))
+                .header("Authorization", format!("Basic {}", t.admin.secret)),
+        )
+        .await;
+    assert_401(&r, "Basic scheme");
+
+    // Revocation takes effect on the next request.
+    let doomed = app.issue_token(&t.admin, "controller_app").await;
+    app.get(
+        &format!("/v1/subjects/{subject}"),
+        &doomed.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+    let r = app
+        .send(app.req(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", doomed.id),
+            Some(&t.admin.secret),
+            None,
+        ))
+        .await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text);
+    let r = app
+        .get(
+            &format!("/v1/subjects/{subject}"),
+            &doomed.secret,
+            Some("account"),
+        )
+        .await;
+    assert_401(&r, "revoked token");
+    let r = app
+        .post_json(
+            "/v1/subjects",
+            &doomed.secret,
+            Some("account"),
+            &subject_body(fields(&[(
+                "email",
+                "user.contact.email",
+                "late@example.org",
+            )])),
+        )
+        .await;
+    assert_401(&r, "revoked token, write");
+    let tokens = app
+        .get("/v1/tokens", &t.admin.secret, None)
+        .await
+        .expect(200);
+    let listed = tokens
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|x| x["id"] == doomed.id.as_str())
+        .expect("the revoked token is listed");
+    assert!(listed["revoked_at"].is_string(), "{listed}");
+    assert!(
+        !tokens.to_string().contains(&doomed.secret),
+        "a token secret is listed"
+    );
+
+    // A viewer reads, and may not collect.
+    let viewer = app.issue_token(&t.admin, "controller_viewer").await;
+    app.get(
+        &format!("/v1/subjects/{subject}"),
+        &viewer.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+    let subjects = app.count("subjects");
+    let refused = app.refused_entries(&t.admin).await.len();
+    let r = app
+        .post_json(
+            "/v1/subjects",
+            &viewer.secret,
+            Some("account"),
+            &subject_body(fields(&[(
+                "email",
+                "user.contact.email",
+                "viewer.canary@example.org",
+            )])),
+        )
+        .await;
+    r.expect_problem(403);
+    assert!(!r.text.contains("viewer.canary"), "{}", r.text);
+    assert_eq!(
+        app.count("subjects"),
+        subjects,
+        "the viewer stored a subject"
+    );
+    let after = app.refused_entries(&t.admin).await;
+    assert_eq!(after.len(), refused + 1, "the refusal is audited");
+    let newest = after.last().expect("refused entry");
+    assert_eq!(newest["action"], "collection");
+    assert!(
+        newest["actor"]
+            .as_str()
+            .is_some_and(|a| a.contains(&viewer.id)),
+        "{newest}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. The OpenAPI 3.1 document and the offline docs.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_and_docs_load_nothing_from_elsewhere() {
+    let app = spawn_app().await;
+    let r = app.send(app.client.get(app.url("/openapi.json"))).await;
+    let doc = r.expect(200);
+    let version = doc["openapi"].as_str().expect("openapi member");
+    assert!(version.starts_with("3.1"), "openapi is {version}");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut missing = Vec::new();
+    for (method, path) in declared_routes() {
+        let documented = paths
+            .get(&path)
+            .and_then(|p| p.get(method.to_ascii_lowercase()))
+            .is_some();
+        if !documented {
+            missing.push(format!("{method} {path}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented routes: {missing:?}");
+
+    let r = app.send(app.client.get(app.url("/docs"))).await;
+    assert!(
+        r.status.is_success() || r.status.is_redirection(),
+        "/docs answered {}",
+        r.status
+    );
+    if r.status.is_redirection() {
+        let to = r
+            .headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            !to.contains("://") && !to.starts_with("//"),
+            "/docs redirects off-host: {to}"
+        );
+    }
+    let r = app.send(app.client.get(app.url("/docs/"))).await;
+    assert_eq!(r.status.as_u16(), 200, "/docs/ body: {}", r.text);
+    assert!(
+        r.content_type().starts_with("text/html"),
+        "{}",
+        r.content_type()
+    );
+    let html = &r.text;
+    assert!(
+        html.contains("<html") || html.contains("<!DOCTYPE"),
+        "not HTML: {html}"
+    );
+    let refs = asset_refs(html);
+    assert!(
+        !refs.is_empty(),
+        "the docs page loads no script or style: {html}"
+    );
+    for url in &refs {
+        let lower = url.to_ascii_lowercase();
+        assert!(
+            !lower.starts_with("http://")
+                && !lower.starts_with("https://")
+                && !lower.starts_with("//"),
+            "the docs page loads {url} from another host"
+        );
+        // Each relative asset is served by this server.
+        let abs = if let Some(rest) = url.strip_prefix('/') {
+            app.url(&format!("/{rest}"))
+        } else {
+            app.url(&format!("/docs/{}", url.trim_start_matches("./")))
+        };
+        let a = app.send(app.client.get(abs.clone())).await;
+        assert_eq!(a.status.as_u16(), 200, "asset {abs}");
+    }
+}
+
+/// The values of `src=` and `href=` attributes in `html`.
+fn asset_refs(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=", "href="] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let quote = rest.chars().next().unwrap_or(' ');
+            if quote == '"' || quote == '\'' {
+                if let Some(end) = rest[1..].find(quote) {
+                    out.push(rest[1..1 + end].to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Metrics carry route templates and statuses, never data.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_never_carry_data() {
+    const EMAIL: &str = "metrics.canary@example.org";
+    const NAME: &str = "Mette Metricscanary";
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Metered", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[
+                ("email", "user.contact.email", EMAIL),
+                ("name", "user.name", NAME),
+            ]),
+        )
+        .await;
+    app.get(
+        &format!("/v1/subjects/{subject}"),
+        &t.app.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+    app.get(
+        &format!("/v1/records/{record}"),
+        &t.app.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+    app.post_json(
+        "/v1/lookup",
+        &t.app.secret,
+        Some("account"),
+        &json!({ "kind": "email", "value": EMAIL }),
+    )
+    .await
+    .expect(200);
+    // Unrouted paths carrying data must not become labels either.
+    let r = app
+        .get(
+            &format!("/v1/subjects/{subject}/nowhere/{EMAIL}"),
+            &t.app.secret,
+            None,
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 404);
+    let r = app
+        .get("/v1/records/not-an-id", &t.app.secret, Some("account"))
+        .await;
+    r.expect_problem(404);
+
+    let r = app.send(app.client.get(app.url("/metrics"))).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    let text = &r.text;
+    assert!(text.contains("custodian_http_requests_total"), "{text}");
+    assert!(
+        text.contains("route=\"/v1/subjects/{id}\""),
+        "route templates label requests: {text}"
+    );
+    for needle in [
+        EMAIL,
+        NAME,
+        "metrics.canary",
+        &subject,
+        &record,
+        &t.app.secret,
+        &t.app.id,
+        "not-an-id",
+        "nowhere",
+    ] {
+        assert!(!text.contains(needle), "/metrics contains {needle:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Findings: promises the code does not keep yet. Each test is ignored with the reason and
+// passes once the bug is fixed (run with `cargo test -p custodian-server -- --ignored`).
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: body.rs parse_json puts the unsanitised serde_path_to_error path, which holds submitted map keys, in the problem detail and the audit reason"]
+async fn bug_an_invalid_field_name_is_never_echoed_nor_audited() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Keys", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    for key in ["Jean.Dupont@Example.org", "4111 1111 1111 1111"] {
+        let r = app
+            .post_json(
+                "/v1/subjects",
+                &t.app.secret,
+                Some("account"),
+                &subject_body(json!({ key: { "category": "user.name", "value": "x" } })),
+            )
+            .await;
+        r.expect_problem(422);
+        assert!(
+            !r.text.contains(key),
+            "the response echoes the key {key:?}: {}",
+            r.text
+        );
+        let refused = app.refused_entries(&t.admin).await;
+        let reason = refused.last().expect("refused entry")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            !reason.contains(key),
+            "the append-only audit trail now holds {key:?}: {reason}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: custodian-core record.rs validate_field scans only the value for a card number, never the field name, which is stored and audited in clear"]
+async fn bug_a_field_name_cannot_carry_a_card_number() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Names", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let subjects = app.count("subjects");
+    let r = app
+        .post_json(
+            "/v1/subjects",
+            &t.app.secret,
+            Some("account"),
+            &subject_body(
+                json!({ "card_4111111111111111": { "category": "user.content", "value": "x" } }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        app.count("subjects"),
+        subjects,
+        "stored; response: {} {}",
+        r.status,
+        r.text
+    );
+    r.expect_problem(422);
+    let audit = serde_json::to_string(&app.audit(&t.admin).await).expect("serialise");
+    assert!(
+        !audit.contains("4111111111111111"),
+        "a card number is in the audit trail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: routes/audit.rs and routes/data.rs use axum's Query, whose rejection is text/plain (not problem+json) and quotes the submitted query key"]
+async fn bug_query_string_errors_are_problems_without_the_submitted_key() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Queries", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (_, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "q@example.org")]),
+        )
+        .await;
+    for (path, token, purpose) in [
+        (
+            "/v1/audit?jean.dupont@example.org=1".to_owned(),
+            &t.admin.secret,
+            None,
+        ),
+        (
+            format!("/v1/records/{record}?jean.dupont@example.org=1"),
+            &t.app.secret,
+            Some("account"),
+        ),
+    ] {
+        let r = app.get(&path, token, purpose).await;
+        r.expect_problem(400);
+        assert!(
+            !r.text.contains("jean.dupont"),
+            "{path}: echoes the key: {}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: openapi.rs docs_router leaves Swagger UI's validatorUrl unset, so off localhost the page loads https://validator.swagger.io/validator?url=<our spec URL>"]
+async fn bug_docs_disable_the_online_validator() {
+    let app = spawn_app().await;
+    let r = app
+        .send(app.client.get(app.url("/docs/swagger-initializer.js")))
+        .await;
+    assert_eq!(r.status.as_u16(), 200);
+    let compact: String = r.text.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(
+        compact.contains(r#""validatorUrl":"none""#) || compact.contains("validatorUrl:\"none\""),
+        "the Swagger UI validator badge is enabled (default https://validator.swagger.io): {}",
+        r.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: lib.rs SetRequestIdLayer keeps any client-supplied x-request-id, which the access log's span records verbatim and the response echoes"]
+async fn bug_a_client_request_id_is_replaced_when_it_is_not_an_id() {
+    let app = spawn_app().await;
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/healthz"))
+                .header("x-request-id", "jean.dupont@example.org"),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 200);
+    let id = r
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        custodian_core::ids::RequestId::parse(&id).is_ok(),
+        "the server adopted the client's request id {id:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: extract.rs Purpose rejects a missing or invalid Custodian-Purpose with 400 but, unlike body.rs, never audits the authenticated caller's refused call"]
+async fn bug_a_data_call_without_a_purpose_is_refused_and_audited() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Purposeless", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let before = app.refused_entries(&t.admin).await.len();
+    let r = app
+        .post_json(
+            "/v1/subjects",
+            &t.app.secret,
+            None,
+            &subject_body(fields(&[(
+                "email",
+                "user.contact.email",
+                "nopurpose@example.org",
+            )])),
+        )
+        .await;
+    r.expect_problem(400);
+    assert_eq!(
+        app.refused_entries(&t.admin).await.len(),
+        before + 1,
+        "the refused call is not in the audit trail"
+    );
+}
