@@ -67,6 +67,14 @@ pub enum AdminAction {
     PurposeDocumented,
     TokenIssued,
     TokenRevoked,
+    RequestReceived,
+    RequestsRead,
+    RequestAcknowledged,
+    RequestIdentityConfirmed,
+    RequestLinked,
+    RequestExtended,
+    RequestFulfilled,
+    RequestRejected,
 }
 
 impl AdminAction {
@@ -76,13 +84,29 @@ impl AdminAction {
             Self::PurposeDocumented => "purpose_documented",
             Self::TokenIssued => "token_issued",
             Self::TokenRevoked => "token_revoked",
+            Self::RequestReceived => "request_received",
+            Self::RequestsRead => "requests_read",
+            Self::RequestAcknowledged => "request_acknowledged",
+            Self::RequestIdentityConfirmed => "request_identity_confirmed",
+            Self::RequestLinked => "request_linked",
+            Self::RequestExtended => "request_extended",
+            Self::RequestFulfilled => "request_fulfilled",
+            Self::RequestRejected => "request_rejected",
         }
     }
-    const ALL: [AdminAction; 4] = [
+    const ALL: [AdminAction; 12] = [
         Self::ControllerCreated,
         Self::PurposeDocumented,
         Self::TokenIssued,
         Self::TokenRevoked,
+        Self::RequestReceived,
+        Self::RequestsRead,
+        Self::RequestAcknowledged,
+        Self::RequestIdentityConfirmed,
+        Self::RequestLinked,
+        Self::RequestExtended,
+        Self::RequestFulfilled,
+        Self::RequestRejected,
     ];
 }
 

@@ -110,6 +110,12 @@ random_id!(
     "tok_"
 );
 random_id!(
+    /// A data-subject request filed with the processor; doubles as the reference the
+    /// requester keeps to check its status (128 random bits: unguessable).
+    DsrId,
+    "dsr_"
+);
+random_id!(
     /// Correlates an HTTP request with its audit entries and log lines.
     RequestId,
     "req_"

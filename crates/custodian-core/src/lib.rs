@@ -7,6 +7,8 @@
 pub mod audit;
 pub mod category;
 pub mod controller;
+pub mod deadline;
+pub mod dsr;
 pub mod error;
 pub mod ids;
 pub mod lookup;

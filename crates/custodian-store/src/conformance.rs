@@ -35,6 +35,7 @@ pub fn run_all(make: Factory<'_>) {
         ("objections_and_restriction", objections_and_restriction),
         ("checkpoints_round_trip", checkpoints_round_trip),
         ("duplicate_ids_conflict", duplicate_ids_conflict),
+        ("requests_and_outbox", requests_and_outbox),
     ];
     for (name, case) in cases {
         let store = make();
@@ -539,4 +540,71 @@ fn duplicate_ids_conflict(store: &dyn Store) {
         matches!(r, Err(TxError::Store(StoreError::Conflict(_)))),
         "{r:?}"
     );
+}
+
+fn requests_and_outbox(store: &dyn Store) {
+    use custodian_core::dsr::{RequestState, Right};
+    use custodian_core::ids::DsrId;
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let id = DsrId::from_random(rand16());
+    let received = now();
+    let mut row = DsrRequestRow {
+        id: id.clone(),
+        right: Right::Erasure,
+        state: RequestState::Received,
+        sealed_details: vec![3; 50],
+        received_at: received,
+        due_at: received + Duration::days(30),
+        extended_months: 0,
+        extension_reason: None,
+        subject: None,
+        identity_confirmed_at: None,
+        closed_at: None,
+        note: None,
+    };
+    let r = row.clone();
+    store
+        .transact(&a, now(), &mut |tx| {
+            tx.insert_request(&r)?;
+            tx.enqueue("dsr.received", "{\"request\":\"x\"}", now())?;
+            Ok(draft(&a, Operation::Collection))
+        })
+        .unwrap();
+    let status = store.request_status(&id).unwrap().expect("status");
+    assert_eq!(status.controller, a);
+    assert_eq!(status.state, RequestState::Received);
+    assert!(
+        store
+            .request_status(&DsrId::from_random(rand16()))
+            .unwrap()
+            .is_none()
+    );
+    let due = store.outbox_due(now() + Duration::seconds(1), 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].controller, a);
+    assert_eq!(due[0].topic, "dsr.received");
+    // B cannot see or change A's request.
+    store
+        .transact(&b, now(), &mut |tx| {
+            assert!(tx.request(&id)?.is_none());
+            assert!(tx.requests(false)?.is_empty());
+            Ok(draft(&b, Operation::Consultation))
+        })
+        .unwrap();
+    row.state = RequestState::Fulfilled;
+    row.subject = Some(SubjectId::from_random(rand16()));
+    row.closed_at = Some(now());
+    row.note = Some("done".into());
+    let r = row.clone();
+    store
+        .transact(&a, now(), &mut |tx| {
+            assert_eq!(tx.requests(true)?.len(), 1);
+            tx.update_request(&r)?;
+            assert_eq!(tx.request(&r.id)?.as_ref(), Some(&r));
+            assert!(tx.requests(true)?.is_empty());
+            assert_eq!(tx.requests(false)?.len(), 1);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
 }

@@ -105,6 +105,16 @@ pub trait DataTx {
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;
     fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>>;
+
+    // ----- data-subject requests and the outbox -----
+    fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()>;
+    fn request(&mut self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrRequestRow>>;
+    /// Rewrites a request's mutable columns (state, deadline, link, notes).
+    fn update_request(&mut self, row: &DsrRequestRow) -> Result<()>;
+    /// Requests ordered by due date; only open ones when `open_only`.
+    fn requests(&mut self, open_only: bool) -> Result<Vec<DsrRequestRow>>;
+    /// Queues a notification to this controller, committed with the transaction.
+    fn enqueue(&mut self, topic: &str, payload: &str, at: OffsetDateTime) -> Result<()>;
 }
 
 /// The storage port.
@@ -163,6 +173,11 @@ pub trait Store: Send + Sync + 'static {
     /// linger (SQLite: checkpoint and truncate the WAL). Best effort: failures are logged
     /// and retried by the next erasure; the erasure itself has already committed.
     fn purge_deleted(&self);
+
+    /// The public status of a request, by its reference.
+    fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>>;
+    /// Undelivered notifications due at `now`, oldest first.
+    fn outbox_due(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<OutboxRow>>;
 
     // ----- the audit trail -----
     /// Appends entries that record no change of data: refusals, audited reads of the trail.

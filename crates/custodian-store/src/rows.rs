@@ -162,3 +162,45 @@ macro_rules! hex_array {
 }
 hex_array!(hex32, 32);
 hex_array!(hex64, 64);
+
+/// A data-subject request as stored. `sealed_details` holds the requester's contact and
+/// message, sealed under the controller key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsrRequestRow {
+    pub id: custodian_core::ids::DsrId,
+    pub right: custodian_core::dsr::Right,
+    pub state: custodian_core::dsr::RequestState,
+    pub sealed_details: Vec<u8>,
+    pub received_at: OffsetDateTime,
+    pub due_at: OffsetDateTime,
+    pub extended_months: u32,
+    pub extension_reason: Option<String>,
+    pub subject: Option<SubjectId>,
+    pub identity_confirmed_at: Option<OffsetDateTime>,
+    pub closed_at: Option<OffsetDateTime>,
+    pub note: Option<String>,
+}
+
+/// What the public may learn about a request from its reference: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsrStatus {
+    pub controller: ControllerId,
+    pub right: custodian_core::dsr::Right,
+    pub state: custodian_core::dsr::RequestState,
+    pub received_at: OffsetDateTime,
+    pub due_at: OffsetDateTime,
+}
+
+/// A notification waiting in the durable outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub controller: ControllerId,
+    pub topic: String,
+    /// JSON; never personal data.
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+    pub attempts: u32,
+    pub next_attempt_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+}

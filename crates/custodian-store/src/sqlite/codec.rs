@@ -327,3 +327,70 @@ pub(crate) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Result<Checkpoint>
         })
     })())
 }
+
+pub(crate) const DSR_COLS: &str = "id, right_kind, state, sealed_details, received_at, due_at, extended_months, extension_reason, subject_id, identity_confirmed_at, closed_at, note";
+
+pub(crate) fn dsr_row(r: &Row<'_>) -> rusqlite::Result<Result<DsrRequestRow>> {
+    dsr_row_at(r, 0)
+}
+
+/// Decodes the `DSR_COLS` columns starting at column `o`.
+pub(crate) fn dsr_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Result<DsrRequestRow>> {
+    let t = "dsr_requests";
+    let id: String = r.get(o)?;
+    let right: String = r.get(o + 1)?;
+    let state: String = r.get(o + 2)?;
+    let sealed: Vec<u8> = r.get(o + 3)?;
+    let received: i64 = r.get(o + 4)?;
+    let due: i64 = r.get(o + 5)?;
+    let extended: u32 = r.get(o + 6)?;
+    let reason: Option<String> = r.get(o + 7)?;
+    let subject: Option<String> = r.get(o + 8)?;
+    let confirmed: Option<i64> = r.get(o + 9)?;
+    let closed: Option<i64> = r.get(o + 10)?;
+    let note: Option<String> = r.get(o + 11)?;
+    Ok((|| {
+        Ok(DsrRequestRow {
+            id: custodian_core::ids::DsrId::parse(&id).map_err(|e| corrupt(t, e))?,
+            right: custodian_core::dsr::Right::parse(&right)
+                .ok_or_else(|| corrupt(t, "unknown right"))?,
+            state: custodian_core::dsr::RequestState::parse(&state)
+                .ok_or_else(|| corrupt(t, "unknown state"))?,
+            sealed_details: sealed,
+            received_at: from_nanos(received)?,
+            due_at: from_nanos(due)?,
+            extended_months: extended,
+            extension_reason: reason,
+            subject: subject
+                .map(|s| SubjectId::parse(&s).map_err(|e| corrupt(t, e)))
+                .transpose()?,
+            identity_confirmed_at: confirmed.map(from_nanos).transpose()?,
+            closed_at: closed.map(from_nanos).transpose()?,
+            note,
+        })
+    })())
+}
+
+pub(crate) fn outbox_row(r: &Row<'_>) -> rusqlite::Result<Result<OutboxRow>> {
+    let t = "outbox";
+    let id: i64 = r.get(0)?;
+    let controller: String = r.get(1)?;
+    let topic: String = r.get(2)?;
+    let payload: String = r.get(3)?;
+    let created: i64 = r.get(4)?;
+    let attempts: u32 = r.get(5)?;
+    let next: i64 = r.get(6)?;
+    let delivered: Option<i64> = r.get(7)?;
+    Ok((|| {
+        Ok(OutboxRow {
+            id,
+            controller: ControllerId::parse(&controller).map_err(|e| corrupt(t, e))?,
+            topic,
+            payload,
+            created_at: from_nanos(created)?,
+            attempts,
+            next_attempt_at: from_nanos(next)?,
+            delivered_at: delivered.map(from_nanos).transpose()?,
+        })
+    })())
+}

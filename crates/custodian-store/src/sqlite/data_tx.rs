@@ -391,4 +391,91 @@ impl DataTx for SqliteTx<'_> {
         })
         .collect()
     }
+
+    fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()> {
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO dsr_requests (controller_id, {DSR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                row.id.as_str(),
+                row.right.as_str(),
+                row.state.as_str(),
+                row.sealed_details,
+                nanos(row.received_at),
+                nanos(row.due_at),
+                row.extended_months,
+                row.extension_reason,
+                row.subject.as_ref().map(|s| s.as_str()),
+                row.identity_confirmed_at.map(nanos),
+                row.closed_at.map(nanos),
+                row.note,
+            ])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn request(&mut self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrRequestRow>> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = ?1 AND id = ?2"
+            ))
+            .map_err(map_err)?
+            .query_row(params![self.c(), id.as_str()], dsr_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
+    }
+
+    fn update_request(&mut self, row: &DsrRequestRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE dsr_requests SET state = ?3, due_at = ?4, extended_months = ?5, extension_reason = ?6,
+                 subject_id = ?7, identity_confirmed_at = ?8, closed_at = ?9, note = ?10
+                 WHERE controller_id = ?1 AND id = ?2",
+            )
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                row.id.as_str(),
+                row.state.as_str(),
+                nanos(row.due_at),
+                row.extended_months,
+                row.extension_reason,
+                row.subject.as_ref().map(|s| s.as_str()),
+                row.identity_confirmed_at.map(nanos),
+                row.closed_at.map(nanos),
+                row.note,
+            ])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn requests(&mut self, open_only: bool) -> Result<Vec<DsrRequestRow>> {
+        let sql = if open_only {
+            format!(
+                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = ?1 AND state NOT IN ('fulfilled', 'rejected') ORDER BY due_at, id"
+            )
+        } else {
+            format!(
+                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = ?1 ORDER BY due_at, id"
+            )
+        };
+        let mut st = self.tx.prepare_cached(&sql).map_err(map_err)?;
+        let rows = st.query_map([self.c()], dsr_row).map_err(map_err)?;
+        rows.map(|r| r.map_err(map_err)?).collect()
+    }
+
+    fn enqueue(&mut self, topic: &str, payload: &str, at: OffsetDateTime) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outbox (controller_id, topic, payload, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), topic, payload, nanos(at)])
+            .map_err(map_err)?;
+        Ok(())
+    }
 }

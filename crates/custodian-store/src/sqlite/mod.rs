@@ -24,10 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use time::OffsetDateTime;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/sqlite/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (2, include_str!("../../migrations/sqlite/0002_rights.sql")),
+];
 
 const MAX_IDLE_READERS: usize = 8;
 
@@ -400,6 +403,51 @@ impl Store for SqliteStore {
         if let Err(e) = self.checkpoint_wal() {
             tracing::warn!(error = %e, "could not truncate the WAL after an erasure; the next one will retry");
         }
+    }
+
+    fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT controller_id, {DSR_COLS} FROM dsr_requests WHERE id = ?1"
+                ))
+                .map_err(map_err)?
+                .query_row([id.as_str()], |r| {
+                    let controller: String = r.get(0)?;
+                    // The request columns start at index 1.
+                    let shifted = dsr_row_at(r, 1)?;
+                    Ok((controller, shifted))
+                })
+                .optional()
+                .map_err(map_err)?;
+            match row {
+                None => Ok(None),
+                Some((controller, req)) => {
+                    let req = req?;
+                    Ok(Some(DsrStatus {
+                        controller: ControllerId::parse(&controller)
+                            .map_err(|e| corrupt("dsr_requests", e))?,
+                        right: req.right,
+                        state: req.state,
+                        received_at: req.received_at,
+                        due_at: req.due_at,
+                    }))
+                }
+            }
+        })
+    }
+
+    fn outbox_due(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<OutboxRow>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, controller_id, topic, payload, created_at, attempts, next_attempt_at, delivered_at
+                     FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(map_err)?;
+            let rows = st.query_map(params![nanos(now), limit], outbox_row).map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
+        })
     }
 
     fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>> {
