@@ -24,12 +24,19 @@ impl FieldName {
             && s.as_bytes()[0].is_ascii_lowercase()
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if ok {
+        // Names are written to the audit trail and echoed in errors, so they must not be
+        // able to carry a value: no long digit runs (card, phone or id numbers).
+        let longest_digit_run = s
+            .split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if ok && longest_digit_run <= 4 {
             Ok(Self(s.to_owned()))
         } else {
             Err(ValidationError::new(
                 "field name",
-                "must be 1-64 characters of a-z, 0-9 and '_', starting with a letter",
+                "must be 1-64 characters of a-z, 0-9 and '_', starting with a letter, with at most 4 digits in a row",
             ))
         }
     }
@@ -279,6 +286,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(!err.to_string().contains("4242"));
+    }
+
+    #[test]
+    fn field_names_cannot_carry_numbers() {
+        assert!(FieldName::parse("address2").is_ok());
+        assert!(FieldName::parse("phone_2026").is_ok());
+        assert!(FieldName::parse("card_4111111111111111").is_err());
+        assert!(FieldName::parse("tel_33612").is_err());
     }
 
     #[test]

@@ -76,6 +76,15 @@ string_newtype_schema!(
     "tok_01jd2r8k9m4q7s3t5v6w8x0y2z"
 );
 string_newtype_schema!(
+    crate::ids::DsrId,
+    "DsrId",
+    Some(&const_format("dsr_")),
+    Some(30),
+    Some(30),
+    "A data-subject request's reference",
+    "dsr_01jd2r8k9m4q7s3t5v6w8x0y2z"
+);
+string_newtype_schema!(
     crate::ids::RequestId,
     "RequestId",
     Some(&const_format("req_")),
@@ -99,7 +108,7 @@ string_newtype_schema!(
     Some("^[a-z][a-z0-9_]{0,63}$"),
     Some(1),
     Some(64),
-    "A field's name",
+    "A field's name (at most 4 digits in a row: names are never values)",
     "email"
 );
 string_newtype_schema!(

@@ -107,7 +107,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
+        let path = safe_path(e.path());
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => ApiError::new(
@@ -121,6 +121,30 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// The JSON path of an error, with every map key that is not a well-formed name (a
+/// submitted key could be a value: an email, a card number) replaced by `<key>`.
+fn safe_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                if custodian_core::record::FieldName::parse(key).is_ok() {
+                    out.push_str(key);
+                } else {
+                    out.push_str("<key>");
+                }
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    if out.is_empty() { ".".to_owned() } else { out }
 }
 
 fn digits_redacted(s: &str) -> String {

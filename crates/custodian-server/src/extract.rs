@@ -70,28 +70,78 @@ impl FromRequestParts<AppState> for Auth {
 #[derive(Debug, Clone)]
 pub struct Purpose(pub PurposeName);
 
-impl<S: Send + Sync> FromRequestParts<S> for Purpose {
+impl FromRequestParts<AppState> for Purpose {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let raw = parts.headers.get(PURPOSE_HEADER).ok_or_else(|| {
-            ApiError::bad_request(
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let parsed = match parts.headers.get(PURPOSE_HEADER) {
+            None => Err(ApiError::bad_request(
                 "missing-purpose",
                 "every data call names its purpose in the Custodian-Purpose header",
-            )
-        })?;
-        let name = raw
-            .to_str()
-            .ok()
-            .and_then(|s| PurposeName::parse(s).ok())
-            .ok_or_else(|| {
+            )),
+            Some(raw) => raw
+                .to_str()
+                .ok()
+                .and_then(|s| PurposeName::parse(s).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid-purpose",
+                        "Custodian-Purpose must be a purpose name: a-z, 0-9, '_' and '-'",
+                    )
+                }),
+        };
+        match parsed {
+            Ok(name) => {
+                parts.extensions.insert(name.clone());
+                Ok(Purpose(name))
+            }
+            Err(e) => {
+                // A data call without a valid purpose is a refused processing attempt.
+                let op = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .and_then(|m| crate::routes::operation_of(&parts.method, m.as_str()));
+                if let (Some(p), Some(op)) = (parts.extensions.get::<Principal>().cloned(), op) {
+                    let vault = state.vault.clone();
+                    let ctx = call_context(parts);
+                    let reason = format!("{}: {}", e.status().as_u16(), e.detail());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        vault.audit_rejected_input(
+                            &p,
+                            custodian_core::audit::Action::Processing(op),
+                            None,
+                            &reason,
+                            &ctx,
+                        )
+                    })
+                    .await;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Query parameters, with errors as problem documents that never quote what was sent.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|_| {
                 ApiError::bad_request(
-                    "invalid-purpose",
-                    "Custodian-Purpose must be a purpose name: a-z, 0-9, '_' and '-'",
+                    "invalid-query",
+                    "the query string has an unknown or malformed parameter; see /openapi.json",
                 )
-            })?;
-        parts.extensions.insert(name.clone());
-        Ok(Purpose(name))
+            })
     }
 }
 

@@ -21,7 +21,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use openapi::openapi_document;
@@ -82,6 +81,8 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(api)
         .merge(openapi::docs_router())
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
@@ -89,6 +90,19 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
                 // Outermost first: a request id for everything, then the access log, which
                 // records method, route template, status and latency: never bodies, never
                 // query values, never headers (tokens).
+                // A client may send its own request id only if it is one of ours in shape:
+                // anything else could carry data into every log line and response.
+                .map_request(|mut req: Request<axum::body::Body>| {
+                    let keep = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| RequestId::parse(v).is_ok());
+                    if !keep {
+                        req.headers_mut().remove(REQUEST_ID);
+                    }
+                    req
+                })
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeId))
                 .layer(
                     TraceLayer::new_for_http()
@@ -115,10 +129,10 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(problem::panic_response))
-                .layer(axum::error_handling::HandleErrorLayer::new(problem::overload_response))
+                .layer(axum::error_handling::HandleErrorLayer::new(problem::middleware_error))
                 .load_shed()
                 .concurrency_limit(limits.max_concurrent_requests)
-                .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout_problem))
+                .timeout(timeout_problem)
                 .layer(SetResponseHeaderLayer::overriding(
                     axum::http::header::STRICT_TRANSPORT_SECURITY,
                     HeaderValue::from_static("max-age=31536000; includeSubDomains"),

@@ -64,7 +64,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn docs_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", openapi_document()))
+    Router::new().merge(
+        SwaggerUi::new("/docs")
+            .url("/openapi.json", openapi_document())
+            // The online validator would make the page fetch from another host.
+            .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")),
+    )
 }
 
 /// The `Custodian-Purpose` header every data call carries.

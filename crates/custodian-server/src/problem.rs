@@ -149,8 +149,19 @@ pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response
     .into_response()
 }
 
-/// The concurrency cap is full: shed the request rather than queue it without bound.
-pub async fn overload_response(_err: tower::BoxError) -> Response {
+/// Errors from the middleware stack: a request that took too long (408; its operation may
+/// still have completed: the audit trail says), or the concurrency cap is full (429: shed
+/// rather than queued without bound).
+pub async fn middleware_error(err: tower::BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "Request timed out",
+            "the request took longer than this server allows; whether a write completed is recorded in the audit trail",
+        )
+        .into_response();
+    }
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "overloaded",
@@ -159,4 +170,24 @@ pub async fn overload_response(_err: tower::BoxError) -> Response {
     );
     e.retry_after = Some(1);
     e.into_response()
+}
+
+pub async fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no-route",
+        "Not found",
+        "no such route; see /openapi.json",
+    )
+    .into_response()
+}
+
+pub async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method; see /openapi.json",
+    )
+    .into_response()
 }

@@ -82,6 +82,7 @@ pub struct IssuedToken {
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
     /// One to 64 fields.
+    #[serde(deserialize_with = "unique_fields")]
     pub fields: BTreeMap<FieldName, FieldInput>,
     #[serde(flatten)]
     pub meta: RecordMeta,
@@ -105,6 +106,7 @@ pub struct NewSubject {
 #[serde(deny_unknown_fields)]
 pub struct FieldUpdate {
     /// One to 64 fields.
+    #[serde(deserialize_with = "unique_fields")]
     pub fields: BTreeMap<FieldName, FieldInput>,
 }
 
@@ -215,4 +217,57 @@ pub struct AuditPage {
     pub entries: Vec<AuditEntryView>,
     /// Pass as `after` to get the next page; absent at the end.
     pub next_after: Option<u64>,
+}
+
+/// A field map that refuses a name given twice: JSON allows duplicate keys, and silently
+/// keeping the last one would store something the caller did not mean.
+fn unique_fields<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<FieldName, FieldInput>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<FieldName, FieldInput>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of fields")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<FieldName, FieldInput>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "field `{k}` is given twice"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_given_twice_is_refused() {
+        let once = r#"{"fields":{"name":{"category":"user.name","value":"a"}}}"#;
+        assert!(serde_json::from_str::<FieldUpdate>(once).is_ok());
+        let twice = r#"{"fields":{"name":{"category":"user.name","value":"a"},"name":{"category":"user.name","value":"b"}}}"#;
+        let err = serde_json::from_str::<FieldUpdate>(twice)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
+        assert!(
+            serde_json::from_str::<NewRecord>(&format!(
+                r#"{{"fields":{}}}"#,
+                &twice[10..twice.len() - 1]
+            ))
+            .is_err()
+        );
+    }
 }

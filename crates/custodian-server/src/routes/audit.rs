@@ -1,9 +1,9 @@
 use crate::AppState;
-use crate::extract::{Auth, blocking};
+use crate::extract::{Auth, Params, blocking};
 use crate::openapi::AdminErrors;
 use crate::problem::ApiError;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use custodian_core::audit::ChainId;
 use custodian_vault::VaultError;
 use custodian_vault::verify::VerifyReport;
@@ -31,7 +31,7 @@ pub struct PageQuery {
 pub async fn audit_page(
     State(state): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<PageQuery>,
+    Params(q): Params<PageQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

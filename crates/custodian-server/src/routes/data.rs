@@ -1,11 +1,11 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
-use crate::extract::{Auth, Ctx, Purpose, blocking};
+use crate::extract::{Auth, Ctx, Params, Purpose, blocking};
 use crate::openapi::{BodyErrors, DataErrors};
 use crate::problem::ApiError;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use custodian_core::ids::{RecordId, SubjectId};
 use custodian_core::record::FieldName;
@@ -166,7 +166,7 @@ pub async fn get_record(
     Purpose(purpose): Purpose,
     Ctx(ctx): Ctx,
     Path(id): Path<String>,
-    Query(filter): Query<FieldsFilter>,
+    Params(filter): Params<FieldsFilter>,
 ) -> Result<Json<RecordView>, ApiError> {
     let id = path_id(&id, RecordId::parse)?;
     let only = filter

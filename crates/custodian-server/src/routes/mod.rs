@@ -67,3 +67,25 @@ pub(crate) fn path_id<T>(
 ) -> Result<T, crate::problem::ApiError> {
     parse(raw).map_err(|_| custodian_vault::VaultError::NotFound.into())
 }
+
+/// The Art. 4(2) operation a data route performs, so that a call refused before reaching
+/// the vault (no purpose) is still audited as an attempt at that operation.
+pub(crate) fn operation_of(
+    method: &axum::http::Method,
+    route: &str,
+) -> Option<custodian_core::operation::Operation> {
+    use axum::http::Method;
+    use custodian_core::operation::Operation::*;
+    Some(match (method.clone(), route) {
+        (Method::POST, "/v1/subjects") => Collection,
+        (Method::GET, "/v1/subjects/{id}") => Consultation,
+        (Method::DELETE, "/v1/subjects/{id}") => Erasure,
+        (Method::POST, "/v1/subjects/{id}/records") => Recording,
+        (Method::PUT | Method::DELETE, "/v1/subjects/{id}/restriction") => Restriction,
+        (Method::POST, "/v1/lookup") => Retrieval,
+        (Method::GET, "/v1/records/{id}") => Retrieval,
+        (Method::PATCH, "/v1/records/{id}") => Alteration,
+        (Method::DELETE, "/v1/records/{id}") => Erasure,
+        _ => return None,
+    })
+}
