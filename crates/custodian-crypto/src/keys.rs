@@ -216,6 +216,30 @@ impl ControllerKey {
         Ok(SubjectKey(key_from(open(&self.0, &aad, sealed)?)?))
     }
 
+    /// Seals a controller-level secret (a requester's contact details), bound to `label`
+    /// and `parts` (e.g. the request id) as associated data.
+    pub fn seal_bound(&self, label: &str, parts: &[&str], plaintext: &[u8]) -> Vec<u8> {
+        seal(
+            &self.0,
+            &context(&format!("custodian/{label}/v1"), parts),
+            plaintext,
+        )
+    }
+
+    pub fn open_bound(
+        &self,
+        label: &str,
+        parts: &[&str],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open(
+            &self.0,
+            &context(&format!("custodian/{label}/v1"), parts),
+            sealed,
+        )
+        .map(Zeroizing::new)
+    }
+
     pub fn index_key(&self) -> crate::index::IndexKey {
         let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
         let tag = hmac::sign(&k, b"custodian/blind-index/v1");

@@ -27,6 +27,18 @@ macro_rules! audited {
     };
 }
 audited!(
+    custodian_vault::views::NewRequest,
+    Action::Admin(AdminAction::RequestReceived)
+);
+audited!(
+    custodian_vault::views::RequestAction,
+    Action::Admin(AdminAction::RequestAcknowledged)
+);
+audited!(
+    custodian_vault::views::SubjectExport,
+    Action::Processing(Operation::Collection)
+);
+audited!(
     custodian_vault::views::NewController,
     Action::Admin(AdminAction::ControllerCreated)
 );

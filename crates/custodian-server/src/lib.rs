@@ -7,6 +7,7 @@ mod extract;
 pub mod metrics_layer;
 mod openapi;
 pub mod problem;
+pub mod ratelimit;
 mod routes;
 
 use axum::Router;
@@ -31,6 +32,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Requests per minute one address may make to the public request endpoints.
+    pub public_requests_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -39,6 +42,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
+            public_requests_per_minute: 10,
         }
     }
 }
@@ -81,6 +85,7 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
     Router::new()
         .merge(api)
         .merge(openapi::docs_router())
+        .layer(axum::Extension(std::sync::Arc::new(ratelimit::RateLimiter::new(limits.public_requests_per_minute))))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::track))

@@ -24,6 +24,8 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::restrict, routes::lift_restriction, routes::lookup,
         routes::get_record, routes::update_record, routes::delete_record,
         routes::audit_page, routes::verify,
+        routes::export_subject, routes::import_subject, routes::object, routes::withdraw_objection, routes::export_schema,
+        routes::submit, routes::status, routes::list, routes::act,
     ),
     components(schemas(Problem)),
     modifiers(&Bearer),
@@ -33,6 +35,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "tokens", description = "Scoped API tokens, DPA §10(b)(c)"),
         (name = "subjects", description = "Data subjects and their rights"),
         (name = "records", description = "Personal data, encrypted at rest"),
+        (name = "rights", description = "Data-subject rights: access, portability, objection (Art. 15, 20, 21)"),
+        (name = "inbox", description = "Requests from data subjects, passed on to the controller (DPA §5(d), §7)"),
         (name = "audit", description = "The hash-chained audit trail, DPA §10(e)"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

@@ -47,6 +47,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, slug, "Bad request", detail)
     }
 
+    pub fn too_many(detail: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            detail,
+        );
+        e.retry_after = Some(60);
+        e
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -24,10 +24,10 @@ use std::collections::BTreeMap;
 /// What the audit entry of an operation names, filled in as the work learns it, so that a
 /// refusal is recorded with the same detail as a success.
 #[derive(Debug, Default)]
-struct Subjectmatter {
-    subject: Option<SubjectId>,
-    record: Option<RecordId>,
-    fields: Vec<String>,
+pub(crate) struct Subjectmatter {
+    pub(crate) subject: Option<SubjectId>,
+    pub(crate) record: Option<RecordId>,
+    pub(crate) fields: Vec<String>,
 }
 
 impl Subjectmatter {
@@ -70,13 +70,13 @@ fn validate_fields(
         .collect()
 }
 
-struct Keys {
-    controller: ControllerKey,
+pub(crate) struct Keys {
+    pub(crate) controller: ControllerKey,
 }
 
 impl Vault {
     /// The common shape of every data operation.
-    fn data_op<T>(
+    pub(crate) fn data_op<T>(
         &self,
         p: &Principal,
         purpose: &PurposeName,
@@ -137,7 +137,7 @@ impl Vault {
     }
 
     /// Records an input refusal for an authenticated caller, then returns the error.
-    fn refuse_invalid(
+    pub(crate) fn refuse_invalid(
         &self,
         p: &Principal,
         purpose: &PurposeName,
@@ -159,7 +159,7 @@ impl Vault {
         VaultError::Invalid(e)
     }
 
-    fn subject_key(
+    pub(crate) fn subject_key(
         &self,
         tx: &mut dyn DataTx,
         keys: &Keys,
@@ -183,7 +183,7 @@ impl Vault {
         Ok((row, key))
     }
 
-    fn check_subject_state(
+    pub(crate) fn check_subject_state(
         tx: &mut dyn DataTx,
         grant: &DataGrant,
         row: &SubjectRow,
@@ -230,7 +230,7 @@ impl Vault {
         (rows, lookups)
     }
 
-    fn open_record(
+    pub(crate) fn open_record(
         grant: &DataGrant,
         key: &SubjectKey,
         row: &RecordRow,
@@ -275,7 +275,7 @@ impl Vault {
         })
     }
 
-    fn write_record(
+    pub(crate) fn write_record(
         &self,
         tx: &mut dyn DataTx,
         grant: &DataGrant,
@@ -309,7 +309,7 @@ impl Vault {
         Ok(record)
     }
 
-    fn validate_record(
+    pub(crate) fn validate_record(
         &self,
         p: &Principal,
         purpose: &PurposeName,

@@ -8,6 +8,8 @@ pub mod checkpoint;
 pub mod clock;
 pub mod data;
 pub mod error;
+pub mod inbox;
+pub mod rights;
 pub mod verify;
 pub mod views;
 

@@ -271,3 +271,166 @@ mod tests {
         );
     }
 }
+
+/// Everything held on one subject, with the Art. 15 metadata: the access and portability
+/// export. Its JSON Schema is published at `/v1/schemas/subject-export.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SubjectExport {
+    /// Always `custodian.subject-export/v1`.
+    pub format: String,
+    pub controller: ControllerId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub exported_at: OffsetDateTime,
+    pub subject: ExportedSubject,
+    /// The purposes the records were collected under: why, on which basis, for how long
+    /// (Art. 15(1)(a), (d)).
+    pub purposes: Vec<ExportedPurpose>,
+    pub records: Vec<ExportedRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExportedSubject {
+    pub id: SubjectId,
+    pub category: SubjectCategory,
+    /// Art. 18: whether processing is restricted.
+    pub restricted: bool,
+    /// Art. 21: purposes the subject objected to.
+    pub objections: Vec<PurposeName>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExportedPurpose {
+    pub name: PurposeName,
+    pub description: String,
+    pub lawful_basis: custodian_core::purpose::LawfulBasis,
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExportedRecord {
+    pub id: RecordId,
+    pub purpose: PurposeName,
+    /// The categories of data in this record (Art. 15(1)(b)).
+    pub categories: Vec<DataCategory>,
+    pub fields: BTreeMap<FieldName, FieldView>,
+    /// Where the data came from (Art. 15(1)(g)).
+    pub source: Option<String>,
+    /// Who it is shared with (Art. 15(1)(c)).
+    pub recipients: Vec<String>,
+    /// The logic of any automated decision (Art. 15(1)(h)).
+    pub automated_decision: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When it will be erased by retention (Art. 15(1)(d)).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// A data subject's request, as filed on the public endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    pub right: custodian_core::dsr::Right,
+    /// How to reach the requester (an email address, a phone number, a postal address).
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 320))]
+    pub contact: String,
+    /// What the requester asks, in their words.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
+    pub message: Option<String>,
+}
+
+/// What the requester gets back: the same whether or not the controller knows them.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RequestReceipt {
+    /// Keep this reference to check the request's status.
+    pub reference: custodian_core::ids::DsrId,
+    pub right: custodian_core::dsr::Right,
+    pub state: custodian_core::dsr::RequestState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// One month after receipt (Art. 12(3)), unless extended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+}
+
+/// A request as the controller sees it in its inbox (contact details decrypted).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RequestView {
+    pub id: custodian_core::ids::DsrId,
+    pub right: custodian_core::dsr::Right,
+    pub state: custodian_core::dsr::RequestState,
+    pub contact: String,
+    pub message: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+    pub overdue: bool,
+    pub extended_months: u32,
+    pub extension_reason: Option<String>,
+    pub subject: Option<SubjectId>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub identity_confirmed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub closed_at: Option<OffsetDateTime>,
+    pub note: Option<String>,
+}
+
+/// What the controller does with a request. Every action is audited.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequestAction {
+    Acknowledge,
+    /// The controller confirms who the requester is; the processor does not judge identity.
+    ConfirmIdentity,
+    /// Links the request to the subject it concerns (find it first with POST /v1/lookup).
+    Link {
+        subject: SubjectId,
+    },
+    /// Extends the deadline by one or two further months (Art. 12(3)), with the reason.
+    Extend {
+        months: u32,
+        reason: String,
+    },
+    Reject {
+        reason: String,
+    },
+    /// Carries the request out with the matching operation, under `purpose`: access and
+    /// portability return the export; erasure erases; restriction restricts; objection
+    /// records an objection to `objected_purpose`; rectification closes the request once
+    /// the corrections were made with PATCH /v1/records/{id}.
+    Fulfil {
+        purpose: PurposeName,
+        #[serde(default)]
+        objected_purpose: Option<PurposeName>,
+        #[serde(default)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RequestActionResult {
+    pub request: RequestView,
+    /// For access and portability: what to hand to the requester.
+    pub export: Option<SubjectExport>,
+    /// For erasure: the receipt.
+    pub erasure: Option<ErasureReceipt>,
+}

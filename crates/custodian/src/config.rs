@@ -16,7 +16,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "custodian.toml";
 pub struct Config {
     /// Where the database (SQLite) and the checkpoint copies live.
     pub data_dir: PathBuf,
-    /// The database: a SQLite file path. Defaults to `<data_dir>/custodian.db`.
+    /// The database: a SQLite file path (or `sqlite://` path), or a PostgreSQL URL
+    /// (`postgres://` or `postgresql://`). Defaults to `<data_dir>/custodian.db`.
     pub database: Option<String>,
     /// The root key file (0600). Ignored when `CUSTODIAN_ROOT_KEY` carries the key itself.
     pub root_key_file: Option<PathBuf>,
@@ -32,6 +33,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
     pub max_concurrent_requests: usize,
+    /// Requests per minute one address may make to the public data-subject request endpoints.
+    pub public_requests_per_minute: u32,
     pub metrics: bool,
     /// `text` or `json`.
     pub log_format: String,
@@ -50,6 +53,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
             max_concurrent_requests: 512,
+            public_requests_per_minute: 10,
             metrics: true,
             log_format: "text".into(),
         }
@@ -115,6 +119,14 @@ impl Config {
             Some(d) => PathBuf::from(d.strip_prefix("sqlite://").unwrap_or(d)),
             None => self.data_dir.join("custodian.db"),
         }
+    }
+
+    /// The PostgreSQL URL when `database` names one; otherwise the database is the SQLite
+    /// file at [`Config::database_path`].
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.database
+            .as_deref()
+            .filter(|d| custodian_store::postgres::is_postgres_url(d))
     }
 
     pub fn root_key_path(&self) -> PathBuf {

@@ -26,7 +26,8 @@ struct Cli {
     /// Data directory (database, root key, checkpoints), overriding the config.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Database: a SQLite file path.
+    /// Database: a SQLite file path (the default: <data_dir>/custodian.db) or a
+    /// postgres://user:password@host:port/database URL.
     #[arg(long, global = true)]
     database: Option<String>,
     #[command(subcommand)]

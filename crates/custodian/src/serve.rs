@@ -5,6 +5,8 @@ use crate::config::Config;
 use crate::keyfile;
 use custodian_core::region::Region;
 use custodian_server::{AppState, Limits};
+use custodian_store::Store;
+use custodian_store::postgres::PostgresStore;
 use custodian_store::sqlite::SqliteStore;
 use custodian_vault::{SystemClock, Vault};
 use std::process::ExitCode;
@@ -13,6 +15,36 @@ use std::time::Duration;
 
 pub fn open_vault(cfg: &Config) -> Result<Vault, String> {
     let root = keyfile::load(cfg.root_key.as_ref(), &cfg.root_key_path())?;
+    let store: Arc<dyn Store> = match cfg.postgres_url() {
+        Some(url) => Arc::new(PostgresStore::open(url).map_err(|e| {
+            format!(
+                "cannot open the database {}: {e}",
+                custodian_store::postgres::redact_url(url)
+            )
+        })?),
+        None => Arc::new(open_sqlite(cfg)?),
+    };
+    Ok(Vault::new(
+        store,
+        root,
+        Arc::new(SystemClock),
+        Region::defaults(),
+        Some(cfg.checkpoint_path()),
+    ))
+}
+
+/// Where the database is and which backend holds it, without any password.
+pub fn describe_database(cfg: &Config) -> String {
+    match cfg.postgres_url() {
+        Some(url) => format!(
+            "{}   (backend postgres)",
+            custodian_store::postgres::redact_url(url)
+        ),
+        None => format!("{}   (backend sqlite)", cfg.database_path().display()),
+    }
+}
+
+fn open_sqlite(cfg: &Config) -> Result<SqliteStore, String> {
     let db = cfg.database_path();
     if let Some(dir) = db
         .parent()
@@ -20,15 +52,7 @@ pub fn open_vault(cfg: &Config) -> Result<Vault, String> {
     {
         keyfile::private_dir(dir)?;
     }
-    let store = SqliteStore::open(&db)
-        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))?;
-    Ok(Vault::new(
-        Arc::new(store),
-        root,
-        Arc::new(SystemClock),
-        Region::defaults(),
-        Some(cfg.checkpoint_path()),
-    ))
+    SqliteStore::open(&db).map_err(|e| format!("cannot open the database {}: {e}", db.display()))
 }
 
 fn init_logging(cfg: &Config) {
@@ -84,10 +108,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             env!("CARGO_PKG_VERSION")
         );
         println!("  API docs: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json");
-        println!(
-            "  database: {}   (backend sqlite)",
-            cfg.database_path().display()
-        );
+        println!("  database: {}", describe_database(&cfg));
         println!("  first operator token: custodian token create --role operator_admin --label me");
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -96,6 +117,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             max_body_bytes: cfg.max_body_bytes,
             request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
             max_concurrent_requests: cfg.max_concurrent_requests,
+            public_requests_per_minute: cfg.public_requests_per_minute,
         };
         let app = custodian_server::app(
             AppState {
@@ -121,10 +143,13 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
                 }
             })
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server error: {e}"))?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
         checkpointer.abort();
         let v = vault.clone();
         let _ = tokio::task::spawn_blocking(move || v.checkpoint()).await;

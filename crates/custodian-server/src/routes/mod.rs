@@ -5,6 +5,8 @@ mod admin;
 mod audit;
 mod data;
 mod health;
+mod inbox;
+mod rights;
 
 use crate::AppState;
 use axum::Router;
@@ -14,6 +16,8 @@ pub use admin::*;
 pub use audit::*;
 pub use data::*;
 pub use health::*;
+pub use inbox::*;
+pub use rights::*;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,6 +59,23 @@ pub fn router() -> Router<AppState> {
                 .patch(data::update_record)
                 .delete(data::delete_record),
         )
+        .route("/v1/subjects/{id}/export", get(rights::export_subject))
+        .route("/v1/subjects/import", post(rights::import_subject))
+        .route(
+            "/v1/subjects/{id}/objections/{objected}",
+            axum::routing::put(rights::object).delete(rights::withdraw_objection),
+        )
+        .route(
+            "/v1/schemas/subject-export.json",
+            get(rights::export_schema),
+        )
+        .route(
+            "/v1/public/controllers/{id}/requests",
+            post(inbox::submit).layer(axum::extract::DefaultBodyLimit::max(16 * 1024)),
+        )
+        .route("/v1/public/requests/{reference}", get(inbox::status))
+        .route("/v1/requests", get(inbox::list))
+        .route("/v1/requests/{id}/actions", post(inbox::act))
         .route("/v1/audit", get(audit::audit_page))
         .route("/v1/audit/verify", post(audit::verify))
 }
@@ -86,6 +107,9 @@ pub(crate) fn operation_of(
         (Method::GET, "/v1/records/{id}") => Retrieval,
         (Method::PATCH, "/v1/records/{id}") => Alteration,
         (Method::DELETE, "/v1/records/{id}") => Erasure,
+        (Method::GET, "/v1/subjects/{id}/export") => Disclosure,
+        (Method::POST, "/v1/subjects/import") => Collection,
+        (Method::PUT | Method::DELETE, "/v1/subjects/{id}/objections/{objected}") => Restriction,
         _ => return None,
     })
 }
