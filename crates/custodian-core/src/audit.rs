@@ -75,6 +75,11 @@ pub enum AdminAction {
     RequestExtended,
     RequestFulfilled,
     RequestRejected,
+    TerminationStarted,
+    TerminationExported,
+    LegalHoldPlaced,
+    LegalHoldLifted,
+    Restored,
 }
 
 impl AdminAction {
@@ -92,9 +97,19 @@ impl AdminAction {
             Self::RequestExtended => "request_extended",
             Self::RequestFulfilled => "request_fulfilled",
             Self::RequestRejected => "request_rejected",
+            Self::TerminationStarted => "termination_started",
+            Self::TerminationExported => "termination_exported",
+            Self::LegalHoldPlaced => "legal_hold_placed",
+            Self::LegalHoldLifted => "legal_hold_lifted",
+            Self::Restored => "restored_from_backup",
         }
     }
-    const ALL: [AdminAction; 12] = [
+    const ALL: [AdminAction; 17] = [
+        Self::TerminationStarted,
+        Self::TerminationExported,
+        Self::LegalHoldPlaced,
+        Self::LegalHoldLifted,
+        Self::Restored,
         Self::ControllerCreated,
         Self::PurposeDocumented,
         Self::TokenIssued,

@@ -15,6 +15,9 @@ const ALPHA_NAME: &str = "Zoé Alphacanary";
 const ALPHA_NOTE: &str = "ALPHA-CANARY-NOTE-5521";
 const ALPHA_CONTROLLER_NAME: &str = "Alphacorp Canary";
 const ALPHA_PURPOSES: [&str; 2] = ["alpha_orders", "alpha_support"];
+const ALPHA_REQUESTER: &str = "alpha.requester.canary.91c2@example.org";
+const ALPHA_REQUEST_MESSAGE: &str = "ALPHA-CANARY-REQUEST-3390";
+const BETA_REQUESTER: &str = "beta.requester@example.org";
 
 fn alpha_fields() -> Value {
     fields(&[
@@ -45,6 +48,8 @@ enum Check {
     OwnTokens,
     OwnAudit,
     OwnChain,
+    /// B's inbox: only the request filed with B.
+    OwnRequests,
 }
 
 struct Row {
@@ -83,6 +88,26 @@ const NOT_TENANT_OBJECT_ROUTES: &[(&str, &str, &str)] = &[
         "/v1/subjects",
         "creates in the caller's own controller; the body takes no id",
     ),
+    (
+        "POST",
+        "/v1/subjects/import",
+        "creates a new subject in the caller's own controller; ids in the body are not used (tests/rights.rs)",
+    ),
+    (
+        "GET",
+        "/v1/schemas/subject-export.json",
+        "the published JSON Schema, not tenant data",
+    ),
+    (
+        "POST",
+        "/v1/public/controllers/{id}/requests",
+        "public by design: anyone may file with any controller; the answer reveals nothing (tests/rights.rs)",
+    ),
+    (
+        "GET",
+        "/v1/public/requests/{reference}",
+        "public by design: the unguessable reference is the capability; no personal data (tests/rights.rs)",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,15 +141,40 @@ async fn controller_b_never_reaches_controller_a() {
     .await
     .expect(200);
 
+    // A data subject files a request with A.
+    let a_request = app
+        .send(
+            app.client
+                .post(app.url(&format!("/v1/public/controllers/{}/requests", a.controller)))
+                .json(&json!({
+                    "right": "erasure",
+                    "contact": ALPHA_REQUESTER,
+                    "message": ALPHA_REQUEST_MESSAGE,
+                })),
+        )
+        .await
+        .expect(202)["reference"]
+        .as_str()
+        .expect("reference")
+        .to_owned();
+
     let b = app
         .tenant("Betacorp", &[("beta_all", &["user"], ALL_DATA_OPS)])
         .await;
-    app.create_subject(
-        &b.app.secret,
-        "beta_all",
-        fields(&[("email", "user.contact.email", "beta.own@example.org")]),
+    let (b_subject, _) = app
+        .create_subject(
+            &b.app.secret,
+            "beta_all",
+            fields(&[("email", "user.contact.email", "beta.own@example.org")]),
+        )
+        .await;
+    app.send(
+        app.client
+            .post(app.url(&format!("/v1/public/controllers/{}/requests", b.controller)))
+            .json(&json!({ "right": "access", "contact": BETA_REQUESTER })),
     )
-    .await;
+    .await
+    .expect(202);
 
     // What A sees before B tries anything.
     let subject_path = format!("/v1/subjects/{a_subject}");
@@ -158,6 +208,9 @@ async fn controller_b_never_reaches_controller_a() {
         &a.app.id,
         &a.admin.secret,
         &a.app.secret,
+        &a_request,
+        ALPHA_REQUESTER,
+        ALPHA_REQUEST_MESSAGE,
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -341,6 +394,146 @@ async fn controller_b_never_reaches_controller_a() {
             app: Denied,
         },
         Row {
+            name: "GET A's subject export",
+            method: Method::GET,
+            template: "/v1/subjects/{id}/export",
+            path: format!("/v1/subjects/{a_subject}/export"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET A's subject export as CSV",
+            method: Method::GET,
+            template: "/v1/subjects/{id}/export",
+            path: format!("/v1/subjects/{a_subject}/export?format=csv"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET an erased subject's export (must not reveal it existed: no 410)",
+            method: Method::GET,
+            template: "/v1/subjects/{id}/export",
+            path: format!("/v1/subjects/{a_gone}/export"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PUT an objection on A's subject (B's purpose)",
+            method: Method::PUT,
+            template: "/v1/subjects/{id}/objections/{objected}",
+            path: format!("/v1/subjects/{a_subject}/objections/beta_all"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PUT an objection on A's subject (A's purpose name)",
+            method: Method::PUT,
+            template: "/v1/subjects/{id}/objections/{objected}",
+            path: format!("/v1/subjects/{a_subject}/objections/alpha_orders"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE an objection on A's subject",
+            method: Method::DELETE,
+            template: "/v1/subjects/{id}/objections/{objected}",
+            path: format!("/v1/subjects/{a_subject}/objections/beta_all"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST acknowledge A's request",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "acknowledge" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST confirm identity on A's request",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "confirm_identity" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST link A's request to B's subject",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "link", "subject": b_subject })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST link A's request to A's subject",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "link", "subject": a_subject })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST extend A's request",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "extend", "months": 1, "reason": "beta says so" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST reject A's request",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "reject", "reason": "beta says so" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST fulfil A's request",
+            method: Method::POST,
+            template: "/v1/requests/{id}/actions",
+            path: format!("/v1/requests/{a_request}/actions"),
+            purpose: false,
+            body: Some(json!({ "action": "fulfil", "purpose": "beta_all" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET the request inbox",
+            method: Method::GET,
+            template: "/v1/requests",
+            path: "/v1/requests?state=all".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnRequests),
+            app: Denied,
+        },
+        Row {
             name: "POST a lookup of A's email",
             method: Method::POST,
             template: "/v1/lookup",
@@ -521,6 +714,23 @@ async fn controller_b_never_reaches_controller_a() {
         a_tokens_before,
         "A's tokens changed (revoked by B?)"
     );
+    // A's request is untouched: not acknowledged, linked, extended, rejected or fulfilled.
+    let a_inbox = app
+        .get("/v1/requests?state=all", &a.admin.secret, None)
+        .await
+        .expect(200);
+    let a_requests = a_inbox.as_array().expect("inbox");
+    assert_eq!(a_requests.len(), 1, "{a_inbox}");
+    assert_eq!(a_requests[0]["id"], a_request.as_str());
+    assert_eq!(a_requests[0]["state"], "received");
+    assert_eq!(a_requests[0]["subject"], Value::Null);
+    assert_eq!(a_requests[0]["extended_months"], 0);
+    assert_eq!(a_requests[0]["contact"], ALPHA_REQUESTER);
+    assert_eq!(
+        a_subject_after["objections"],
+        json!([]),
+        "B objected for A's subject"
+    );
     // And A's audit trail shows no processing by B's principals.
     let a_audit = app.audit(&a.admin).await;
     for e in &a_audit {
@@ -570,6 +780,9 @@ fn judge(r: &Resp, expect: Expect, b: &Tenant, needles: &[String]) -> Result<(),
                     !ts.is_empty() && ts.iter().all(|t| t["controller"] == b.controller.as_str())
                 }),
                 Check::OwnAudit => v["entries"].as_array().is_some_and(|es| !es.is_empty()),
+                Check::OwnRequests => v.as_array().is_some_and(|rs| {
+                    !rs.is_empty() && rs.iter().all(|r| r["contact"] == BETA_REQUESTER)
+                }),
                 Check::OwnChain => {
                     v["problems"] == json!([])
                         && v["chains"].as_array().is_some_and(|cs| {

@@ -13,6 +13,7 @@
 //! keeps one query layer for SQLite (which is synchronous) and PostgreSQL.
 
 pub mod conformance;
+pub mod postgres;
 pub mod rows;
 pub mod sqlite;
 
@@ -44,6 +45,14 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The error of a lifecycle operation a backend does not offer yet: a clear refusal, never
+/// a silent success.
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "{what} is not supported by this storage backend yet"
+    ))
+}
+
 /// How a unit of work ended without committing.
 #[derive(Debug, Error)]
 pub enum TxError {
@@ -65,6 +74,8 @@ pub type Work<'a> = &'a mut dyn FnMut(&mut dyn DataTx) -> std::result::Result<Au
 
 /// A transaction over one controller's data. Every method is implicitly scoped to that
 /// controller.
+// Lifecycle methods have refusing defaults until every backend implements them.
+#[allow(unused_variables)]
 pub trait DataTx {
     fn controller(&mut self) -> Result<ControllerRow>;
     fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>>;
@@ -106,6 +117,35 @@ pub trait DataTx {
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;
     fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>>;
 
+    /// Appends an extra audit entry to this controller's chain inside the transaction, for
+    /// units of work that record several operations (retention erases many records).
+    fn append_audit(&mut self, draft: AuditDraft) -> Result<AuditEntry> {
+        Err(unsupported("append_audit"))
+    }
+    /// Every subject of this controller (for exports), in id order.
+    fn subject_ids(&mut self) -> Result<Vec<SubjectId>> {
+        Err(unsupported("subject_ids"))
+    }
+    /// Changes the controller's lifecycle status (termination, legal hold, destruction).
+    fn set_status(&mut self, status: custodian_core::controller::ControllerStatus) -> Result<()> {
+        Err(unsupported("set_status"))
+    }
+    fn insert_hold(&mut self, hold: &LegalHoldRow) -> Result<()> {
+        Err(unsupported("insert_hold"))
+    }
+    /// The hold in force, if any.
+    fn active_hold(&mut self) -> Result<Option<LegalHoldRow>> {
+        Err(unsupported("active_hold"))
+    }
+    fn lift_hold(&mut self, placed_at: OffsetDateTime, at: OffsetDateTime) -> Result<()> {
+        Err(unsupported("lift_hold"))
+    }
+    /// Deletes every row of personal data and every key of this controller, keeps its
+    /// audit chain, and replaces its wrapped key with nothing: crypto-shredding.
+    fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
+        Err(unsupported("destroy_all"))
+    }
+
     // ----- data-subject requests and the outbox -----
     fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()>;
     fn request(&mut self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrRequestRow>>;
@@ -118,6 +158,7 @@ pub trait DataTx {
 }
 
 /// The storage port.
+#[allow(unused_variables)]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`, for logs and test output.
     fn backend(&self) -> &'static str;
@@ -173,6 +214,23 @@ pub trait Store: Send + Sync + 'static {
     /// linger (SQLite: checkpoint and truncate the WAL). Best effort: failures are logged
     /// and retried by the next erasure; the erasure itself has already committed.
     fn purge_deleted(&self);
+
+    /// Records whose retention ran out by `now`, oldest first, at most `limit`.
+    fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
+        Err(unsupported("expired_records"))
+    }
+    /// What expires when: records per controller, purpose and day.
+    fn expiry_schedule(&self, controller: Option<&ControllerId>) -> Result<Vec<ExpiryBucket>> {
+        Err(unsupported("expiry_schedule"))
+    }
+    /// The erasure ledger, every controller (pseudonymous ids only).
+    fn erasures(&self) -> Result<Vec<ErasureEntry>> {
+        Err(unsupported("erasures"))
+    }
+    /// A destroyed controller's certificate of destruction.
+    fn destruction_certificate(&self, controller: &ControllerId) -> Result<Option<String>> {
+        Err(unsupported("destruction_certificate"))
+    }
 
     /// The public status of a request, by its reference.
     fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>>;

@@ -204,3 +204,48 @@ pub struct OutboxRow {
     pub next_attempt_at: OffsetDateTime,
     pub delivered_at: Option<OffsetDateTime>,
 }
+
+/// A record whose retention ran out, as the sweeper sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredRecord {
+    pub controller: ControllerId,
+    pub record: RecordId,
+    pub subject: SubjectId,
+    pub purpose: custodian_core::purpose::PurposeName,
+    pub expires_at: OffsetDateTime,
+}
+
+/// How many records of one purpose expire on one day (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpiryBucket {
+    pub controller: ControllerId,
+    pub purpose: custodian_core::purpose::PurposeName,
+    pub day: time::Date,
+    pub records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHoldRow {
+    pub controller: ControllerId,
+    pub placed_at: OffsetDateTime,
+    pub basis: String,
+    pub previous_status: custodian_core::controller::ControllerStatus,
+    pub lifted_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DestroyedCounts {
+    pub subjects: u64,
+    pub records: u64,
+    pub fields: u64,
+    pub requests: u64,
+}
+
+/// An erasure noted in the ledger (pseudonymous id only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErasureEntry {
+    pub controller: ControllerId,
+    pub subject: SubjectId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub erased_at: OffsetDateTime,
+}

@@ -541,7 +541,7 @@ impl Vault {
             record: Some(record.clone()),
             ..Default::default()
         };
-        self.data_op(
+        let subject_of_record = self.data_op(
             p,
             purpose,
             Operation::Erasure,
@@ -554,9 +554,12 @@ impl Vault {
                 let (subject, _) = self.subject_key(tx, keys, grant, &row.subject)?;
                 Self::check_subject_state(tx, grant, &subject)?;
                 tx.delete_record(record)?;
-                Ok(())
+                Ok(row.subject)
             },
         )?;
+        if let Some(c) = &p.controller {
+            self.note_erasure(c, &subject_of_record.0, Some(record));
+        }
         // A deleted record is erased data: push it out of the WAL, as for a subject.
         self.store.purge_deleted();
         Ok(())
@@ -647,6 +650,9 @@ impl Vault {
         )?;
         let (erased_now, counts) = receipt.expect("work ran");
         if erased_now {
+            if let Some(c) = &p.controller {
+                self.note_erasure(c, subject, None);
+            }
             self.store.purge_deleted();
         }
         Ok(ErasureReceipt {

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod data;
 pub mod error;
 pub mod inbox;
+pub mod ledger;
+pub mod lifecycle;
 pub mod rights;
 pub mod verify;
 pub mod views;

@@ -36,6 +36,16 @@ pub struct Config {
     /// Requests per minute one address may make to the public data-subject request endpoints.
     pub public_requests_per_minute: u32,
     pub metrics: bool,
+    /// Seconds between passes of the retention sweeper (0 turns it off).
+    pub retention_sweep_seconds: u64,
+    /// At most this many expired records are erased per pass, in small transactions.
+    pub retention_batch: u32,
+    /// Where scheduled backups go; scheduled backups are off until this is set.
+    pub backup_dir: Option<PathBuf>,
+    /// Minutes between scheduled backups.
+    pub backup_interval_minutes: u64,
+    /// How many scheduled backups to keep; older ones are deleted.
+    pub backup_keep: usize,
     /// `text` or `json`.
     pub log_format: String,
 }
@@ -55,6 +65,11 @@ impl Default for Config {
             max_concurrent_requests: 512,
             public_requests_per_minute: 10,
             metrics: true,
+            retention_sweep_seconds: 60,
+            retention_batch: 500,
+            backup_dir: None,
+            backup_interval_minutes: 24 * 60,
+            backup_keep: 7,
             log_format: "text".into(),
         }
     }

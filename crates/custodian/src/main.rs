@@ -1,8 +1,10 @@
 //! `custodian`: one binary for serving, administration and verification.
 
+mod backup;
 mod config;
 mod demo;
 mod keyfile;
+mod lifecycle_cli;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -58,6 +60,52 @@ enum Command {
     },
     /// Signs the current head of every audit chain now.
     Checkpoint,
+    /// Shows what expires when (per controller and purpose), or erases what has expired.
+    Retention {
+        /// Erase expired records now (the server also does this on a timer).
+        #[arg(long)]
+        sweep: bool,
+        /// Only this controller.
+        #[arg(long)]
+        controller: Option<String>,
+    },
+    /// Takes an encrypted, integrity-checked backup while the server runs.
+    Backup {
+        /// The backup file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Restores a backup over the database (stop the server first). Erasures made since
+    /// the backup are re-applied from the erasure ledger. Refuses a damaged backup whole.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Only check the backup (checksums, authentication tags), restore nothing.
+        #[arg(long)]
+        check: bool,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Termination of a controller (DPA §14): start, export, destroy.
+    Terminate {
+        #[command(subcommand)]
+        command: lifecycle_cli::TerminateCommand,
+    },
+    /// Legal holds (DPA §14): data sealed, neither processed nor destroyed.
+    LegalHold {
+        #[command(subcommand)]
+        command: lifecycle_cli::HoldCommand,
+    },
+    /// Checks a certificate of destruction's signature. Exit 0 when valid, 1 when not.
+    VerifyCertificate {
+        file: PathBuf,
+        /// The deployment's public key (hex); default: derived from this root key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -138,12 +186,45 @@ fn main() -> ExitCode {
                 println!("signed {} checkpoint(s)", made.len());
                 Ok(ExitCode::SUCCESS)
             }),
+        _ => lifecycle(&cli),
     };
     match result {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("custodian: {}", msg.trim_end());
             ExitCode::from(2)
+        }
+    }
+}
+
+fn lifecycle(cli: &Cli) -> Result<ExitCode, String> {
+    let cfg = Config::load(
+        cli.config.as_deref(),
+        &Overrides {
+            data_dir: cli.data_dir.clone(),
+            database: cli.database.clone(),
+            ..Default::default()
+        },
+    )?;
+    match &cli.command {
+        Command::Retention { sweep, controller } => {
+            lifecycle_cli::retention(&cfg, *sweep, controller.as_deref())
+        }
+        Command::Backup { out, quiet } => lifecycle_cli::backup_cmd(&cfg, out, *quiet),
+        Command::Restore { file, check, quiet } => {
+            lifecycle_cli::restore_cmd(&cfg, file, *quiet, *check)
+        }
+        Command::Terminate { command } => lifecycle_cli::terminate(&cfg, command),
+        Command::LegalHold { command } => lifecycle_cli::legal_hold(&cfg, command),
+        Command::VerifyCertificate { file, public_key } => {
+            lifecycle_cli::verify_certificate(&cfg, file, public_key.as_deref())
+        }
+        Command::Init { .. }
+        | Command::Serve(_)
+        | Command::Token { .. }
+        | Command::Verify { .. }
+        | Command::Checkpoint => {
+            unreachable!("handled in main")
         }
     }
 }

@@ -77,6 +77,17 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             cfg.root_key_path().display()
         );
     }
+    // One server per SQLite data directory: `restore` takes the same lock. (PostgreSQL
+    // nodes share the database, not a directory.)
+    let is_postgres = cfg
+        .database
+        .as_deref()
+        .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"));
+    let _lock = if is_postgres {
+        None
+    } else {
+        Some(crate::backup::lock_data_dir(&cfg)?)
+    };
     let vault = Arc::new(open_vault(&cfg)?);
     let metrics = if cfg.metrics {
         Some(
@@ -143,6 +154,52 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
                 }
             })
         };
+        let sweeper = (cfg.retention_sweep_seconds > 0).then(|| {
+            let v = vault.clone();
+            let every = Duration::from_secs(cfg.retention_sweep_seconds);
+            let batch = cfg.retention_batch.max(1);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let v = v.clone();
+                    match tokio::task::spawn_blocking(move || v.sweep_retention(batch)).await {
+                        Ok(Ok(r)) if r.erased_records > 0 => {
+                            tracing::info!(
+                                erased = r.erased_records,
+                                more = r.more_pending,
+                                "retention pass"
+                            )
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
+                        Err(e) => tracing::error!(error = %e, "retention task failed"),
+                    }
+                }
+            })
+        });
+        let backups = cfg.backup_dir.clone().map(|dir| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(
+                    cfg.backup_interval_minutes.max(1) * 60,
+                ));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let (cfg, dir) = (cfg.clone(), dir.clone());
+                    match tokio::task::spawn_blocking(move || crate::backup::scheduled(&cfg, &dir))
+                        .await
+                    {
+                        Ok(Ok(path)) => {
+                            tracing::info!(file = %path.display(), "scheduled backup written")
+                        }
+                        Ok(Err(e)) => tracing::error!(error = %e, "scheduled backup failed"),
+                        Err(e) => tracing::error!(error = %e, "backup task failed"),
+                    }
+                }
+            })
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -151,6 +208,12 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
         .await
         .map_err(|e| format!("server error: {e}"))?;
         checkpointer.abort();
+        if let Some(t) = sweeper {
+            t.abort();
+        }
+        if let Some(t) = backups {
+            t.abort();
+        }
         let v = vault.clone();
         let _ = tokio::task::spawn_blocking(move || v.checkpoint()).await;
         tracing::info!("stopped");

@@ -10,7 +10,7 @@ use custodian_core::region::Region;
 use custodian_crypto::keys::RootKey;
 use custodian_server::{AppState, Limits};
 use custodian_store::sqlite::SqliteStore;
-use custodian_vault::{SystemClock, Vault};
+use custodian_vault::{Clock, SystemClock, Vault};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -156,14 +156,29 @@ impl Resp {
     }
 }
 
+/// How to start the server, for tests that need more than the defaults.
+#[derive(Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// The vault's clock; the system clock when absent.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Serve with connection info, so that handlers see the client's address (per-address
+    /// rate limits), as the real binary does.
+    pub connect_info: bool,
+}
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_path = dir.path().join("custodian.db");
     let store = SqliteStore::open(&db_path).expect("open the SQLite store");
     let vault = Arc::new(Vault::new(
         Arc::new(store),
         RootKey::generate(1).expect("root key"),
-        Arc::new(SystemClock),
+        options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         Region::defaults(),
         Some(dir.path().join("checkpoints")),
     ));
@@ -185,10 +200,21 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("bind a local port");
     let addr = listener.local_addr().expect("local address");
-    let app = custodian_server::app(state, &Limits::default());
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("server runs");
-    });
+    let app = custodian_server::app(state, &options.limits);
+    if options.connect_info {
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("server runs");
+        });
+    } else {
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("server runs");
+        });
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -14,11 +14,20 @@ use time::OffsetDateTime;
 pub(crate) struct SqliteTx<'a> {
     tx: &'a Transaction<'a>,
     controller: &'a ControllerId,
+    now: OffsetDateTime,
 }
 
 impl<'a> SqliteTx<'a> {
-    pub(crate) fn new(tx: &'a Transaction<'a>, controller: &'a ControllerId) -> Self {
-        Self { tx, controller }
+    pub(crate) fn new(
+        tx: &'a Transaction<'a>,
+        controller: &'a ControllerId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            tx,
+            controller,
+            now,
+        }
     }
 
     fn c(&self) -> &str {
@@ -477,5 +486,123 @@ impl DataTx for SqliteTx<'_> {
             .execute(params![self.c(), topic, payload, nanos(at)])
             .map_err(map_err)?;
         Ok(())
+    }
+
+    fn subject_ids(&mut self) -> Result<Vec<SubjectId>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT id FROM subjects WHERE controller_id = ?1 ORDER BY id")
+            .map_err(map_err)?;
+        let rows = st
+            .query_map([self.c()], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.map(|r| {
+            let s = r.map_err(map_err)?;
+            SubjectId::parse(&s).map_err(|e| corrupt("subjects", e))
+        })
+        .collect()
+    }
+
+    fn set_status(&mut self, status: custodian_core::controller::ControllerStatus) -> Result<()> {
+        self.tx
+            .prepare_cached("UPDATE controllers SET status = ?2 WHERE id = ?1")
+            .map_err(map_err)?
+            .execute(params![self.c(), status.as_str()])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn insert_hold(&mut self, hold: &LegalHoldRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO legal_holds (controller_id, placed_at, basis, previous_status, lifted_at) VALUES (?1, ?2, ?3, ?4, NULL)",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), nanos(hold.placed_at), hold.basis, hold.previous_status.as_str()])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn active_hold(&mut self) -> Result<Option<LegalHoldRow>> {
+        let row: Option<(i64, String, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT placed_at, basis, previous_status FROM legal_holds WHERE controller_id = ?1 AND lifted_at IS NULL
+                 ORDER BY placed_at DESC LIMIT 1",
+            )
+            .map_err(map_err)?
+            .query_row([self.c()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(map_err)?;
+        row.map(|(placed, basis, prev)| {
+            Ok(LegalHoldRow {
+                controller: self.controller.clone(),
+                placed_at: from_nanos(placed)?,
+                basis,
+                previous_status: custodian_core::controller::ControllerStatus::parse(&prev)
+                    .ok_or_else(|| corrupt("legal_holds", "unknown status"))?,
+                lifted_at: None,
+            })
+        })
+        .transpose()
+    }
+
+    fn lift_hold(&mut self, placed_at: OffsetDateTime, at: OffsetDateTime) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE legal_holds SET lifted_at = ?3 WHERE controller_id = ?1 AND placed_at = ?2",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), nanos(placed_at), nanos(at)])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
+        let c = self.c().to_owned();
+        let run = |sql: &str| -> Result<u64> {
+            Ok(self
+                .tx
+                .prepare_cached(sql)
+                .map_err(map_err)?
+                .execute([&c])
+                .map_err(map_err)? as u64)
+        };
+        run("DELETE FROM lookups WHERE controller_id = ?1")?;
+        let fields = run("DELETE FROM fields WHERE controller_id = ?1")?;
+        let records = run("DELETE FROM records WHERE controller_id = ?1")?;
+        run("DELETE FROM objections WHERE controller_id = ?1")?;
+        let subjects = run("DELETE FROM subjects WHERE controller_id = ?1")?;
+        let requests = run("DELETE FROM dsr_requests WHERE controller_id = ?1")?;
+        run("DELETE FROM outbox WHERE controller_id = ?1")?;
+        run("DELETE FROM erasures WHERE controller_id = ?1")?;
+        run("UPDATE tokens SET revoked_at = COALESCE(revoked_at, 0) WHERE controller_id = ?1")?;
+        // The controller key goes last: every subject key, and so every ciphertext that
+        // might survive anywhere, was wrapped by it.
+        self.tx
+            .prepare_cached(
+                "UPDATE controllers SET wrapped_key = X'', status = 'destroyed' WHERE id = ?1",
+            )
+            .map_err(map_err)?
+            .execute([&c])
+            .map_err(map_err)?;
+        self.tx
+            .prepare_cached("INSERT INTO destruction_certificates (controller_id, issued_at, certificate) VALUES (?1, ?2, ?3)")
+            .map_err(map_err)?
+            .execute(params![c, nanos(at), certificate])
+            .map_err(map_err)?;
+        Ok(DestroyedCounts {
+            subjects,
+            records,
+            fields,
+            requests,
+        })
+    }
+
+    fn append_audit(
+        &mut self,
+        draft: custodian_core::audit::AuditDraft,
+    ) -> Result<custodian_core::audit::AuditEntry> {
+        super::append_in_tx(self.tx, draft, self.now)
     }
 }

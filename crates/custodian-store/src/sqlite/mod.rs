@@ -8,7 +8,7 @@
 //! Concurrency: one writer connection behind a mutex (SQLite allows one writer at a time
 //! anyway) and a small pool of reader connections that WAL lets run beside it.
 
-mod codec;
+pub(crate) mod codec;
 mod data_tx;
 
 use crate::rows::*;
@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0001_foundation.sql"),
     ),
     (2, include_str!("../../migrations/sqlite/0002_rights.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
+    ),
 ];
 
 const MAX_IDLE_READERS: usize = 8;
@@ -393,7 +397,7 @@ impl Store for SqliteStore {
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
         self.write(|tx| {
-            let mut scoped = data_tx::SqliteTx::new(tx, controller);
+            let mut scoped = data_tx::SqliteTx::new(tx, controller, at);
             let draft = work(&mut scoped as &mut dyn DataTx)?;
             Ok(append_in_tx(tx, draft, at)?)
         })
@@ -403,6 +407,102 @@ impl Store for SqliteStore {
         if let Err(e) = self.checkpoint_wal() {
             tracing::warn!(error = %e, "could not truncate the WAL after an erasure; the next one will retry");
         }
+    }
+
+    fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT controller_id, id, subject_id, purpose, expires_at FROM records
+                     WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                )
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(params![nanos(now), limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(map_err)?;
+            rows.map(|r| {
+                let (c, rec, sub, p, at) = r.map_err(map_err)?;
+                let t = "records";
+                Ok(ExpiredRecord {
+                    controller: ControllerId::parse(&c).map_err(|e| corrupt(t, e))?,
+                    record: custodian_core::ids::RecordId::parse(&rec)
+                        .map_err(|e| corrupt(t, e))?,
+                    subject: custodian_core::ids::SubjectId::parse(&sub)
+                        .map_err(|e| corrupt(t, e))?,
+                    purpose: custodian_core::purpose::PurposeName::parse(&p)
+                        .map_err(|e| corrupt(t, e))?,
+                    expires_at: from_nanos(at)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn expiry_schedule(&self, controller: Option<&ControllerId>) -> Result<Vec<ExpiryBucket>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT controller_id, purpose, expires_at / 86400000000000 AS day, COUNT(*) FROM records
+                     WHERE ?1 IS NULL OR controller_id = ?1 GROUP BY 1, 2, 3 ORDER BY 3, 1, 2",
+                )
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([controller.map(|c| c.as_str())], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                })
+                .map_err(map_err)?;
+            rows.map(|r| {
+                let (c, p, day, n) = r.map_err(map_err)?;
+                let t = "records";
+                Ok(ExpiryBucket {
+                    controller: ControllerId::parse(&c).map_err(|e| corrupt(t, e))?,
+                    purpose: custodian_core::purpose::PurposeName::parse(&p).map_err(|e| corrupt(t, e))?,
+                    day: from_nanos(day * 86_400_000_000_000)?.date(),
+                    records: n as u64,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn erasures(&self) -> Result<Vec<ErasureEntry>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT controller_id, subject_id, erased_at FROM erasures ORDER BY erased_at, subject_id")
+                .map_err(map_err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+                .map_err(map_err)?;
+            rows.map(|r| {
+                let (c, s, at) = r.map_err(map_err)?;
+                Ok(ErasureEntry {
+                    controller: ControllerId::parse(&c).map_err(|e| corrupt("erasures", e))?,
+                    subject: custodian_core::ids::SubjectId::parse(&s).map_err(|e| corrupt("erasures", e))?,
+                    erased_at: from_nanos(at)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn destruction_certificate(&self, controller: &ControllerId) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT certificate FROM destruction_certificates WHERE controller_id = ?1",
+            )
+            .map_err(map_err)?
+            .query_row([controller.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(map_err)
+        })
     }
 
     fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>> {

@@ -1,0 +1,405 @@
+//! One controller's data inside one PostgreSQL transaction: the same statements as
+//! `sqlite/data_tx.rs`. Every statement binds `controller_id = $1`; the controller comes
+//! from the constructor, never from a caller.
+
+use super::Q;
+use super::codec::*;
+use crate::rows::*;
+use crate::sqlite::codec::{
+    CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, RECORD_COLS, SUBJECT_COLS, corrupt, json, nanos,
+};
+use crate::{DataTx, Result};
+use custodian_core::ids::{ControllerId, DsrId, RecordId, SubjectId};
+use custodian_core::lookup::LookupKind;
+use custodian_core::purpose::{Purpose, PurposeName};
+use postgres::Transaction;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+pub(crate) struct PgTx<'q, 'a, 't> {
+    q: &'q mut Q<'a, Transaction<'t>>,
+    controller: &'q ControllerId,
+}
+
+impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
+    pub(crate) fn new(q: &'q mut Q<'a, Transaction<'t>>, controller: &'q ControllerId) -> Self {
+        Self { q, controller }
+    }
+
+    fn attach_fields(
+        &mut self,
+        mut records: Vec<RecordRow>,
+        subject: Option<&SubjectId>,
+    ) -> Result<Vec<RecordRow>> {
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let by_id: HashMap<RecordId, usize> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        let c = self.controller.as_str();
+        let rows = match subject {
+            Some(s) => self.q.all(
+                "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
+                 JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
+                 WHERE f.controller_id = $1 AND r.subject_id = $2 ORDER BY f.record_id, f.name",
+                &[&c, &s.as_str()],
+                field_row,
+            )?,
+            None => {
+                let mut all = Vec::new();
+                for r in &records {
+                    all.extend(self.q.all(
+                        "SELECT record_id, name, category, sealed FROM fields
+                         WHERE controller_id = $1 AND record_id = $2 ORDER BY name",
+                        &[&c, &r.id.as_str()],
+                        field_row,
+                    )?);
+                }
+                all
+            }
+        };
+        for (rid, field) in rows {
+            if let Some(&i) = by_id.get(&rid) {
+                records[i].fields.push(field);
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl DataTx for PgTx<'_, '_, '_> {
+    fn controller(&mut self) -> Result<ControllerRow> {
+        let row = self.q.one(
+            &format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = $1"),
+            &[&self.controller.as_str()],
+        )?;
+        controller_row(&row)
+    }
+
+    fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>> {
+        self.q.maybe(
+            &format!("SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = $1 AND name = $2"),
+            &[&self.controller.as_str(), &name.as_str()],
+            purpose_row,
+        )
+    }
+
+    fn subject(&mut self, id: &SubjectId) -> Result<Option<SubjectRow>> {
+        self.q.maybe(
+            &format!("SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = $1 AND id = $2"),
+            &[&self.controller.as_str(), &id.as_str()],
+            subject_row,
+        )
+    }
+
+    fn was_erased(&mut self, id: &SubjectId) -> Result<bool> {
+        let row = self.q.one(
+            "SELECT COUNT(*) FROM erasures WHERE controller_id = $1 AND subject_id = $2",
+            &[&self.controller.as_str(), &id.as_str()],
+        )?;
+        let n: i64 = get(&row, 0)?;
+        Ok(n > 0)
+    }
+
+    fn insert_subject(&mut self, row: &SubjectRow) -> Result<()> {
+        self.q.exec(
+            &format!(
+                "INSERT INTO subjects (controller_id, {SUBJECT_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[
+                &self.controller.as_str(),
+                &row.id.as_str(),
+                &row.category.as_str(),
+                &row.restricted,
+                &row.wrapped_key,
+                &nanos(row.created_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()> {
+        self.q.exec(
+            "UPDATE subjects SET restricted = $3 WHERE controller_id = $1 AND id = $2",
+            &[&self.controller.as_str(), &id.as_str(), &restricted],
+        )?;
+        Ok(())
+    }
+
+    fn objections(&mut self, id: &SubjectId) -> Result<Vec<PurposeName>> {
+        self.q.all(
+            "SELECT purpose FROM objections WHERE controller_id = $1 AND subject_id = $2 ORDER BY purpose",
+            &[&self.controller.as_str(), &id.as_str()],
+            |r| {
+                let s: String = get(r, 0)?;
+                PurposeName::parse(&s).map_err(|e| corrupt("objections", e))
+            },
+        )
+    }
+
+    fn add_objection(
+        &mut self,
+        id: &SubjectId,
+        purpose: &PurposeName,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.q.exec(
+            "INSERT INTO objections (controller_id, subject_id, purpose, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[
+                &self.controller.as_str(),
+                &id.as_str(),
+                &purpose.as_str(),
+                &nanos(at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_objection(&mut self, id: &SubjectId, purpose: &PurposeName) -> Result<bool> {
+        let n = self.q.exec(
+            "DELETE FROM objections WHERE controller_id = $1 AND subject_id = $2 AND purpose = $3",
+            &[&self.controller.as_str(), &id.as_str(), &purpose.as_str()],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn erase_subject(
+        &mut self,
+        id: &SubjectId,
+        at: OffsetDateTime,
+        reason: &str,
+    ) -> Result<ErasedCounts> {
+        let c = self.controller.as_str();
+        let s = id.as_str();
+        let lookups = self.q.exec(
+            "DELETE FROM lookups WHERE controller_id = $1 AND subject_id = $2",
+            &[&c, &s],
+        )?;
+        let fields = self.q.exec(
+            "DELETE FROM fields WHERE controller_id = $1 AND record_id IN
+             (SELECT id FROM records WHERE controller_id = $1 AND subject_id = $2)",
+            &[&c, &s],
+        )?;
+        let records = self.q.exec(
+            "DELETE FROM records WHERE controller_id = $1 AND subject_id = $2",
+            &[&c, &s],
+        )?;
+        self.q.exec(
+            "DELETE FROM objections WHERE controller_id = $1 AND subject_id = $2",
+            &[&c, &s],
+        )?;
+        self.q.exec(
+            "DELETE FROM subjects WHERE controller_id = $1 AND id = $2",
+            &[&c, &s],
+        )?;
+        self.q.exec(
+            "INSERT INTO erasures (controller_id, subject_id, erased_at, reason) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[&c, &s, &nanos(at), &reason],
+        )?;
+        Ok(ErasedCounts {
+            records,
+            fields,
+            lookups,
+        })
+    }
+
+    fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>> {
+        let records = self.q.all(
+            &format!(
+                "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND subject_id = $2 ORDER BY created_at, id"
+            ),
+            &[&self.controller.as_str(), &subject.as_str()],
+            record_row,
+        )?;
+        self.attach_fields(records, Some(subject))
+    }
+
+    fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
+        let row = self.q.maybe(
+            &format!("SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND id = $2"),
+            &[&self.controller.as_str(), &id.as_str()],
+            record_row,
+        )?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(self.attach_fields(vec![r], None)?.pop()),
+        }
+    }
+
+    fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
+        let h = &row.header;
+        self.q.exec(
+            &format!(
+                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            &[
+                &self.controller.as_str(),
+                &row.id.as_str(),
+                &row.subject.as_str(),
+                &h.purpose.as_str(),
+                &h.meta.source,
+                &json(&h.meta.recipients),
+                &h.meta.automated_decision,
+                &nanos(h.created_at),
+                &nanos(h.updated_at),
+                &nanos(h.expires_at),
+            ],
+        )?;
+        self.upsert_fields(&row.id, &row.fields, h.updated_at)
+    }
+
+    fn upsert_fields(
+        &mut self,
+        record: &RecordId,
+        fields: &[FieldRow],
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let c = self.controller.as_str();
+        for f in fields {
+            self.q.exec(
+                "INSERT INTO fields (controller_id, record_id, name, category, sealed) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (controller_id, record_id, name) DO UPDATE SET category = excluded.category, sealed = excluded.sealed",
+                &[
+                    &c,
+                    &record.as_str(),
+                    &f.name.as_str(),
+                    &f.category.as_str(),
+                    &f.sealed,
+                ],
+            )?;
+        }
+        self.q.exec(
+            "UPDATE records SET updated_at = $3 WHERE controller_id = $1 AND id = $2",
+            &[&c, &record.as_str(), &nanos(at)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_record(&mut self, id: &RecordId) -> Result<()> {
+        for sql in [
+            "DELETE FROM lookups WHERE controller_id = $1 AND record_id = $2",
+            "DELETE FROM fields WHERE controller_id = $1 AND record_id = $2",
+            "DELETE FROM records WHERE controller_id = $1 AND id = $2",
+        ] {
+            self.q
+                .exec(sql, &[&self.controller.as_str(), &id.as_str()])?;
+        }
+        Ok(())
+    }
+
+    fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {
+        // SQLite's INSERT OR REPLACE: the key is every column but subject_id.
+        self.q.exec(
+            "INSERT INTO lookups (controller_id, kind, digest, subject_id, record_id, field)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (controller_id, kind, digest, record_id, field) DO UPDATE SET subject_id = excluded.subject_id",
+            &[
+                &self.controller.as_str(),
+                &row.kind.as_str(),
+                &&row.digest[..],
+                &row.subject.as_str(),
+                &row.record.as_str(),
+                &row.field.as_str(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()> {
+        self.q.exec(
+            "DELETE FROM lookups WHERE controller_id = $1 AND record_id = $2 AND field = $3",
+            &[&self.controller.as_str(), &record.as_str(), &field],
+        )?;
+        Ok(())
+    }
+
+    fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>> {
+        self.q.all(
+            "SELECT DISTINCT subject_id FROM lookups WHERE controller_id = $1 AND kind = $2 AND digest = $3 ORDER BY subject_id",
+            &[&self.controller.as_str(), &kind.as_str(), &&digest[..]],
+            |r| {
+                let s: String = get(r, 0)?;
+                SubjectId::parse(&s).map_err(|e| corrupt("lookups", e))
+            },
+        )
+    }
+
+    fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()> {
+        self.q.exec(
+            &format!(
+                "INSERT INTO dsr_requests (controller_id, {DSR_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            ),
+            &[
+                &self.controller.as_str(),
+                &row.id.as_str(),
+                &row.right.as_str(),
+                &row.state.as_str(),
+                &row.sealed_details,
+                &nanos(row.received_at),
+                &nanos(row.due_at),
+                &i64::from(row.extended_months),
+                &row.extension_reason,
+                &row.subject.as_ref().map(|s| s.as_str()),
+                &row.identity_confirmed_at.map(nanos),
+                &row.closed_at.map(nanos),
+                &row.note,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn request(&mut self, id: &DsrId) -> Result<Option<DsrRequestRow>> {
+        self.q.maybe(
+            &format!("SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = $1 AND id = $2"),
+            &[&self.controller.as_str(), &id.as_str()],
+            dsr_row,
+        )
+    }
+
+    fn update_request(&mut self, row: &DsrRequestRow) -> Result<()> {
+        self.q.exec(
+            "UPDATE dsr_requests SET state = $3, due_at = $4, extended_months = $5, extension_reason = $6,
+             subject_id = $7, identity_confirmed_at = $8, closed_at = $9, note = $10
+             WHERE controller_id = $1 AND id = $2",
+            &[
+                &self.controller.as_str(),
+                &row.id.as_str(),
+                &row.state.as_str(),
+                &nanos(row.due_at),
+                &i64::from(row.extended_months),
+                &row.extension_reason,
+                &row.subject.as_ref().map(|s| s.as_str()),
+                &row.identity_confirmed_at.map(nanos),
+                &row.closed_at.map(nanos),
+                &row.note,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn requests(&mut self, open_only: bool) -> Result<Vec<DsrRequestRow>> {
+        let sql = if open_only {
+            format!(
+                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = $1 AND state NOT IN ('fulfilled', 'rejected') ORDER BY due_at, id"
+            )
+        } else {
+            format!(
+                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = $1 ORDER BY due_at, id"
+            )
+        };
+        self.q.all(&sql, &[&self.controller.as_str()], dsr_row)
+    }
+
+    fn enqueue(&mut self, topic: &str, payload: &str, at: OffsetDateTime) -> Result<()> {
+        self.q.exec(
+            "INSERT INTO outbox (controller_id, topic, payload, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+            &[&self.controller.as_str(), &topic, &payload, &nanos(at)],
+        )?;
+        Ok(())
+    }
+}
