@@ -26,6 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::audit_page, routes::verify,
         routes::export_subject, routes::import_subject, routes::object, routes::withdraw_objection, routes::export_schema,
         routes::submit, routes::status, routes::list, routes::act,
+        routes::start_termination, routes::destroy, routes::certificate, routes::place_hold, routes::lift_hold, routes::retention,
     ),
     components(schemas(Problem)),
     modifiers(&Bearer),
@@ -37,6 +38,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "records", description = "Personal data, encrypted at rest"),
         (name = "rights", description = "Data-subject rights: access, portability, objection (Art. 15, 20, 21)"),
         (name = "inbox", description = "Requests from data subjects, passed on to the controller (DPA §5(d), §7)"),
+        (name = "lifecycle", description = "Retention, termination, destruction, legal holds (DPA §14)"),
         (name = "audit", description = "The hash-chained audit trail, DPA §10(e)"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )

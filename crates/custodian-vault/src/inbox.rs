@@ -245,31 +245,50 @@ impl Vault {
         if let RequestAction::Fulfil {
             purpose,
             objected_purpose,
-            ..
+            note,
         } = &action
         {
+            // Everything that could stop the request from closing is checked before the
+            // operation runs (an erasure must not happen on a request that then stays
+            // open), and a refused fulfilment is audited like any refused transition.
+            let refuse = |e: ValidationError| {
+                self.refuse_transition(p, &controller, id, AdminAction::RequestFulfilled, e, ctx)
+            };
             let current = self.peek_request(&controller, id)?;
-            next_state(current.state, Transition::Fulfil)?;
-            let subject = current.subject.clone().ok_or_else(|| {
-                ValidationError::new(
-                    "subject",
-                    "link the request to a subject first (action link)",
-                )
-            });
+            next_state(current.state, Transition::Fulfil).map_err(refuse)?;
+            if current.right == Right::Rectification && note.is_none() {
+                return Err(refuse(ValidationError::new(
+                    "note",
+                    "say which corrections were made",
+                )));
+            }
+            if let Some(n) = note {
+                short_text("note", n).map_err(refuse)?;
+            }
+            let subject = || {
+                current.subject.clone().ok_or_else(|| {
+                    refuse(ValidationError::new(
+                        "subject",
+                        "link the request to a subject first (action link)",
+                    ))
+                })
+            };
             match current.right {
                 Right::Access | Right::Portability => {
-                    export = Some(self.export_subject(p, purpose, &subject?, ctx)?)
+                    export = Some(self.export_subject(p, purpose, &subject()?, ctx)?)
                 }
-                Right::Erasure => erasure = Some(self.erase_subject(p, purpose, &subject?, ctx)?),
-                Right::Restriction => self.set_restriction(p, purpose, &subject?, true, ctx)?,
+                Right::Erasure => {
+                    erasure = Some(self.erase_subject(p, purpose, &subject()?, ctx)?)
+                }
+                Right::Restriction => self.set_restriction(p, purpose, &subject()?, true, ctx)?,
                 Right::Objection => {
                     let objected = objected_purpose.as_ref().ok_or_else(|| {
-                        ValidationError::new(
+                        refuse(ValidationError::new(
                             "objected_purpose",
                             "name the purpose the subject objects to",
-                        )
+                        ))
                     })?;
-                    self.set_objection(p, purpose, &subject?, objected, true, ctx)?;
+                    self.set_objection(p, purpose, &subject()?, objected, true, ctx)?;
                 }
                 Right::Rectification => {}
             }
@@ -333,7 +352,9 @@ impl Vault {
                     row.subject = Some(subject.clone());
                 }
                 RequestAction::Extend { months, reason } => {
-                    let total = row.extended_months + months;
+                    // Saturating: `months` comes from the caller, and a wrapped sum would
+                    // pass the check below and shorten the deadline.
+                    let total = row.extended_months.saturating_add(*months);
                     if *months == 0 || total > MAX_EXTENSION_MONTHS {
                         return Err(Denial::Invalid(ValidationError::new(
                             "months",
@@ -393,20 +414,33 @@ impl Vault {
         match result {
             Ok(_) => Ok(out.expect("transition ran")),
             Err(TxError::Denied(Denial::Invalid(e))) => {
-                self.audit_refusal(
-                    p,
-                    AuditDraft::new(
-                        ChainId::Controller(controller.clone()),
-                        p.actor(),
-                        Action::Admin(audit_action),
-                    )
-                    .fields([id.as_str()])
-                    .refused(format!("invalid: {e}"))
-                    .request(ctx.request.as_ref()),
-                );
-                Err(VaultError::Invalid(e))
+                Err(self.refuse_transition(p, controller, id, audit_action, e, ctx))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Records a refused step on a request, then returns the error.
+    fn refuse_transition(
+        &self,
+        p: &Principal,
+        controller: &ControllerId,
+        id: &DsrId,
+        audit_action: AdminAction,
+        e: ValidationError,
+        ctx: &CallContext,
+    ) -> VaultError {
+        self.audit_refusal(
+            p,
+            AuditDraft::new(
+                ChainId::Controller(controller.clone()),
+                p.actor(),
+                Action::Admin(audit_action),
+            )
+            .fields([id.as_str()])
+            .refused(format!("invalid: {e}"))
+            .request(ctx.request.as_ref()),
+        );
+        VaultError::Invalid(e)
     }
 }

@@ -475,6 +475,16 @@ impl Vault {
         Ok(certificate.expect("destruction ran"))
     }
 
+    /// The certificate of destruction of a destroyed controller.
+    pub fn certificate(&self, controller: &ControllerId) -> Result<Certificate, VaultError> {
+        let text = self
+            .store
+            .destruction_certificate(controller)?
+            .ok_or(VaultError::NotFound)?;
+        serde_json::from_str(&text)
+            .map_err(|e| VaultError::Internal(format!("stored certificate: {e}")))
+    }
+
     fn store_head_in(
         &self,
         _tx: &mut dyn custodian_store::DataTx,

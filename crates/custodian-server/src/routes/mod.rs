@@ -6,6 +6,7 @@ mod audit;
 mod data;
 mod health;
 mod inbox;
+mod lifecycle;
 mod rights;
 
 use crate::AppState;
@@ -17,6 +18,7 @@ pub use audit::*;
 pub use data::*;
 pub use health::*;
 pub use inbox::*;
+pub use lifecycle::*;
 pub use rights::*;
 
 pub fn router() -> Router<AppState> {
@@ -76,6 +78,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/public/requests/{reference}", get(inbox::status))
         .route("/v1/requests", get(inbox::list))
         .route("/v1/requests/{id}/actions", post(inbox::act))
+        .route(
+            "/v1/controllers/{id}/termination",
+            post(lifecycle::start_termination),
+        )
+        .route("/v1/controllers/{id}/destruction", post(lifecycle::destroy))
+        .route(
+            "/v1/controllers/{id}/certificate",
+            get(lifecycle::certificate),
+        )
+        .route(
+            "/v1/controllers/{id}/legal-hold",
+            axum::routing::put(lifecycle::place_hold).delete(lifecycle::lift_hold),
+        )
+        .route("/v1/retention", get(lifecycle::retention))
         .route("/v1/audit", get(audit::audit_page))
         .route("/v1/audit/verify", post(audit::verify))
 }
