@@ -26,6 +26,11 @@ pub struct Config {
     #[serde(skip_serializing)]
     pub root_key: Option<SecretString>,
     pub listen: SocketAddr,
+    /// A PEM certificate chain: with `tls_key`, the server speaks only HTTPS (TLS 1.2+,
+    /// rustls) and sends HSTS.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Where signed checkpoints are copied outside the database. Defaults to
     /// `<data_dir>/checkpoints`; point it at storage the database host cannot rewrite.
     pub checkpoint_dir: Option<PathBuf>,
@@ -58,6 +63,8 @@ impl Default for Config {
             root_key_file: None,
             root_key: None,
             listen: "127.0.0.1:8080".parse().expect("valid address"),
+            tls_cert: None,
+            tls_key: None,
             checkpoint_dir: None,
             checkpoint_interval_seconds: 10,
             max_body_bytes: 1024 * 1024,
@@ -88,6 +95,10 @@ pub struct Overrides {
     pub root_key_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_interval_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -122,6 +133,12 @@ impl Config {
         })?;
         if cfg.log_format != "text" && cfg.log_format != "json" {
             return Err("configuration error: log_format must be \"text\" or \"json\"".into());
+        }
+        if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+            return Err(
+                "configuration error: tls_cert and tls_key go together: set both, or neither"
+                    .into(),
+            );
         }
         if cfg.max_body_bytes < 1024 {
             return Err("configuration error: max_body_bytes must be at least 1024".into());

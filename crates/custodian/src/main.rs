@@ -119,6 +119,12 @@ struct ServeArgs {
     /// Seconds between checkpoints of the audit chains.
     #[arg(long)]
     checkpoint_interval_seconds: Option<u64>,
+    /// PEM certificate chain: serve HTTPS only (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +162,8 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             let mut o = overrides(args.listen, args.checkpoint_interval_seconds);
+            o.tls_cert = args.tls_cert.clone();
+            o.tls_key = args.tls_key.clone();
             if args.demo
                 && cli.data_dir.is_none()
                 && cli.config.is_none()

@@ -107,6 +107,15 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| format!("cannot load the TLS certificate or key: {e}"))?,
+            ),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         if demo {
             let v = vault.clone();
             let seeded = tokio::task::spawn_blocking(move || crate::demo::seed(&v, addr))
@@ -115,10 +124,10 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             println!("{seeded}");
         }
         println!(
-            "custodian {} listening on http://{addr}",
+            "custodian {} listening on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
-        println!("  API docs: http://{addr}/docs   OpenAPI: http://{addr}/openapi.json");
+        println!("  API docs: {scheme}://{addr}/docs   OpenAPI: {scheme}://{addr}/openapi.json");
         println!("  database: {}", describe_database(&cfg));
         println!("  first operator token: custodian token create --role operator_admin --label me");
         use std::io::Write;
@@ -200,13 +209,27 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
                 }
             })
         });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        match tls {
+            None => axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| format!("server error: {e}"))?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    h.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                let std_listener = listener.into_std().map_err(|e| e.to_string())?;
+                axum_server::from_tcp_rustls(std_listener, tls)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .map_err(|e| format!("server error: {e}"))?;
+            }
+        }
         checkpointer.abort();
         if let Some(t) = sweeper {
             t.abort();
