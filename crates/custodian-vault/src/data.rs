@@ -399,6 +399,36 @@ impl Vault {
         .map(|(t, _)| t)
     }
 
+    /// Loads a subject and all its records for an operation on the whole subject: names
+    /// every field in the audit entry, then checks the subject's state (restriction,
+    /// objection) and every field's category against the grant.
+    pub(crate) fn whole_subject(
+        &self,
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        keys: &Keys,
+        subject: &SubjectId,
+        matter: &mut Subjectmatter,
+    ) -> Result<(SubjectRow, SubjectKey, Vec<RecordRow>), TxError> {
+        let (row, key) = self.subject_key(tx, keys, grant, subject)?;
+        let records = tx.records_of(subject)?;
+        matter.fields = records
+            .iter()
+            .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+            .collect();
+        matter.fields.sort();
+        matter.fields.dedup();
+        Self::check_subject_state(tx, grant, &row)?;
+        grant
+            .check_fields(
+                records
+                    .iter()
+                    .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
+            )
+            .map_err(Denial::from)?;
+        Ok((row, key, records))
+    }
+
     /// Consultation: the subject and every record about it. Refused, naming the fields,
     /// when any field's category lies outside the purpose.
     pub fn get_subject(
@@ -419,22 +449,7 @@ impl Vault {
             ctx,
             matter,
             |tx, grant, keys, matter| {
-                let (row, key) = self.subject_key(tx, keys, grant, subject)?;
-                let records = tx.records_of(subject)?;
-                matter.fields = records
-                    .iter()
-                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                    .collect();
-                matter.fields.sort();
-                matter.fields.dedup();
-                Self::check_subject_state(tx, grant, &row)?;
-                grant
-                    .check_fields(
-                        records
-                            .iter()
-                            .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
-                    )
-                    .map_err(Denial::from)?;
+                let (row, key, records) = self.whole_subject(tx, grant, keys, subject, matter)?;
                 let records = records
                     .iter()
                     .map(|r| Self::open_record(grant, &key, r))

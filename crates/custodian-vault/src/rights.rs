@@ -46,22 +46,7 @@ impl Vault {
             ctx,
             matter,
             |tx, grant, keys, matter| {
-                let (row, key) = self.subject_key(tx, keys, grant, subject)?;
-                let records = tx.records_of(subject)?;
-                matter.fields = records
-                    .iter()
-                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                Self::check_subject_state(tx, grant, &row)?;
-                grant
-                    .check_fields(
-                        records
-                            .iter()
-                            .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
-                    )
-                    .map_err(Denial::from)?;
+                let (row, key, records) = self.whole_subject(tx, grant, keys, subject, matter)?;
                 let mut purposes = Vec::new();
                 for name in records
                     .iter()
