@@ -36,6 +36,10 @@ pub fn run_all(make: Factory<'_>) {
         ("checkpoints_round_trip", checkpoints_round_trip),
         ("duplicate_ids_conflict", duplicate_ids_conflict),
         ("requests_and_outbox", requests_and_outbox),
+        (
+            "retention_holds_and_destruction",
+            retention_holds_and_destruction,
+        ),
     ];
     for (name, case) in cases {
         let store = make();
@@ -605,6 +609,171 @@ fn requests_and_outbox(store: &dyn Store) {
             assert!(tx.requests(true)?.is_empty());
             assert_eq!(tx.requests(false)?.len(), 1);
             Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+}
+
+fn retention_holds_and_destruction(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let fa = seed_subject(store, &a, [21; 32]);
+    let fb = seed_subject(store, &b, [22; 32]);
+    let keep_b = seed_subject(store, &b, [23; 32]);
+    let chain_a = ChainId::Controller(a.clone());
+
+    // Retention: records expire 30 days after seeding.
+    let expired = store
+        .expired_records(now() + Duration::days(31), 100)
+        .unwrap();
+    let ea = expired
+        .iter()
+        .find(|e| e.record == fa.record)
+        .expect("A's record expired");
+    assert_eq!((&ea.controller, &ea.subject), (&a, &fa.subject));
+    assert_eq!(ea.purpose.as_str(), "service");
+    assert!(
+        store
+            .expired_records(now(), 100)
+            .unwrap()
+            .iter()
+            .all(|e| e.record != fa.record)
+    );
+    let sched = store.expiry_schedule(Some(&a)).unwrap();
+    assert_eq!(sched.len(), 1, "{sched:?}");
+    assert_eq!((&sched[0].controller, sched[0].records), (&a, 1));
+    assert_eq!(
+        sched[0].day,
+        (now() + Duration::days(30)).date(),
+        "bucketed by UTC day"
+    );
+    let all = store.expiry_schedule(None).unwrap();
+    assert_eq!(all.iter().map(|x| x.records).sum::<u64>(), 3);
+
+    // Inside one unit of work: subject ids, extra audit entries, a legal hold, a status.
+    let head_before = store.audit_head(&chain_a).unwrap().unwrap().0;
+    let placed_at = now();
+    store
+        .transact(&a, now(), &mut |tx| {
+            assert_eq!(tx.subject_ids()?, vec![fa.subject.clone()]);
+            tx.append_audit(draft(&a, Operation::Erasure).record(&fa.record))?;
+            tx.append_audit(draft(&a, Operation::Erasure))?;
+            assert!(tx.active_hold()?.is_none());
+            tx.insert_hold(&LegalHoldRow {
+                controller: a.clone(),
+                placed_at,
+                basis: "court order".into(),
+                previous_status: ControllerStatus::Active,
+                lifted_at: None,
+            })?;
+            tx.set_status(ControllerStatus::LegalHold)?;
+            Ok(draft(&a, Operation::Restriction))
+        })
+        .unwrap();
+    assert_eq!(
+        store.audit_head(&chain_a).unwrap().unwrap().0,
+        head_before + 3,
+        "two extra entries and the unit's own"
+    );
+    let mut prev = GENESIS;
+    store
+        .scan_audit(&chain_a, &mut |e| {
+            assert_eq!(e.prev_hash, prev, "entry {} links", e.seq);
+            prev = e.hash;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.audit_head(&chain_a).unwrap().unwrap().1, prev);
+    assert_eq!(
+        store.controller(&a).unwrap().unwrap().controller.status,
+        ControllerStatus::LegalHold
+    );
+    store
+        .transact(&a, now(), &mut |tx| {
+            let hold = tx.active_hold()?.expect("hold in force");
+            assert_eq!(
+                (hold.placed_at, hold.basis.as_str()),
+                (placed_at, "court order")
+            );
+            assert_eq!(hold.previous_status, ControllerStatus::Active);
+            tx.lift_hold(hold.placed_at, now())?;
+            assert!(tx.active_hold()?.is_none());
+            tx.set_status(ControllerStatus::Active)?;
+            Ok(draft(&a, Operation::Restriction))
+        })
+        .unwrap();
+
+    // The erasure ledger lists every controller's erasures.
+    store
+        .transact(&b, now(), &mut |tx| {
+            tx.erase_subject(&fb.subject, now(), "request")?;
+            Ok(draft(&b, Operation::Erasure))
+        })
+        .unwrap();
+    store
+        .transact(&a, now(), &mut |tx| {
+            tx.erase_subject(&SubjectId::from_random(rand16()), now(), "request")?;
+            Ok(draft(&a, Operation::Erasure))
+        })
+        .unwrap();
+    let ledger = store.erasures().unwrap();
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.controller == b && e.subject == fb.subject)
+    );
+    assert_eq!(ledger.iter().filter(|e| e.controller == a).count(), 1);
+
+    // Destruction: every row of A's personal data and its key go; B is untouched.
+    let ta = token(Some(&a), Role::ControllerApp);
+    store
+        .insert_token(
+            &ta,
+            AuditDraft::new(
+                chain_a.clone(),
+                "x",
+                Action::Admin(AdminAction::TokenIssued),
+            ),
+            now(),
+        )
+        .unwrap();
+    let mut counts = DestroyedCounts::default();
+    store
+        .transact(&a, now(), &mut |tx| {
+            counts = tx.destroy_all("certificate of destruction", now())?;
+            Ok(draft(&a, Operation::Destruction))
+        })
+        .unwrap();
+    assert_eq!(
+        counts,
+        DestroyedCounts {
+            subjects: 1,
+            records: 1,
+            fields: 2,
+            requests: 0
+        }
+    );
+    let gone = store.controller(&a).unwrap().unwrap();
+    assert!(gone.wrapped_key.is_empty());
+    assert_eq!(gone.controller.status, ControllerStatus::Destroyed);
+    assert!(
+        store
+            .token_by_hash(&ta.hash)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(
+        store.destruction_certificate(&a).unwrap().as_deref(),
+        Some("certificate of destruction")
+    );
+    assert!(store.destruction_certificate(&b).unwrap().is_none());
+    assert!(store.erasures().unwrap().iter().all(|e| e.controller != a));
+    store
+        .transact(&b, now(), &mut |tx| {
+            assert!(tx.subject(&keep_b.subject)?.is_some());
+            assert_eq!(tx.subject_ids()?, vec![keep_b.subject.clone()]);
+            Ok(draft(&b, Operation::Consultation))
         })
         .unwrap();
 }

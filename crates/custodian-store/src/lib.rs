@@ -215,7 +215,9 @@ pub trait Store: Send + Sync + 'static {
     /// and retried by the next erasure; the erasure itself has already committed.
     fn purge_deleted(&self);
 
-    /// Records whose retention ran out by `now`, oldest first, at most `limit`.
+    /// Records whose retention ran out by `now`, at most `limit`: those of active
+    /// controllers first (oldest first), then those of controllers that may not be
+    /// processed (held or terminating), so that these never starve a bounded pass.
     fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
         Err(unsupported("expired_records"))
     }

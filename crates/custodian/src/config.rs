@@ -40,6 +40,9 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// Requests per minute one address may make to the public data-subject request endpoints.
     pub public_requests_per_minute: u32,
+    /// Failed authentication attempts one client address may make per minute; beyond it,
+    /// 429 for every token it presents until its budget refills.
+    pub auth_failures_per_minute: u32,
     pub metrics: bool,
     /// Seconds between passes of the retention sweeper (0 turns it off).
     pub retention_sweep_seconds: u64,
@@ -71,6 +74,7 @@ impl Default for Config {
             request_timeout_seconds: 30,
             max_concurrent_requests: 512,
             public_requests_per_minute: 10,
+            auth_failures_per_minute: 30,
             metrics: true,
             retention_sweep_seconds: 60,
             retention_batch: 500,
@@ -187,6 +191,25 @@ mod tests {
         let err = Config::load(Some(&f), &Overrides::default()).unwrap_err();
         assert!(err.contains("listen_adress"), "{err}");
         assert!(err.contains("custodian"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_anything_else_sqlite() {
+        let with = |d: &str| Config {
+            database: Some(d.to_owned()),
+            ..Default::default()
+        };
+        for url in ["postgres://u:p@db:5432/c", "postgresql://db/c"] {
+            assert_eq!(with(url).postgres_url(), Some(url));
+        }
+        for path in ["sqlite:///var/lib/c.db", "c.db", "/srv/postgres/c.db"] {
+            assert_eq!(with(path).postgres_url(), None, "{path}");
+        }
+        assert_eq!(
+            with("sqlite:///var/lib/c.db").database_path(),
+            PathBuf::from("/var/lib/c.db")
+        );
+        assert_eq!(Config::default().postgres_url(), None);
     }
 
     #[test]

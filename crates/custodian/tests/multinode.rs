@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Writers per node, all against the same controller.
@@ -206,25 +207,26 @@ struct Tally {
     failures: Vec<(usize, Instant, String)>,
 }
 
-/// `WRITERS_PER_NODE` threads per node create subjects until `deadline`; every 2xx answer is
-/// an acknowledged write. `during` runs on the calling thread meanwhile (to kill a node).
+/// `WRITERS_PER_NODE` threads per node create subjects until `during` returns (it runs on
+/// the calling thread meanwhile, sees the tally so far, and decides when the load ends);
+/// every 2xx answer is an acknowledged write.
 fn load(
     nodes: &[(usize, String)],
     app: &str,
     tag: &str,
-    deadline: Instant,
-    during: impl FnOnce(),
+    during: impl FnOnce(&Mutex<Tally>),
 ) -> Tally {
     let tally = Mutex::new(Tally::default());
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for (node, base) in nodes {
             for w in 0..WRITERS_PER_NODE {
-                let tally = &tally;
+                let (tally, stop) = (&tally, &stop);
                 s.spawn(move || {
                     let http = Http::new();
                     let url = format!("{base}/v1/subjects");
                     let mut i = 0u64;
-                    while Instant::now() < deadline {
+                    while !stop.load(Ordering::Relaxed) {
                         i += 1;
                         let email = format!("{tag}.n{node}.w{w}.{i}@example.org");
                         let body = person(&format!("Writer {node}-{w} #{i}"), &email);
@@ -258,9 +260,27 @@ fn load(
                 });
             }
         }
-        during();
+        // Whatever `during` does (even panic), the writers stop.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        during(&tally);
     });
     tally.into_inner().unwrap()
+}
+
+/// Acknowledged writes of `node` so far.
+fn acked(t: &Mutex<Tally>, node: usize) -> usize {
+    t.lock()
+        .unwrap()
+        .acks
+        .iter()
+        .filter(|a| a.node == node)
+        .count()
 }
 
 /// Reads every acknowledged subject back (spread over `bases`) and checks its email.
@@ -354,8 +374,14 @@ fn two_nodes_concurrent_writers_on_one_controller() {
         &[(0, sa.base.clone()), (1, sb.base.clone())],
         &tenant.app,
         "load",
-        started + Duration::from_secs(5),
-        || {},
+        |tally| {
+            // 5 s, longer only if a node has not answered yet (10 s more at most).
+            std::thread::sleep(Duration::from_secs(5));
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while (acked(tally, 0) == 0 || acked(tally, 1) == 0) && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        },
     );
     let secs = started.elapsed().as_secs_f64();
     let (a_ok, a_bad) = summary(&tally, 0);
@@ -416,19 +442,25 @@ fn kill_9_of_one_node_loses_no_acknowledged_write() {
     let b_base = sb.as_ref().unwrap().base.clone();
     let tenant = setup_tenant(&sa.api(), &nodes.operator);
 
-    let started = Instant::now();
     let killed_at = Mutex::new(None);
     let first = load(
         &[(0, sa.base.clone()), (1, b_base)],
         &tenant.app,
         "kill",
-        started + Duration::from_secs(5),
-        || {
-            std::thread::sleep(Duration::from_millis(1500));
+        |tally| {
+            // Mid-load: once node B has acknowledged writes of its own (its pool warmed up),
+            // or after 10 s at most.
+            let give_up = Instant::now() + Duration::from_secs(10);
+            std::thread::sleep(Duration::from_millis(1000));
+            while acked(tally, 1) < 20 && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             // Dropping the server sends SIGKILL: no graceful shutdown, no final checkpoint,
             // transactions cut wherever they were.
             drop(sb.take());
             *killed_at.lock().unwrap() = Some(Instant::now());
+            // Node A carries the load alone for a while.
+            std::thread::sleep(Duration::from_secs(3));
         },
     );
     let killed_at = killed_at.into_inner().unwrap().expect("node B was killed");
@@ -457,8 +489,14 @@ fn kill_9_of_one_node_loses_no_acknowledged_write() {
         &[(0, sa.base.clone()), (1, sb.base.clone())],
         &tenant.app,
         "after",
-        Instant::now() + Duration::from_secs(2),
-        || {},
+        |tally| {
+            // At least 2 s, and until the restarted node answered a few (10 s at most).
+            std::thread::sleep(Duration::from_secs(2));
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while acked(tally, 1) < 5 && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        },
     );
     let (b2_ok, _) = summary(&second, 1);
     assert!(b2_ok > 0, "the restarted node takes writes");
@@ -573,6 +611,11 @@ fn personal_data_never_reaches_postgres_in_clear() {
     let db = FreshDb::new(&server, "at_rest");
     let sb = Sandbox::new();
     sb.run_ok(&["init", "--database", &db.url]);
+    // From here on the database comes from the config file, not a flag.
+    let toml = sb.cwd().join("custodian.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("database = {:?}\n", db.url));
+    std::fs::write(&toml, text).unwrap();
     let out = sb.run_ok(&[
         "token",
         "create",
@@ -582,11 +625,13 @@ fn personal_data_never_reaches_postgres_in_clear() {
         "canary operator",
         "--days",
         "1",
-        "--database",
-        &db.url,
     ]);
     let operator = out.stdout.trim().to_owned();
-    let srv = serve_on(&sb, &db);
+    let srv = sb.serve(&[]);
+    assert!(
+        !sb.db_path().exists(),
+        "no SQLite file with a postgres:// database"
+    );
     let api = srv.api();
     let tenant = setup_tenant(&api, &operator);
 

@@ -6,9 +6,12 @@ use super::Q;
 use super::codec::*;
 use crate::rows::*;
 use crate::sqlite::codec::{
-    CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, RECORD_COLS, SUBJECT_COLS, corrupt, json, nanos,
+    CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, RECORD_COLS, SUBJECT_COLS, corrupt, from_nanos, json,
+    nanos,
 };
 use crate::{DataTx, Result};
+use custodian_core::audit::{AuditDraft, AuditEntry};
+use custodian_core::controller::ControllerStatus;
 use custodian_core::ids::{ControllerId, DsrId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
@@ -19,11 +22,27 @@ use time::OffsetDateTime;
 pub(crate) struct PgTx<'q, 'a, 't> {
     q: &'q mut Q<'a, Transaction<'t>>,
     controller: &'q ControllerId,
+    now: OffsetDateTime,
+    appended: bool,
 }
 
 impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
-    pub(crate) fn new(q: &'q mut Q<'a, Transaction<'t>>, controller: &'q ControllerId) -> Self {
-        Self { q, controller }
+    pub(crate) fn new(
+        q: &'q mut Q<'a, Transaction<'t>>,
+        controller: &'q ControllerId,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            q,
+            controller,
+            now,
+            appended: false,
+        }
+    }
+
+    /// Whether the work appended audit entries of its own (so the chain head moved).
+    pub(crate) fn appended(&self) -> bool {
+        self.appended
     }
 
     fn attach_fields(
@@ -401,5 +420,98 @@ impl DataTx for PgTx<'_, '_, '_> {
             &[&self.controller.as_str(), &topic, &payload, &nanos(at)],
         )?;
         Ok(())
+    }
+
+    fn append_audit(&mut self, draft: AuditDraft) -> Result<AuditEntry> {
+        // The controller's chain is already locked by `transact`; this re-reads its head.
+        self.appended = true;
+        super::append_in_tx(self.q, draft, self.now, None)
+    }
+
+    fn subject_ids(&mut self) -> Result<Vec<SubjectId>> {
+        self.q.all(
+            "SELECT id FROM subjects WHERE controller_id = $1 ORDER BY id",
+            &[&self.controller.as_str()],
+            |r| {
+                let s: String = get(r, 0)?;
+                SubjectId::parse(&s).map_err(|e| corrupt("subjects", e))
+            },
+        )
+    }
+
+    fn set_status(&mut self, status: ControllerStatus) -> Result<()> {
+        self.q.exec(
+            "UPDATE controllers SET status = $2 WHERE id = $1",
+            &[&self.controller.as_str(), &status.as_str()],
+        )?;
+        Ok(())
+    }
+
+    fn insert_hold(&mut self, hold: &LegalHoldRow) -> Result<()> {
+        self.q.exec(
+            "INSERT INTO legal_holds (controller_id, placed_at, basis, previous_status, lifted_at) VALUES ($1, $2, $3, $4, NULL)",
+            &[
+                &self.controller.as_str(),
+                &nanos(hold.placed_at),
+                &hold.basis,
+                &hold.previous_status.as_str(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn active_hold(&mut self) -> Result<Option<LegalHoldRow>> {
+        let controller = self.controller.clone();
+        self.q.maybe(
+            "SELECT placed_at, basis, previous_status FROM legal_holds WHERE controller_id = $1 AND lifted_at IS NULL
+             ORDER BY placed_at DESC LIMIT 1",
+            &[&self.controller.as_str()],
+            |r| {
+                let prev: String = get(r, 2)?;
+                Ok(LegalHoldRow {
+                    controller: controller.clone(),
+                    placed_at: from_nanos(get(r, 0)?)?,
+                    basis: get(r, 1)?,
+                    previous_status: ControllerStatus::parse(&prev)
+                        .ok_or_else(|| corrupt("legal_holds", "unknown status"))?,
+                    lifted_at: None,
+                })
+            },
+        )
+    }
+
+    fn lift_hold(&mut self, placed_at: OffsetDateTime, at: OffsetDateTime) -> Result<()> {
+        self.q.exec(
+            "UPDATE legal_holds SET lifted_at = $3 WHERE controller_id = $1 AND placed_at = $2",
+            &[&self.controller.as_str(), &nanos(placed_at), &nanos(at)],
+        )?;
+        Ok(())
+    }
+
+    fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
+        let c = self.controller.as_str();
+        let mut run = |sql: &str| self.q.exec(sql, &[&c]);
+        run("DELETE FROM lookups WHERE controller_id = $1")?;
+        let fields = run("DELETE FROM fields WHERE controller_id = $1")?;
+        let records = run("DELETE FROM records WHERE controller_id = $1")?;
+        run("DELETE FROM objections WHERE controller_id = $1")?;
+        let subjects = run("DELETE FROM subjects WHERE controller_id = $1")?;
+        let requests = run("DELETE FROM dsr_requests WHERE controller_id = $1")?;
+        run("DELETE FROM outbox WHERE controller_id = $1")?;
+        run("DELETE FROM erasures WHERE controller_id = $1")?;
+        run("UPDATE tokens SET revoked_at = COALESCE(revoked_at, 0) WHERE controller_id = $1")?;
+        // The controller key goes last: every subject key, and so every ciphertext that
+        // might survive anywhere, was wrapped by it.
+        run("UPDATE controllers SET wrapped_key = ''::bytea, status = 'destroyed' WHERE id = $1")?;
+        self.q.exec(
+            "INSERT INTO destruction_certificates (controller_id, issued_at, certificate) VALUES ($1, $2, $3)",
+            &[&c, &nanos(at), &certificate],
+        )?;
+        Ok(DestroyedCounts {
+            subjects,
+            records,
+            fields,
+            requests,
+        })
     }
 }

@@ -20,6 +20,11 @@
 //! lock *before* running, so one controller's transactions are serialised across nodes
 //! exactly as SQLite's single writer serialises them, while different controllers proceed in
 //! parallel.
+//!
+//! One difference callers may notice: after a failed statement PostgreSQL refuses every
+//! further statement of that transaction, where SQLite would go on. Units of work already
+//! stop at the first store error (the `?` in every `Work`), so this only matters to code
+//! that would catch a store error and keep using the same `DataTx`: it must not.
 
 mod codec;
 mod data_tx;
@@ -28,13 +33,14 @@ mod tests;
 
 use crate::rows::*;
 use crate::sqlite::codec::{
-    AUDIT_COLS, CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, TOKEN_COLS, corrupt, json, nanos, to32,
+    AUDIT_COLS, CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, TOKEN_COLS, corrupt, from_nanos, json,
+    nanos, to32,
 };
 use crate::{DataTx, Result, Store, StoreError, TxError, Work};
 use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS, Outcome};
-use custodian_core::ids::{ControllerId, TokenId};
-use custodian_core::purpose::Purpose;
+use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::purpose::{Purpose, PurposeName};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 use std::collections::HashMap;
@@ -47,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0001_foundation.sql"),
     ),
     (2, include_str!("../../migrations/postgres/0002_rights.sql")),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_lifecycle.sql"),
+    ),
 ];
 
 /// Held (transaction-scoped) while migrating, so that nodes starting together do not race.
@@ -346,7 +356,7 @@ fn lock_chain(q: &mut Q<'_, Transaction<'_>>, chain: &str) -> Result<(u64, [u8; 
 
 /// Appends `draft` to its chain inside the transaction: locks the head, links, inserts,
 /// moves the head. `locked` is the head already locked by this transaction, if any.
-fn append_in_tx(
+pub(crate) fn append_in_tx(
     q: &mut Q<'_, Transaction<'_>>,
     draft: AuditDraft,
     at: OffsetDateTime,
@@ -569,11 +579,14 @@ impl Store for PostgresStore {
             // every node, as they do under SQLite's single writer.
             let chain = ChainId::Controller(controller.clone()).as_string();
             let head = lock_chain(q, &chain)?;
-            let draft = {
-                let mut scoped = data_tx::PgTx::new(q, controller);
-                work(&mut scoped as &mut dyn DataTx)?
+            let (draft, appended) = {
+                let mut scoped = data_tx::PgTx::new(q, controller, at);
+                let draft = work(&mut scoped as &mut dyn DataTx)?;
+                (draft, scoped.appended())
             };
-            Ok(append_in_tx(q, draft, at, Some((&chain, head)))?)
+            // The head read above is still current unless the work appended entries itself.
+            let locked = (!appended).then_some((chain.as_str(), head));
+            Ok(append_in_tx(q, draft, at, locked)?)
         })
     }
 
@@ -586,6 +599,86 @@ impl Store for PostgresStore {
     /// operators who also want the bytes gone run `VACUUM` on `fields`, `subjects` and
     /// `lookups` on their own schedule.
     fn purge_deleted(&self) {}
+
+    fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
+        self.read(|q| {
+            q.all(
+                // As SQLite: records of controllers that may be processed first, so that a
+                // held controller's expired (kept, sealed) records never starve the others.
+                "SELECT r.controller_id, r.id, r.subject_id, r.purpose, r.expires_at
+                 FROM records r JOIN controllers c ON c.id = r.controller_id
+                 WHERE r.expires_at <= $1
+                 ORDER BY c.status <> 'active', r.expires_at LIMIT $2",
+                &[&nanos(now), &i64::from(limit)],
+                |r| {
+                    let t = "records";
+                    Ok(ExpiredRecord {
+                        controller: ControllerId::parse(&get::<String>(r, 0)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        record: RecordId::parse(&get::<String>(r, 1)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        subject: SubjectId::parse(&get::<String>(r, 2)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        purpose: PurposeName::parse(&get::<String>(r, 3)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        expires_at: from_nanos(get(r, 4)?)?,
+                    })
+                },
+            )
+        })
+    }
+
+    fn expiry_schedule(&self, controller: Option<&ControllerId>) -> Result<Vec<ExpiryBucket>> {
+        self.read(|q| {
+            q.all(
+                "SELECT controller_id, purpose, expires_at / 86400000000000 AS day, COUNT(*) FROM records
+                 WHERE $1::text IS NULL OR controller_id = $1 GROUP BY 1, 2, 3 ORDER BY 3, 1, 2",
+                &[&controller.map(|c| c.as_str())],
+                |r| {
+                    let t = "records";
+                    let day: i64 = get(r, 2)?;
+                    let n: i64 = get(r, 3)?;
+                    Ok(ExpiryBucket {
+                        controller: ControllerId::parse(&get::<String>(r, 0)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        purpose: PurposeName::parse(&get::<String>(r, 1)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        day: from_nanos(day * 86_400_000_000_000)?.date(),
+                        records: n as u64,
+                    })
+                },
+            )
+        })
+    }
+
+    fn erasures(&self) -> Result<Vec<ErasureEntry>> {
+        self.read(|q| {
+            q.all(
+                "SELECT controller_id, subject_id, erased_at FROM erasures ORDER BY erased_at, subject_id",
+                &[],
+                |r| {
+                    let t = "erasures";
+                    Ok(ErasureEntry {
+                        controller: ControllerId::parse(&get::<String>(r, 0)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        subject: SubjectId::parse(&get::<String>(r, 1)?)
+                            .map_err(|e| corrupt(t, e))?,
+                        erased_at: from_nanos(get(r, 2)?)?,
+                    })
+                },
+            )
+        })
+    }
+
+    fn destruction_certificate(&self, controller: &ControllerId) -> Result<Option<String>> {
+        self.read(|q| {
+            q.maybe(
+                "SELECT certificate FROM destruction_certificates WHERE controller_id = $1",
+                &[&controller.as_str()],
+                |r| get(r, 0),
+            )
+        })
+    }
 
     fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>> {
         self.read(|q| {

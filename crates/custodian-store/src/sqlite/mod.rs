@@ -21,8 +21,48 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
+
+/// A storage failure that tests can inject into every write transaction (fault injection:
+/// the disk filling up, the device failing). Off unless a test turns it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// `SQLITE_FULL`: database or disk is full.
+    DiskFull,
+    /// `SQLITE_IOERR`: disk I/O error.
+    IoError,
+}
+
+/// The switch for [`WriteFault`]s of one store, shared with whoever holds a clone. When set,
+/// every write transaction runs its statements and then fails where its `COMMIT` would
+/// have been, with the error SQLite gives in that case, and is rolled back.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSwitch(Arc<AtomicU8>);
+
+impl FaultSwitch {
+    pub fn set(&self, fault: Option<WriteFault>) {
+        let v = match fault {
+            None => 0,
+            Some(WriteFault::DiskFull) => 1,
+            Some(WriteFault::IoError) => 2,
+        };
+        self.0.store(v, Ordering::SeqCst);
+    }
+
+    fn error(&self) -> Option<rusqlite::Error> {
+        let (code, message) = match self.0.load(Ordering::SeqCst) {
+            1 => (rusqlite::ffi::SQLITE_FULL, "database or disk is full"),
+            2 => (rusqlite::ffi::SQLITE_IOERR, "disk I/O error"),
+            _ => return None,
+        };
+        Some(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            Some(format!("{message} (injected)")),
+        ))
+    }
+}
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -42,6 +82,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    faults: FaultSwitch,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -83,7 +124,13 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            faults: FaultSwitch::default(),
         })
+    }
+
+    /// The switch that injects [`WriteFault`]s into this store's write transactions (tests).
+    pub fn fault_switch(&self) -> FaultSwitch {
+        self.faults.clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -112,6 +159,11 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let out = f(&tx)?;
+        if let Some(e) = self.faults.error() {
+            // Dropping the transaction rolls it back, as SQLite does when COMMIT fails.
+            drop(tx);
+            return Err(map_err(e).into());
+        }
         tx.commit().map_err(map_err)?;
         Ok(out)
     }
@@ -413,8 +465,13 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT controller_id, id, subject_id, purpose, expires_at FROM records
-                     WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                    // Records of controllers that may be processed come first: the
+                    // expired records of a controller under a legal hold (kept, sealed)
+                    // must not fill every bounded pass and starve everyone else's.
+                    "SELECT r.controller_id, r.id, r.subject_id, r.purpose, r.expires_at
+                     FROM records r JOIN controllers c ON c.id = r.controller_id
+                     WHERE r.expires_at <= ?1
+                     ORDER BY c.status <> 'active', r.expires_at LIMIT ?2",
                 )
                 .map_err(map_err)?;
             let rows = st
