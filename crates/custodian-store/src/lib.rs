@@ -45,13 +45,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The error of a lifecycle operation a backend does not offer yet: a clear refusal, never
-/// a silent success.
-fn unsupported(what: &str) -> StoreError {
-    StoreError::Backend(format!(
-        "{what} is not supported by this storage backend yet"
-    ))
-}
 
 /// How a unit of work ended without committing.
 #[derive(Debug, Error)]
@@ -74,8 +67,6 @@ pub type Work<'a> = &'a mut dyn FnMut(&mut dyn DataTx) -> std::result::Result<Au
 
 /// A transaction over one controller's data. Every method is implicitly scoped to that
 /// controller.
-// Lifecycle methods have refusing defaults until every backend implements them.
-#[allow(unused_variables)]
 pub trait DataTx {
     fn controller(&mut self) -> Result<ControllerRow>;
     fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>>;
@@ -119,32 +110,18 @@ pub trait DataTx {
 
     /// Appends an extra audit entry to this controller's chain inside the transaction, for
     /// units of work that record several operations (retention erases many records).
-    fn append_audit(&mut self, draft: AuditDraft) -> Result<AuditEntry> {
-        Err(unsupported("append_audit"))
-    }
+    fn append_audit(&mut self, draft: AuditDraft) -> Result<AuditEntry>;
     /// Every subject of this controller (for exports), in id order.
-    fn subject_ids(&mut self) -> Result<Vec<SubjectId>> {
-        Err(unsupported("subject_ids"))
-    }
+    fn subject_ids(&mut self) -> Result<Vec<SubjectId>>;
     /// Changes the controller's lifecycle status (termination, legal hold, destruction).
-    fn set_status(&mut self, status: custodian_core::controller::ControllerStatus) -> Result<()> {
-        Err(unsupported("set_status"))
-    }
-    fn insert_hold(&mut self, hold: &LegalHoldRow) -> Result<()> {
-        Err(unsupported("insert_hold"))
-    }
+    fn set_status(&mut self, status: custodian_core::controller::ControllerStatus) -> Result<()>;
+    fn insert_hold(&mut self, hold: &LegalHoldRow) -> Result<()>;
     /// The hold in force, if any.
-    fn active_hold(&mut self) -> Result<Option<LegalHoldRow>> {
-        Err(unsupported("active_hold"))
-    }
-    fn lift_hold(&mut self, placed_at: OffsetDateTime, at: OffsetDateTime) -> Result<()> {
-        Err(unsupported("lift_hold"))
-    }
+    fn active_hold(&mut self) -> Result<Option<LegalHoldRow>>;
+    fn lift_hold(&mut self, placed_at: OffsetDateTime, at: OffsetDateTime) -> Result<()>;
     /// Deletes every row of personal data and every key of this controller, keeps its
     /// audit chain, and replaces its wrapped key with nothing: crypto-shredding.
-    fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
-        Err(unsupported("destroy_all"))
-    }
+    fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts>;
 
     // ----- data-subject requests and the outbox -----
     fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()>;
@@ -158,7 +135,6 @@ pub trait DataTx {
 }
 
 /// The storage port.
-#[allow(unused_variables)]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`, for logs and test output.
     fn backend(&self) -> &'static str;
@@ -218,21 +194,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records whose retention ran out by `now`, at most `limit`: those of active
     /// controllers first (oldest first), then those of controllers that may not be
     /// processed (held or terminating), so that these never starve a bounded pass.
-    fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
-        Err(unsupported("expired_records"))
-    }
+    fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>>;
     /// What expires when: records per controller, purpose and day.
-    fn expiry_schedule(&self, controller: Option<&ControllerId>) -> Result<Vec<ExpiryBucket>> {
-        Err(unsupported("expiry_schedule"))
-    }
+    fn expiry_schedule(&self, controller: Option<&ControllerId>) -> Result<Vec<ExpiryBucket>>;
     /// The erasure ledger, every controller (pseudonymous ids only).
-    fn erasures(&self) -> Result<Vec<ErasureEntry>> {
-        Err(unsupported("erasures"))
-    }
+    fn erasures(&self) -> Result<Vec<ErasureEntry>>;
     /// A destroyed controller's certificate of destruction.
-    fn destruction_certificate(&self, controller: &ControllerId) -> Result<Option<String>> {
-        Err(unsupported("destruction_certificate"))
-    }
+    fn destruction_certificate(&self, controller: &ControllerId) -> Result<Option<String>>;
 
     /// The public status of a request, by its reference.
     fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>>;

@@ -103,6 +103,11 @@ fn verify_one(
         }
         by_seq.entry(cp.seq).or_default().push(cp);
     }
+    // The head is read before the scan and again after it: a server appending meanwhile
+    // moves it forward, which is fine, but the entry at the first head must match it and no
+    // entry may lie beyond the second.
+    let head_before = store.audit_head(chain)?;
+    let mut hash_at_head_before = None;
     let mut expected = 1u64;
     let mut prev = GENESIS;
     let mut checked = 0u64;
@@ -110,6 +115,9 @@ fn verify_one(
     store.scan_audit(chain, &mut |e| {
         if broken {
             return Ok(());
+        }
+        if head_before.is_some_and(|(s, _)| s == e.seq) {
+            hash_at_head_before = Some(e.hash);
         }
         let found = if e.seq != expected {
             Some(problem(
@@ -163,16 +171,9 @@ fn verify_one(
                     cps[0].signed_at
                 ),
             ));
-        } else if let Some((head_seq, head_hash)) = store.audit_head(chain)? {
-            if head_seq != last || head_hash != prev {
-                first_problem = Some(problem(
-                    Some(last.min(head_seq) + 1),
-                    format!(
-                        "the recorded head (entry {head_seq}) does not match the chain's last entry ({last})"
-                    ),
-                ));
-            }
-        } else if last > 0 {
+        } else if let Some(p) = head_problem(head_before, hash_at_head_before, store.audit_head(chain)?, last, &problem) {
+            first_problem = Some(p);
+        } else if last > 0 && head_before.is_none() {
             first_problem = Some(problem(
                 None,
                 "the chain has entries but no recorded head".into(),
@@ -250,4 +251,31 @@ pub fn entry_view(e: &custodian_core::audit::AuditEntry) -> crate::views::AuditE
         prev_hash: hex(&e.prev_hash),
         hash: hex(&e.hash),
     }
+}
+
+/// Checks the recorded head against the scanned chain; see `verify_one`.
+fn head_problem(
+    before: Option<(u64, [u8; 32])>,
+    hash_at_before: Option<[u8; 32]>,
+    after: Option<(u64, [u8; 32])>,
+    last: u64,
+    problem: &dyn Fn(Option<u64>, String) -> Problem,
+) -> Option<Problem> {
+    if let Some((seq, hash)) = before {
+        if seq > last || hash_at_before != Some(hash) {
+            return Some(problem(
+                Some(seq.min(last + 1)),
+                format!("the recorded head (entry {seq}) does not match the chain (its last entry is {last})"),
+            ));
+        }
+    }
+    if let Some((seq, _)) = after {
+        if last > seq {
+            return Some(problem(
+                Some(seq + 1),
+                format!("entries {}..={last} lie beyond the recorded head (entry {seq})", seq + 1),
+            ));
+        }
+    }
+    None
 }

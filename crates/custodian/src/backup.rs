@@ -7,8 +7,11 @@
 //! manifest (sizes, SHA-256 of the plaintext, chunk count); the file starts with a short
 //! clear header naming the format and the backup id.
 //!
+//! The clear header is bound into the manifest's associated data, so every byte of the
+//! file is authenticated.
+//!
 //! Restore decrypts and checks everything into a temporary file first, re-applies the
-//! erasure ledger, appends a "restored" entry to every chain, re-signs checkpoints, and
+//! erasure ledger and the ledger of destructions, appends a "restored" entry to every chain, re-signs checkpoints, and
 //! only then renames the file over the live database: it never half-restores.
 
 use crate::config::Config;
@@ -20,6 +23,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"CUSTODIAN-BKP-1\n";
+const FORMAT: &str = "custodian.backup/v1";
 const CHUNK: usize = 1024 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +54,14 @@ fn hex(b: &[u8]) -> String {
 
 fn backup_key(root: &RootKey) -> zeroize::Zeroizing<[u8; 32]> {
     root.derive("backup-encryption")
+}
+
+/// The manifest's associated data binds the exact bytes of the clear header, so that no
+/// byte of the file goes unauthenticated (a changed format string would otherwise pass).
+fn manifest_label(id: &str, header: &[u8]) -> String {
+    let mut h = Sha256::default();
+    h.update(header);
+    format!("{id}/manifest/{}", hex(&h.finish()))
 }
 
 fn label(id: &str, index: u64, last: bool) -> String {
@@ -98,7 +110,17 @@ fn count(conn: &rusqlite::Connection, table: &str) -> u64 {
 }
 
 /// Takes an online backup of the database into `out`. Returns the manifest.
+/// Backups and restores here are of the embedded SQLite database; PostgreSQL has its own
+/// (pg_dump, continuous archiving): refused here with a clear message.
+fn sqlite_only(cfg: &Config) -> Result<(), String> {
+    match cfg.postgres_url() {
+        Some(_) => Err("custodian backup and restore work on the embedded SQLite database; for PostgreSQL use its own backups (pg_dump or continuous archiving)".into()),
+        None => Ok(()),
+    }
+}
+
 pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<Manifest, String> {
+    sqlite_only(cfg)?;
     let db = cfg.database_path();
     if !db.exists() {
         return Err(format!("no database at {}", db.display()));
@@ -108,12 +130,13 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let snapshot = tempfile::Builder::new()
+    // The snapshot is the database in clear (fields stay encrypted, the rest does not):
+    // it goes into a private (0700) temporary directory, removed on every path out.
+    let snapshot_dir = tempfile::Builder::new()
         .prefix(".custodian-snapshot")
-        .tempfile_in(dir)
-        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?
-        .into_temp_path();
-    std::fs::remove_file(&snapshot).ok();
+        .tempdir_in(dir)
+        .map_err(|e| format!("cannot create a temporary directory in {}: {e}", dir.display()))?;
+    let snapshot = snapshot_dir.path().join("snapshot.db");
     // A separate connection: the snapshot is one read transaction, writers go on.
     let conn = rusqlite::Connection::open(&db)
         .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
@@ -157,10 +180,18 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
     };
     let key = backup_key(root);
     let tmp_out = out.with_extension("partial");
-    let mut f = std::fs::File::create(&tmp_out)
-        .map_err(|e| format!("cannot create {}: {e}", tmp_out.display()))?;
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp_out)
+            .map_err(|e| format!("cannot create {}: {e}", tmp_out.display()))?
+    };
     let header = serde_json::to_vec(&Header {
-        format: "custodian.backup/v1".into(),
+        format: FORMAT.into(),
         backup_id: id.clone(),
         root_key_version: root.version(),
     })
@@ -172,7 +203,7 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
         &mut f,
         &seal_blob(
             &key,
-            &format!("{id}/manifest"),
+            &manifest_label(&id, &header),
             &serde_json::to_vec(&manifest).expect("serialisable"),
         ),
     )
@@ -211,8 +242,15 @@ fn unpack(root: &RootKey, file: &Path, dest: &Path, quiet: bool) -> Result<Manif
         if &magic != MAGIC {
             return Err("not a Custodian backup (wrong magic bytes)".to_owned());
         }
-        let header: Header = serde_json::from_slice(&read_block(&mut input, 4096)?)
+        let header_bytes = read_block(&mut input, 4096)?;
+        let header: Header = serde_json::from_slice(&header_bytes)
             .map_err(|_| "the backup header is malformed".to_owned())?;
+        if header.format != FORMAT {
+            return Err(format!(
+                "the backup header names format {:?}, not {FORMAT:?}: altered, or not a backup this version reads",
+                header.format
+            ));
+        }
         if header.root_key_version != root.version() {
             return Err(format!(
                 "the backup was made under root key version {}, this root key is version {}",
@@ -224,11 +262,12 @@ fn unpack(root: &RootKey, file: &Path, dest: &Path, quiet: bool) -> Result<Manif
         let id = header.backup_id;
         let manifest: Manifest = open_blob(
             &key,
-            &format!("{id}/manifest"),
+            &manifest_label(&id, &header_bytes),
             &read_block(&mut input, 1 << 20)?,
         )
         .map_err(|_| {
-            "the backup does not open with this root key, or its manifest was altered".to_owned()
+            "the backup does not open with this root key, or its header or manifest was altered"
+                .to_owned()
         })
         .and_then(|m| {
             serde_json::from_slice(&m).map_err(|_| "the backup manifest is malformed".to_owned())
@@ -306,6 +345,7 @@ pub fn lock_data_dir(cfg: &Config) -> Result<DataLock, String> {
 
 /// Restores `file` over the configured database. The server must be stopped.
 pub fn restore(cfg: &Config, root: RootKey, file: &Path, quiet: bool) -> Result<String, String> {
+    sqlite_only(cfg)?;
     let _lock = lock_data_dir(cfg)?;
     let db = cfg.database_path();
     let tmp: PathBuf = db.with_extension("restore-tmp");
@@ -321,9 +361,19 @@ pub fn restore(cfg: &Config, root: RootKey, file: &Path, quiet: bool) -> Result<
         // opens) and from the ledger kept beside the checkpoints.
         let mut ledger = custodian_vault::ledger::read(&cfg.checkpoint_path())
             .map_err(|e| format!("cannot read the erasure ledger: {e}"))?;
+        // Destructions likewise: a controller destroyed since the backup stays destroyed.
+        let mut destructions = custodian_vault::ledger::read_destructions(&cfg.checkpoint_path())
+            .map_err(|e| format!("cannot read the ledger of destructions: {e}"))?;
         if db.exists() {
             if let Ok(live) = custodian_store::sqlite::SqliteStore::open(&db) {
                 use custodian_store::Store;
+                for c in live.controllers().unwrap_or_default() {
+                    if let Ok(Some(text)) = live.destruction_certificate(&c.controller.id) {
+                        if let Ok(cert) = serde_json::from_str(&text) {
+                            destructions.push(cert);
+                        }
+                    }
+                }
                 if let Ok(entries) = live.erasures() {
                     ledger.extend(entries.into_iter().map(|e| {
                         custodian_vault::ledger::LedgerEntry {
@@ -343,6 +393,9 @@ pub fn restore(cfg: &Config, root: RootKey, file: &Path, quiet: bool) -> Result<
             custodian_core::region::Region::defaults(),
             None,
         );
+        let destroyed = vault
+            .reapply_destructions(&destructions)
+            .map_err(|e| format!("re-applying destructions failed: {e}"))?;
         let (subjects, records) = vault
             .reapply_erasures(&ledger)
             .map_err(|e| format!("re-applying erasures failed: {e}"))?;
@@ -350,7 +403,7 @@ pub fn restore(cfg: &Config, root: RootKey, file: &Path, quiet: bool) -> Result<
             .note_restore(&manifest.backup_id, manifest.created_at)
             .map_err(|e| format!("recording the restore failed: {e}"))?;
         Ok(format!(
-            "restored backup {} taken {} ({} controllers, {} subjects, {} records); re-applied {subjects} subject erasure(s) and {records} record erasure(s) from the ledger",
+            "restored backup {} taken {} ({} controllers, {} subjects, {} records); re-applied {subjects} subject erasure(s) and {records} record erasure(s), and {destroyed} controller destruction(s), from the ledger",
             manifest.backup_id,
             manifest.created_at,
             manifest.controllers,

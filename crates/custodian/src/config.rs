@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_FILE: &str = "custodian.toml";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the database (SQLite) and the checkpoint copies live.
@@ -56,6 +56,17 @@ pub struct Config {
     pub backup_keep: usize,
     /// `text` or `json`.
     pub log_format: String,
+}
+
+/// Shows every setting but the secrets: the root key is never serialised, and a database
+/// URL's password is masked.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        shown.database = shown.database.map(|d| custodian_store::postgres::redact_url(&d));
+        let text = toml::to_string(&shown).map_err(|_| std::fmt::Error)?;
+        write!(f, "Config {{ {} }}", text.trim_end().replace('\n', ", "))
+    }
 }
 
 impl Default for Config {
@@ -225,6 +236,14 @@ mod tests {
         assert_eq!(c.listen.port(), 7);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert_eq!(c.database_path(), PathBuf::from("/x/custodian.db"));
+    }
+
+    #[test]
+    fn database_passwords_never_print() {
+        let c = Config { database: Some("postgres://custodian:hunter2secret@127.0.0.1:5432/db".into()), ..Default::default() };
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2secret"), "{dbg}");
+        assert!(dbg.contains("127.0.0.1:5432"), "{dbg}");
     }
 
     #[test]
