@@ -2,7 +2,10 @@
 //! process, on the same disk, in the same run (absolute times on shared machines mean little).
 
 mod backends;
+mod gdpr;
+mod lifecycle;
 mod micro;
+mod rights;
 
 use clap::{Parser, Subcommand};
 
@@ -36,11 +39,101 @@ enum Command {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Erasure of a subject holding 1, 1,000 and 100,000 records (the key destruction is
+    /// one row whatever the size) and export throughput, against plain SQLite doing the
+    /// same row work.
+    Rights,
+    /// GDPRbench (PVLDB 2020) ported: the controller, customer, processor and regulator
+    /// workloads on Custodian (Vault library path), plain SQLite (same engine, no
+    /// protections, plain audit row) and GDPR-configured PostgreSQL (`--postgres` or
+    /// TEST_DATABASE_URL; skipped without), with throughput, latency percentiles and ratios.
+    Gdpr {
+        /// Records loaded before each run (10,000 and 100,000; more needs --large).
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+        /// Operations per run (default: records / 10, as GDPRbench).
+        #[arg(long)]
+        operations: Option<u64>,
+        /// Client thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        threads: Vec<usize>,
+        /// Workloads, comma-separated (controller, customer, processor, regulator, all-ops).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "controller,customer,processor,regulator"
+        )]
+        workloads: Vec<String>,
+        /// Targets, comma-separated (custodian, plain, postgres).
+        #[arg(long, value_delimiter = ',', default_value = "custodian,plain,postgres")]
+        targets: Vec<String>,
+        /// Seed of every generator.
+        #[arg(long, default_value_t = 2020)]
+        seed: u64,
+        /// A PostgreSQL server (default: TEST_DATABASE_URL). The benchmark works in schemas
+        /// of its own and drops them afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Allow more than 100,000 records (1,000,000 takes hours on a small machine).
+        #[arg(long)]
+        large: bool,
+        /// Milliseconds between two passes of each target's TTL sweeper.
+        #[arg(long, default_value_t = 1000)]
+        sweep_ms: u64,
+    },
+    /// Backup and restore throughput (MB/s, records/s) of the real `custodian backup` and
+    /// `custodian restore` on a database of N subjects, against a plain durable file copy.
+    /// Build the binary first: cargo build --release -p custodian.
+    Lifecycle {
+        /// Subjects to load (one small record each).
+        #[arg(long, default_value_t = 100_000)]
+        subjects: usize,
+        /// Interleaved rounds of copy, backup and restore; the median is printed.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 fn main() {
     match Cli::parse().command {
         Command::Micro { records } => micro::run(records),
         Command::Backends { records, postgres } => backends::run(records, postgres),
+        Command::Rights => rights::run(),
+        Command::Gdpr {
+            records,
+            operations,
+            threads,
+            workloads,
+            targets,
+            seed,
+            postgres,
+            json,
+            large,
+            sweep_ms,
+        } => {
+            if records > 100_000 && !large {
+                eprintln!("gdpr: more than 100,000 records needs --large");
+                std::process::exit(2);
+            }
+            if records < 100 || threads.is_empty() || threads.contains(&0) {
+                eprintln!("gdpr: need at least 100 records and thread counts of 1 or more");
+                std::process::exit(2);
+            }
+            gdpr::run(gdpr::Config {
+                records,
+                operations: operations.unwrap_or(records / 10).max(1),
+                threads,
+                workloads,
+                targets,
+                seed,
+                postgres,
+                json,
+                sweep_every: std::time::Duration::from_millis(sweep_ms.max(10)),
+            })
+        }
+        Command::Lifecycle { subjects, rounds } => lifecycle::run(subjects, rounds.max(1)),
     }
 }

@@ -52,8 +52,10 @@ pub struct ControllerName(String);
 
 impl ControllerName {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        // Length and control characters are judged on the text as sent, so that the rule is
+        // exactly the one the OpenAPI document states.
         let t = s.trim();
-        if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+        if t.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "name",
                 "must be 1-200 printable characters",

@@ -11,6 +11,7 @@ pub mod deadline;
 pub mod dsr;
 pub mod error;
 pub mod ids;
+pub mod json;
 pub mod lookup;
 pub mod operation;
 pub mod pan;
@@ -20,6 +21,6 @@ pub mod purpose;
 pub mod record;
 pub mod region;
 #[cfg(feature = "openapi")]
-mod schema;
+pub mod schema;
 
 pub use error::ValidationError;

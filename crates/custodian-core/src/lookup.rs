@@ -50,7 +50,10 @@ impl LookupKind {
             Self::Phone => normalize_phone(value),
             Self::ExternalId => {
                 let t = value.trim();
-                if t.is_empty() || t.chars().count() > 256 || t.chars().any(char::is_control) {
+                if t.is_empty()
+                    || value.chars().count() > 256
+                    || value.chars().any(char::is_control)
+                {
                     Err(ValidationError::new(
                         "external_id",
                         "must be 1-256 printable characters",
@@ -66,7 +69,7 @@ impl LookupKind {
 pub fn normalize_email(value: &str) -> Result<String, ValidationError> {
     let bad = || ValidationError::new("email", "is not a valid email address");
     let v = value.trim().to_lowercase();
-    if v.len() > 254 {
+    if v.len() > 254 || value.chars().count() > 254 {
         return Err(bad());
     }
     let (local, domain) = v.rsplit_once('@').ok_or_else(bad)?;
@@ -103,6 +106,9 @@ pub fn normalize_phone(value: &str) -> Result<String, ValidationError> {
         )
     };
     let mut out = String::with_capacity(16);
+    if value.chars().count() > 64 {
+        return Err(bad());
+    }
     let t = value.trim();
     let rest = if let Some(r) = t.strip_prefix('+') {
         r

@@ -101,10 +101,26 @@ pub const MAX_RETENTION_DAYS: u32 = 36_525;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purpose {
     pub name: PurposeName,
+    /// Why the data is processed: 1 to 2000 characters, not blank.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 2000,
+            pattern = "[^\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+        )
+    )]
     pub description: String,
     pub lawful_basis: LawfulBasis,
+    #[serde(deserialize_with = "crate::json::unique_set")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::purpose_categories))]
     pub categories: BTreeSet<DataCategory>,
+    #[serde(deserialize_with = "crate::json::unique_set")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::purpose_operations))]
     pub operations: BTreeSet<Operation>,
+    /// How long records collected under this purpose are kept: 1 to 36525 days.
+    #[serde(deserialize_with = "crate::json::integer")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 36525))]
     pub retention_days: u32,
 }
 
@@ -113,7 +129,7 @@ impl Purpose {
     /// one category and one operation, never cover payment cards, and keep data a bounded time.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let d = self.description.trim();
-        if d.is_empty() || d.chars().count() > 2000 {
+        if d.is_empty() || self.description.chars().count() > 2000 {
             return Err(ValidationError::new(
                 "description",
                 "must be 1-2000 characters saying why the data is processed",

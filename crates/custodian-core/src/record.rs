@@ -10,7 +10,8 @@ use std::fmt;
 use time::OffsetDateTime;
 
 pub const MAX_FIELDS_PER_RECORD: usize = 64;
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// The longest text value, in characters (64 KiB of UTF-8 at most).
+pub const MAX_TEXT_CHARS: usize = 16 * 1024;
 
 /// `[a-z][a-z0-9_]{0,63}`: field names go into audit entries, so they must never be able to
 /// carry a value; the shape keeps them to identifiers.
@@ -93,19 +94,33 @@ impl FieldValue {
         serde_json::from_slice(bytes).ok()
     }
 
-    fn text_form(&self) -> String {
+    /// The text a card number could hide in: the text itself, or an integral number's
+    /// digits. A number with a fraction or an exponent below one is no card number (its
+    /// mantissa digits would otherwise trip the detector 1 time in 10 per Luhn).
+    fn pan_form(&self) -> String {
         match self {
             Self::Text(s) => s.clone(),
-            Self::Number(n) => n.to_string(),
-            Self::Bool(b) => b.to_string(),
+            Self::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    u.to_string()
+                } else if let Some(i) = n.as_i64() {
+                    i.to_string()
+                } else {
+                    match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 && f.abs() < 1e20 => format!("{f:.0}"),
+                        _ => String::new(),
+                    }
+                }
+            }
+            Self::Bool(_) => String::new(),
         }
     }
 }
 
-/// One field as a caller submits it.
+/// One field as a caller submits it. (Its OpenAPI schema is written by hand in `schema.rs`:
+/// the value's form depends on the category.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldInput {
     pub category: DataCategory,
     pub value: FieldValue,
@@ -129,16 +144,18 @@ pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, 
         ));
     }
     if let FieldValue::Text(s) = &input.value {
-        if s.len() > MAX_TEXT_BYTES {
-            return Err(field("is longer than 65536 bytes"));
+        if s.chars().count() > MAX_TEXT_CHARS {
+            return Err(field("is longer than 16384 characters"));
         }
     }
-    if contains_pan(&input.value.text_form()) {
+    let lookup_kind = LookupKind::for_category(&input.category);
+    // A phone field must hold an E.164 number (`+` or `00` first), which no card number is;
+    // its normaliser below refuses anything else.
+    if lookup_kind != Some(LookupKind::Phone) && contains_pan(&input.value.pan_form()) {
         return Err(field(
             "contains a payment card number; cards are handled by the payment gateway and never stored here (DPA §4)",
         ));
     }
-    let lookup_kind = LookupKind::for_category(&input.category);
     let (value, lookup) = match (lookup_kind, &input.value) {
         (Some(kind), FieldValue::Text(s)) => {
             let normalized = kind
@@ -170,12 +187,15 @@ pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, 
 pub struct RecordMeta {
     /// Where the data came from (Art. 15(1)(g)), e.g. "signup form".
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::source_schema))]
     pub source: Option<String>,
     /// Recipients or categories of recipients the data is shared with (Art. 15(1)(c)).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::recipients_schema))]
     pub recipients: Vec<String>,
     /// The logic of any automated decision taken on this data (Art. 15(1)(h)); none if absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::decision_schema))]
     pub automated_decision: Option<String>,
 }
 

@@ -5,6 +5,130 @@
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
+/// Rust's `char::is_control` (Unicode Cc), as a regex class body.
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+/// Rust's `char::is_whitespace` (Unicode White_Space) and control characters, as a class body.
+const BLANK_OR_CONTROL: &str =
+    r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// Rust's `char::is_whitespace` (Unicode White_Space), as a class body.
+const BLANK: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A pattern for the server's "printable text" rule: no control character anywhere and at
+/// least one character that is not white space (the length is checked on the raw text).
+pub fn printable_pattern() -> String {
+    format!("^[^{CONTROL}]*[^{BLANK_OR_CONTROL}][^{CONTROL}]*$")
+}
+
+/// A pattern for "not blank": at least one character that is not white space.
+pub fn not_blank_pattern() -> String {
+    format!("[^{BLANK}]")
+}
+
+/// Email addresses the lookup normaliser accepts ([`crate::lookup::normalize_email`]): a
+/// documented subset (dot-atoms of bounded length, ASCII domain labels, a letters-only
+/// top-level domain), so that anything matching it is accepted.
+pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,16}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,16}){0,2}@([A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,12}$";
+
+/// Phone numbers the normaliser accepts ([`crate::lookup::normalize_phone`]): `+` or `00`,
+/// then 8 to 15 digits, the first not 0, with spaces, dots, dashes and parentheses anywhere.
+pub const PHONE_PATTERN: &str = r"^(\+|00)[ .()-]*[1-9]([ .()-]*[0-9]){7,14}[ .()-]*$";
+
+/// Field names ([`crate::record::FieldName`]): a lower-case letter, then letters, digits and
+/// `_`, never more than 4 digits in a row.
+pub const FIELD_NAME_PATTERN: &str = r"^[a-z][a-z_]*([0-9]{1,4}[a-z_]+)*[0-9]{0,4}$";
+
+/// A schema from its JSON form: for the few schemas that depend on a sibling's value.
+pub fn from_json(v: serde_json::Value) -> RefOr<Schema> {
+    serde_json::from_value::<Schema>(v)
+        .map(RefOr::T)
+        .expect("a hand-written schema is valid")
+}
+
+/// A text schema for the "printable, 1 to `max` characters" rule.
+pub fn printable(max: usize, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(printable_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .description(Some(description.to_owned()))
+        .into()
+}
+
+/// A text schema for the "not blank, at most `max` characters" rule.
+pub fn not_blank(max: usize, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(not_blank_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .description(Some(description.to_owned()))
+        .into()
+}
+
+/// Data categories a field or a purpose may name: the catalogue without payment cards.
+pub fn storable_categories() -> Vec<&'static str> {
+    crate::category::DATA_CATEGORIES
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| *k != "user.financial.credit_card")
+        .collect()
+}
+
+/// The categories of a purpose: one or more storable categories, each once.
+pub fn purpose_categories() -> RefOr<Schema> {
+    from_json(serde_json::json!({
+        "type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"type": "string", "enum": storable_categories()},
+        "description": "The data categories this purpose covers (a parent covers its children); never payment cards",
+    }))
+}
+
+/// The operations of a purpose: one or more, each once.
+pub fn purpose_operations() -> RefOr<Schema> {
+    from_json(serde_json::json!({
+        "type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"$ref": "#/components/schemas/Operation"},
+    }))
+}
+
+/// One field as submitted: its value's form depends on its category (email, phone and
+/// external-id categories feed the blind lookup index and are validated as such).
+impl utoipa::PartialSchema for crate::record::FieldInput {
+    fn schema() -> RefOr<Schema> {
+        use crate::lookup::LookupKind;
+        let of = |kind: Option<LookupKind>| -> Vec<&'static str> {
+            storable_categories()
+                .into_iter()
+                .filter(|k| {
+                    crate::category::DataCategory::parse(k)
+                        .is_ok_and(|c| LookupKind::for_category(&c) == kind)
+                })
+                .collect()
+        };
+        let branch = |cats: Vec<&'static str>, value: serde_json::Value| {
+            serde_json::json!({
+                "type": "object", "required": ["category", "value"], "additionalProperties": false,
+                "properties": {"category": {"type": "string", "enum": cats}, "value": value},
+            })
+        };
+        from_json(serde_json::json!({
+            "description": "One field: its category (never payment cards) and its value, personal data encrypted at rest. Email, phone and external-id categories take a valid email address, an E.164 number, or 1-256 printable characters.",
+            "oneOf": [
+                branch(of(Some(LookupKind::Email)), serde_json::json!({"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN})),
+                branch(of(Some(LookupKind::Phone)), serde_json::json!({"type": "string", "maxLength": 64, "pattern": PHONE_PATTERN})),
+                branch(of(Some(LookupKind::ExternalId)), serde_json::json!({"type": "string", "maxLength": 256, "pattern": printable_pattern()})),
+                branch(of(None), serde_json::json!({"$ref": "#/components/schemas/FieldValue"})),
+            ],
+        }))
+    }
+}
+impl utoipa::ToSchema for crate::record::FieldInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("FieldInput")
+    }
+}
+
 fn string_schema(
     pattern: Option<&str>,
     min: Option<usize>,
@@ -105,7 +229,7 @@ string_newtype_schema!(
 string_newtype_schema!(
     crate::record::FieldName,
     "FieldName",
-    Some("^[a-z][a-z0-9_]{0,63}$"),
+    Some(FIELD_NAME_PATTERN),
     Some(1),
     Some(64),
     "A field's name (at most 4 digits in a row: names are never values)",
@@ -132,7 +256,7 @@ string_newtype_schema!(
 string_newtype_schema!(
     crate::controller::ControllerName,
     "ControllerName",
-    None,
+    Some(&printable_pattern()),
     Some(1),
     Some(200),
     "A controller's display name",
@@ -184,7 +308,7 @@ impl utoipa::PartialSchema for crate::record::FieldValue {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .max_length(Some(crate::record::MAX_TEXT_BYTES)),
+                    .max_length(Some(crate::record::MAX_TEXT_CHARS)),
             )
             .item(ObjectBuilder::new().schema_type(Type::Number))
             .item(ObjectBuilder::new().schema_type(Type::Boolean))
@@ -198,4 +322,39 @@ impl utoipa::ToSchema for crate::record::FieldValue {
     fn name() -> std::borrow::Cow<'static, str> {
         std::borrow::Cow::Borrowed("FieldValue")
     }
+}
+
+fn or_null(s: RefOr<Schema>) -> RefOr<Schema> {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(s)
+        .into()
+}
+
+/// `RecordMeta.source`.
+pub fn source_schema() -> RefOr<Schema> {
+    or_null(printable(
+        200,
+        "Where the data came from (Art. 15(1)(g)), e.g. \"signup form\"",
+    ))
+}
+
+/// `RecordMeta.recipients`.
+pub fn recipients_schema() -> RefOr<Schema> {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(printable(200, "A recipient or category of recipients"))
+        .max_items(Some(32))
+        .description(Some(
+            "Recipients or categories of recipients the data is shared with (Art. 15(1)(c)); at most 32"
+                .to_owned(),
+        ))
+        .into()
+}
+
+/// `RecordMeta.automated_decision`.
+pub fn decision_schema() -> RefOr<Schema> {
+    or_null(printable(
+        1000,
+        "The logic of any automated decision taken on this data (Art. 15(1)(h)); none if absent",
+    ))
 }

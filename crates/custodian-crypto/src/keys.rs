@@ -97,7 +97,9 @@ fn key_from(bytes: Vec<u8>) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
 }
 
 /// The root of the hierarchy. It never enters the database: `custodian init` writes it to
-/// a file with 0600 permissions, or it comes from `CUSTODIAN_ROOT_KEY`.
+/// a file with 0600 permissions, or it comes from `CUSTODIAN_ROOT_KEY`. Every field is wiped
+/// when it is dropped (the derive refuses a field that cannot be).
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct RootKey {
     version: u32,
     key: Zeroizing<[u8; KEY_LEN]>,
@@ -175,7 +177,8 @@ impl RootKey {
     }
 }
 
-/// One controller's key. Wraps its subjects' keys and derives its blind-index key.
+/// One controller's key. Wraps its subjects' keys and derives its blind-index key. Wiped on drop.
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct ControllerKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl fmt::Debug for ControllerKey {
@@ -271,7 +274,8 @@ impl FieldContext<'_> {
 }
 
 /// One data subject's key: every field about that person is encrypted under it, so
-/// destroying it erases them all at once, whatever their number.
+/// destroying it erases them all at once, whatever their number. Wiped on drop.
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct SubjectKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl fmt::Debug for SubjectKey {
@@ -330,6 +334,32 @@ mod tests {
         assert!(!dbg.contains(&text[ROOT_PREFIX.len() + 2..]));
         assert!(RootKey::decode("custodian-root-key:v1:1:short").is_err());
         assert!(RootKey::decode("garbage").is_err());
+    }
+
+    /// Dropping any key wipes its bytes: `ZeroizeOnDrop` is derived (so a new field that
+    /// cannot be wiped does not compile), and wiping clears exactly what the key uses.
+    #[test]
+    fn key_material_is_zeroized_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<RootKey>();
+        wiped_on_drop::<ControllerKey>();
+        wiped_on_drop::<SubjectKey>();
+        // What the keys hand out: derived keys, the key file's text, unwrapped plaintext.
+        wiped_on_drop::<Zeroizing<[u8; KEY_LEN]>>();
+        wiped_on_drop::<Zeroizing<String>>();
+        wiped_on_drop::<Zeroizing<Vec<u8>>>();
+
+        use zeroize::Zeroize;
+        let mut root = RootKey::generate(1).unwrap();
+        assert!(root.key.iter().any(|b| *b != 0));
+        root.zeroize();
+        assert!(root.key.iter().all(|b| *b == 0), "the root key is wiped");
+        let mut ck = ControllerKey::generate().unwrap();
+        ck.zeroize();
+        assert!(ck.0.iter().all(|b| *b == 0), "a controller key is wiped");
+        let mut sk = SubjectKey::generate().unwrap();
+        sk.zeroize();
+        assert!(sk.0.iter().all(|b| *b == 0), "a subject key is wiped");
     }
 
     #[test]

@@ -50,6 +50,14 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Auth(p.clone()));
         }
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let failures = parts
+            .extensions
+            .get::<Arc<crate::ratelimit::AuthFailures>>()
+            .cloned();
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -60,7 +68,25 @@ impl FromRequestParts<AppState> for Auth {
             })
             .map(|t| SecretString::from(t.trim().to_owned()))
             .ok_or(ApiError::from(VaultError::Unauthenticated))?;
-        let principal = blocking(&state.vault, move |v| v.authenticate(&header)).await?;
+        // A source that spent its budget of failed attempts is not even checked.
+        if let Some(wait) = failures.as_ref().and_then(|f| f.blocked(ip)) {
+            return Err(ApiError::too_many_after(
+                "too many failed authentication attempts from this address; retry later",
+                wait,
+            ));
+        }
+        let principal = match blocking(&state.vault, move |v| v.authenticate(&header)).await {
+            Ok(p) => p,
+            Err(e) => {
+                if e.status() == StatusCode::UNAUTHORIZED {
+                    if let Some(f) = &failures {
+                        f.failed(ip);
+                    }
+                    tracing::info!("authentication failed");
+                }
+                return Err(e);
+            }
+        };
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
     }

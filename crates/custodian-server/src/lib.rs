@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Requests per minute one address may make to the public request endpoints.
     pub public_requests_per_minute: u32,
+    /// Failed authentication attempts one address may make per minute (and in a burst);
+    /// beyond it every token it presents is answered 429 until its budget refills.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 512,
             public_requests_per_minute: 10,
+            auth_failures_per_minute: 30,
         }
     }
 }
@@ -86,6 +90,7 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
         .merge(api)
         .merge(openapi::docs_router())
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::RateLimiter::new(limits.public_requests_per_minute))))
+        .layer(axum::Extension(std::sync::Arc::new(ratelimit::AuthFailures::new(limits.auth_failures_per_minute))))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::track))
@@ -136,7 +141,12 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
                 .layer(CatchPanicLayer::custom(problem::panic_response))
                 .layer(axum::error_handling::HandleErrorLayer::new(problem::middleware_error))
                 .load_shed()
-                .concurrency_limit(limits.max_concurrent_requests)
+                // Global: `Router::layer` wraps every route on its own, and a plain
+                // `concurrency_limit` would give each route its own semaphore (the cap
+                // multiplied by the number of routes).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    limits.max_concurrent_requests,
+                ))
                 .timeout(timeout_problem)
                 .layer(SetResponseHeaderLayer::overriding(
                     axum::http::header::STRICT_TRANSPORT_SECURITY,

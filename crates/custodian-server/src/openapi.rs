@@ -28,7 +28,19 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::submit, routes::status, routes::list, routes::act,
         routes::start_termination, routes::destroy, routes::certificate, routes::place_hold, routes::lift_hold, routes::retention,
     ),
-    components(schemas(Problem)),
+    components(schemas(
+        Problem,
+        custodian_core::record::FieldInput,
+        custodian_vault::views::FieldView,
+        custodian_vault::views::NewRecord,
+        custodian_vault::views::RecordView,
+        custodian_vault::views::LookupQuery,
+        custodian_vault::views::RequestAction,
+        custodian_core::ids::RecordId,
+        custodian_core::ids::SubjectId,
+        custodian_core::purpose::PurposeName,
+        custodian_core::operation::Operation,
+    )),
     modifiers(&Bearer),
     tags(
         (name = "controllers", description = "The processor's customers (operator)"),
@@ -127,6 +139,12 @@ pub enum AdminErrors {
     )]
     Timeout(Problem),
     #[response(
+        status = 409,
+        description = "Conflicts with the current state",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    #[response(
         status = 429,
         description = "Too many requests",
         content_type = "application/problem+json"
@@ -181,6 +199,12 @@ pub enum DataErrors {
     )]
     Timeout(Problem),
     #[response(
+        status = 409,
+        description = "Conflicts with the current state",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
+    #[response(
         status = 410,
         description = "The subject was erased",
         content_type = "application/problem+json"
@@ -210,6 +234,12 @@ pub enum DataErrors {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum BodyErrors {
+    #[response(
+        status = 400,
+        description = "Malformed JSON",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
     #[response(
         status = 409,
         description = "Conflicts with existing data",

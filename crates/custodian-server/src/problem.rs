@@ -58,6 +58,13 @@ impl ApiError {
         e
     }
 
+    /// 429 with a `Retry-After` of `seconds`.
+    pub fn too_many_after(detail: &str, seconds: u32) -> Self {
+        let mut e = Self::too_many(detail);
+        e.retry_after = Some(seconds.max(1));
+        e
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -1,6 +1,7 @@
-//! A token-bucket rate limiter keyed by client address, for the unauthenticated endpoint.
-//! In memory and per node: with N nodes behind a load balancer a client gets at most N
-//! times the rate, which still bounds a flood; the limit is about cost, not secrecy.
+//! A token-bucket rate limiter keyed by client address: for the unauthenticated endpoints,
+//! and for failed authentication attempts ([`AuthFailures`]). In memory and per node: with
+//! N nodes behind a load balancer a client gets at most N times the rate, which still
+//! bounds a flood.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +29,20 @@ impl RateLimiter {
         self.allow_at(key, Instant::now())
     }
 
+    /// Seconds until `key`'s bucket holds a whole token again; `None` when it holds one
+    /// now. Takes nothing.
+    pub fn wait(&self, key: Option<IpAddr>) -> Option<u32> {
+        self.wait_at(key, Instant::now())
+    }
+
+    fn wait_at(&self, key: Option<IpAddr>, now: Instant) -> Option<u32> {
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = b.get(&key)?;
+        let rate = self.per_minute / 60.0;
+        let refilled = tokens + now.duration_since(*at).as_secs_f64() * rate;
+        (refilled < 1.0).then(|| ((1.0 - refilled) / rate).ceil().max(1.0) as u32)
+    }
+
     fn allow_at(&self, key: Option<IpAddr>, now: Instant) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() >= MAX_TRACKED {
@@ -52,6 +67,45 @@ impl RateLimiter {
     }
 }
 
+/// The key for a client address: IPv4 as is, IPv6 by its /64 (one subscriber's prefix: an
+/// attacker rotating addresses inside it stays one client).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Failed authentication attempts per client address. A token carries 256 random bits, so
+/// guessing one is hopeless; this bounds what a scanner or a misconfigured client costs
+/// (every presented token is a database lookup) and makes credential stuffing visible.
+/// A source whose budget is spent is answered 429 for every presented token, valid or
+/// not, until its bucket refills: otherwise a right guess would still get through.
+#[derive(Debug)]
+pub struct AuthFailures(pub RateLimiter);
+
+impl AuthFailures {
+    pub fn new(per_minute: u32) -> Self {
+        Self(RateLimiter::new(per_minute))
+    }
+
+    /// `Some(seconds to wait)` when `ip` has no attempts left.
+    pub fn blocked(&self, ip: Option<IpAddr>) -> Option<u32> {
+        self.0.wait(ip.map(client_key))
+    }
+
+    /// Records one failed attempt from `ip`.
+    pub fn failed(&self, ip: Option<IpAddr>) {
+        let _ = self.0.allow(ip.map(client_key));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +127,18 @@ mod tests {
             "one token back after 20 s at 3/min"
         );
         assert!(!r.allow_at(a, t0 + Duration::from_secs(21)));
+        assert_eq!(r.wait_at(a, t0 + Duration::from_secs(21)), Some(19));
+        assert_eq!(r.wait_at(b, t0), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_prefix() {
+        let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 }

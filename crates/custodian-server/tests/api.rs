@@ -95,6 +95,11 @@ const NOT_TENANT_OBJECT_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "GET",
+        "/v1/retention",
+        "takes no id: the caller's own controller's expiry schedule",
+    ),
+    (
+        "GET",
         "/v1/schemas/subject-export.json",
         "the published JSON Schema, not tenant data",
     ),
@@ -158,8 +163,11 @@ async fn controller_b_never_reaches_controller_a() {
         .expect("reference")
         .to_owned();
 
+    // B's purpose allows every operation, disclosure (export) included, so that what stops
+    // B is the tenant boundary and not its own purpose.
+    let beta_ops: Vec<&str> = ALL_DATA_OPS.iter().copied().chain(["disclosure"]).collect();
     let b = app
-        .tenant("Betacorp", &[("beta_all", &["user"], ALL_DATA_OPS)])
+        .tenant("Betacorp", &[("beta_all", &["user"], &beta_ops)])
         .await;
     let (b_subject, _) = app
         .create_subject(
@@ -355,6 +363,58 @@ async fn controller_b_never_reaches_controller_a() {
                 "label": "x",
                 "expires_in_seconds": 3600,
             })),
+            admin: Denied,
+            app: Denied,
+        },
+        // Lifecycle (DPA §14) on A's controller. A still reads its data after the table, so
+        // none of these terminated, sealed or destroyed it.
+        Row {
+            name: "POST a termination of A",
+            method: Method::POST,
+            template: "/v1/controllers/{id}/termination",
+            path: format!("/v1/controllers/{}/termination", a.controller),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST a destruction of A",
+            method: Method::POST,
+            template: "/v1/controllers/{id}/destruction",
+            path: format!("/v1/controllers/{}/destruction", a.controller),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET A's certificate of destruction",
+            method: Method::GET,
+            template: "/v1/controllers/{id}/certificate",
+            path: format!("/v1/controllers/{}/certificate", a.controller),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PUT a legal hold on A",
+            method: Method::PUT,
+            template: "/v1/controllers/{id}/legal-hold",
+            path: format!("/v1/controllers/{}/legal-hold", a.controller),
+            purpose: false,
+            body: Some(json!({ "basis": "beta says so" })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE a legal hold on A",
+            method: Method::DELETE,
+            template: "/v1/controllers/{id}/legal-hold",
+            path: format!("/v1/controllers/{}/legal-hold", a.controller),
+            purpose: false,
+            body: None,
             admin: Denied,
             app: Denied,
         },
@@ -1600,10 +1660,10 @@ fn asset_refs(html: &str) -> Vec<String> {
         while let Some(i) = rest.find(attr) {
             rest = &rest[i + attr.len()..];
             let quote = rest.chars().next().unwrap_or(' ');
-            if quote == '"' || quote == '\'' {
-                if let Some(end) = rest[1..].find(quote) {
-                    out.push(rest[1..1 + end].to_owned());
-                }
+            if (quote == '"' || quote == '\'')
+                && let Some(end) = rest[1..].find(quote)
+            {
+                out.push(rest[1..1 + end].to_owned());
             }
         }
     }

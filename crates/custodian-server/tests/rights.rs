@@ -132,7 +132,7 @@ mod synth {
             phone: format!("+33{mobile}{digits:08}"),
             address: format!("{number} {street}, {postcode} {city}"),
             birth_year: 1950 + (r.next() % 55) as i64,
-            newsletter: r.next() % 2 == 0,
+            newsletter: r.next().is_multiple_of(2),
         }
     }
 }
@@ -1334,7 +1334,9 @@ async fn objection_refuses_only_the_objected_purpose_until_withdrawn() {
             && e["reason"].as_str().is_some_and(|r| r.contains("objected"))),
         "{refusals:#?}"
     );
-    // An objection names a documented purpose.
+    // An objection names a documented purpose: an undocumented one is no such object
+    // (404), and nothing is recorded.
+    let objections_before = app.count("objections");
     app.send(app.req(
         Method::PUT,
         &format!("/v1/subjects/{subject}/objections/profiling"),
@@ -1342,7 +1344,8 @@ async fn objection_refuses_only_the_objected_purpose_until_withdrawn() {
         Some("account"),
     ))
     .await
-    .expect_problem(422);
+    .expect_problem(404);
+    assert_eq!(app.count("objections"), objections_before);
 
     let r = app
         .send(app.req(Method::DELETE, &path, Some(&t.app.secret), Some("account")))
@@ -1710,6 +1713,20 @@ async fn inbox_lifecycle_from_public_filing_to_fulfilment_is_audited() {
     assert_eq!(r["request"]["state"], "identity_confirmed");
     assert!(r["request"]["identity_confirmed_at"].is_string());
 
+    // A note that could not be recorded is refused before anything is erased (the
+    // request would otherwise stay open over an erased subject).
+    act(
+        &app,
+        &t.admin,
+        &id,
+        json!({ "action": "fulfil", "purpose": "account", "note": "n".repeat(1001) }),
+    )
+    .await
+    .expect_problem(422);
+    export(&app, &t.app.secret, "account", &subject)
+        .await
+        .expect(200);
+
     let done = act(&app, &t.admin, &id, fulfil.clone()).await.expect(200);
     assert_eq!(done["request"]["state"], "fulfilled");
     assert!(done["request"]["closed_at"].is_string());
@@ -1874,16 +1891,16 @@ async fn bad_public_requests_are_refused_clearly_and_store_nothing() {
     for controller in [format!("ctl_0{}", "z".repeat(25)), "nope".to_owned()] {
         let r = file_request(&app, &controller, &good).await;
         r.expect_problem(404);
-        r.assert_absent(&[p.email.clone()], "unknown controller");
+        r.assert_absent(std::slice::from_ref(&p.email), "unknown controller");
     }
     assert_eq!(stored(), (0, 0), "a request for nobody was stored");
 
-    // Over 16 KiB: 413, even though the server's general limit is 1 MiB.
-    let big = json!({ "right": "access", "contact": p.email, "message": "x".repeat(17 * 1024) });
+    // Over 128 KiB: 413, even though the server's general limit is 1 MiB.
+    let big = json!({ "right": "access", "contact": p.email, "message": "x".repeat(129 * 1024) });
     let r = file_request(&app, &t.controller, &big).await;
     r.expect_problem(413);
     assert_eq!(stored(), (0, 0), "an oversized request was stored");
-    // Under 16 KiB but over the message limit: 422.
+    // Under 128 KiB but over the message limit: 422.
     let long = json!({ "right": "access", "contact": p.email, "message": "y".repeat(4001) });
     file_request(&app, &t.controller, &long)
         .await
@@ -1968,7 +1985,7 @@ async fn a_flood_from_one_address_gets_429_and_stores_only_what_was_accepted() {
                     r.headers.contains_key("retry-after"),
                     "429 without Retry-After"
                 );
-                r.assert_absent(&[p.email.clone()], "429");
+                r.assert_absent(std::slice::from_ref(&p.email), "429");
                 limited += 1;
             }
             other => panic!("unexpected {other}: {}", r.text),

@@ -40,6 +40,10 @@ pub fn run_all(make: Factory<'_>) {
             "retention_holds_and_destruction",
             retention_holds_and_destruction,
         ),
+        (
+            "records_by_purpose_and_header_rewrite",
+            records_by_purpose_and_header_rewrite,
+        ),
     ];
     for (name, case) in cases {
         let store = make();
@@ -385,6 +389,88 @@ fn tenant_isolation(store: &dyn Store) {
             .all(|e| e.draft.chain == ChainId::Controller(a.clone()))
     );
     assert_eq!(a_chain.len(), 2);
+}
+
+/// `records_of_purpose` returns exactly one controller's records of one purpose, with their
+/// fields; `update_record_header` moves a record to another subject (its lookup entries
+/// follow) and rewrites its metadata and expiry, leaving purpose and fields alone.
+fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let digest = [5u8; 32];
+    let f1 = seed_subject(store, &a, digest);
+    let f2 = seed_subject(store, &a, [6u8; 32]);
+    let fb = seed_subject(store, &b, [5u8; 32]);
+    let other = RecordId::from_random(rand16());
+    let later = now() + Duration::days(3);
+    let s2 = f2.subject.clone();
+    store
+        .transact(&a, now(), &mut |tx| {
+            // A third record, under another purpose, must not be returned.
+            tx.insert_record(&RecordRow {
+                id: other.clone(),
+                subject: s2.clone(),
+                header: RecordHeader {
+                    purpose: PurposeName::parse("billing").unwrap(),
+                    meta: RecordMeta::default(),
+                    created_at: now(),
+                    updated_at: now(),
+                    expires_at: now() + Duration::days(30),
+                },
+                fields: vec![FieldRow {
+                    name: FieldName::parse("iban").unwrap(),
+                    category: DataCategory::parse("user.financial.bank_account").unwrap(),
+                    sealed: vec![3; 40],
+                }],
+            })?;
+            let service = PurposeName::parse("service").unwrap();
+            let mut got = tx.records_of_purpose(&service)?;
+            got.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+            let mut want = vec![f1.record.clone(), f2.record.clone()];
+            want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+            assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), want);
+            assert!(got.iter().all(|r| r.fields.len() == 2));
+            assert_eq!(got.iter().find(|r| r.id == f1.record).unwrap(), &tx.record(&f1.record)?.unwrap());
+            let billing = tx.records_of_purpose(&PurposeName::parse("billing").unwrap())?;
+            assert_eq!(billing.len(), 1);
+            assert_eq!(billing[0].fields.len(), 1);
+            assert!(tx.records_of_purpose(&PurposeName::parse("nothing").unwrap())?.is_empty());
+
+            // Move f1's record to f2's subject, with new metadata and expiry.
+            let before = tx.record(&f1.record)?.unwrap();
+            let meta = RecordMeta {
+                source: Some("import".into()),
+                recipients: vec!["auditors".into(), "support".into()],
+                automated_decision: Some("scoring".into()),
+            };
+            let at = now();
+            assert!(tx.update_record_header(&f1.record, &s2, &meta, later, at)?);
+            let after = tx.record(&f1.record)?.unwrap();
+            assert_eq!(after.subject, s2);
+            assert_eq!(after.header.meta, meta);
+            assert_eq!(after.header.expires_at, later);
+            assert_eq!(after.header.updated_at, at);
+            assert_eq!(after.header.created_at, before.header.created_at);
+            assert_eq!(after.header.purpose, before.header.purpose);
+            assert_eq!(after.fields, before.fields);
+            assert_eq!(tx.find_subjects(LookupKind::Email, &digest)?, vec![s2.clone()]);
+            assert!(tx.records_of(&f1.subject)?.is_empty());
+            assert_eq!(tx.records_of(&s2)?.len(), 3);
+            assert!(!tx.update_record_header(&RecordId::from_random(rand16()), &s2, &meta, later, at)?);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+    // Tenant scoping: B sees only its own record, and cannot rewrite A's.
+    let fbr = fb.record.clone();
+    let (f1r, s2c) = (f1.record.clone(), f2.subject.clone());
+    store
+        .transact(&b, now(), &mut |tx| {
+            let got = tx.records_of_purpose(&PurposeName::parse("service").unwrap())?;
+            assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![fbr.clone()]);
+            assert!(!tx.update_record_header(&f1r, &s2c, &RecordMeta::default(), later, now())?);
+            Ok(draft(&b, Operation::Consultation))
+        })
+        .unwrap();
 }
 
 fn denied_work_changes_nothing(store: &dyn Store) {

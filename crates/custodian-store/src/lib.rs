@@ -103,6 +103,19 @@ pub trait DataTx {
         at: OffsetDateTime,
     ) -> Result<()>;
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
+    /// Every record collected under `purpose`, with its fields, oldest first.
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
+    /// Rewrites what describes a record: the subject it is about (its lookup entries follow
+    /// it), its metadata, expiry and update time. Its purpose and fields are untouched.
+    /// False when there is no such record.
+    fn update_record_header(
+        &mut self,
+        record: &RecordId,
+        subject: &SubjectId,
+        meta: &custodian_core::record::RecordMeta,
+        expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;

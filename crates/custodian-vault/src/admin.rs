@@ -232,7 +232,10 @@ impl Vault {
             self.store.controller(c)?.ok_or(VaultError::NotFound)?;
         }
         let label = input.label.trim();
-        if label.is_empty() || label.chars().count() > 200 || label.chars().any(char::is_control) {
+        if label.is_empty()
+            || input.label.chars().count() > 200
+            || input.label.chars().any(char::is_control)
+        {
             return Err(ValidationError::new("label", "must be 1-200 printable characters").into());
         }
         if !(60..=MAX_TOKEN_LIFETIME_SECONDS).contains(&input.expires_in_seconds) {

@@ -275,6 +275,7 @@ impl Vault {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn write_record(
         &self,
         tx: &mut dyn DataTx,

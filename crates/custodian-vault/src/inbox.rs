@@ -29,8 +29,13 @@ struct Details {
 }
 
 fn validate(req: &NewRequest) -> Result<(), ValidationError> {
+    // The upper bound and control characters are judged on the text as sent, exactly as
+    // the OpenAPI document states them.
     let c = req.contact.trim();
-    if c.chars().count() < 3 || c.chars().count() > 320 || c.chars().any(char::is_control) {
+    if c.chars().count() < 3
+        || req.contact.chars().count() > 320
+        || req.contact.chars().any(char::is_control)
+    {
         return Err(ValidationError::new(
             "contact",
             "must be 3-320 printable characters: how to reach you",
@@ -72,7 +77,7 @@ fn view(row: &DsrRequestRow, details: Details, now: time::OffsetDateTime) -> Req
 
 fn short_text(field: &str, s: &str) -> Result<String, ValidationError> {
     let t = s.trim();
-    if t.is_empty() || t.chars().count() > 1000 || custodian_core::pan::contains_pan(t) {
+    if t.is_empty() || s.chars().count() > 1000 || custodian_core::pan::contains_pan(t) {
         Err(ValidationError::new(
             field,
             "must be 1-1000 characters, without card numbers",

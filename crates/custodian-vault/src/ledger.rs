@@ -1,10 +1,14 @@
 //! The erasure ledger outside the database. Every erasure (a subject, or one record) is
 //! appended here as pseudonymous ids, next to the signed checkpoints, on storage that a
 //! database restore does not roll back. `custodian restore` re-applies it, so restoring a
-//! backup taken before an erasure does not bring the erased data back.
+//! backup taken before an erasure does not bring the erased data back. Certificates of
+//! destruction are kept the same way (`destructions.jsonl`), so a destroyed controller is
+//! destroyed again by a restore of a backup taken before its destruction.
 
+use crate::lifecycle::Certificate;
 use crate::{Vault, VaultError};
 use custodian_core::audit::{Action, AuditDraft, ChainId};
+use custodian_core::controller::ControllerStatus;
 use custodian_core::ids::{ControllerId, RecordId, SubjectId};
 use custodian_core::operation::Operation;
 use serde::{Deserialize, Serialize};
@@ -12,6 +16,10 @@ use std::io::Write;
 use std::path::Path;
 
 pub const LEDGER_FILE: &str = "erasures.jsonl";
+
+/// Certificates of destruction (one JSON object a line), kept beside the erasure ledger so
+/// that a restore of a backup taken before a destruction destroys that controller again.
+pub const DESTRUCTIONS_FILE: &str = "destructions.jsonl";
 
 /// The actor the audit trail names for erasures re-applied after a restore.
 pub const RESTORE_ACTOR: &str = "system:restore";
@@ -40,6 +48,34 @@ pub fn append(dir: &Path, entry: &LedgerEntry) -> std::io::Result<()> {
     line.push(b'\n');
     f.write_all(&line)?;
     f.sync_data()
+}
+
+/// Appends a certificate of destruction and syncs it to disk before returning.
+pub fn append_destruction(dir: &Path, cert: &Certificate) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join(DESTRUCTIONS_FILE))?;
+    let mut line = serde_json::to_vec(cert).expect("serialisable");
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// Every certificate of destruction recorded in `dir` (a torn last line is skipped).
+pub fn read_destructions(dir: &Path) -> std::io::Result<Vec<Certificate>> {
+    let path = dir.join(DESTRUCTIONS_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// Every entry of the ledger in `dir` (none when it does not exist yet). A torn last line
@@ -76,6 +112,52 @@ impl Vault {
                 tracing::error!(error = %e, "could not append to the erasure ledger outside the database");
             }
         }
+    }
+
+    pub(crate) fn note_destruction(&self, cert: &Certificate) {
+        if let Some(dir) = &self.checkpoint_dir
+            && let Err(e) = append_destruction(dir, cert)
+        {
+            tracing::error!(error = %e, "could not append to the ledger of destructions outside the database");
+        }
+    }
+
+    /// After a restore: destroys again every controller that `certificates` say was
+    /// destroyed and that the restored database still holds. Each certificate must carry
+    /// this deployment's signature. Returns how many controllers were destroyed again.
+    pub fn reapply_destructions(&self, certificates: &[Certificate]) -> Result<u64, VaultError> {
+        let mut destroyed = 0;
+        let now = self.clock.now();
+        for cert in certificates {
+            if cert.verify(&self.public_key()).is_err() {
+                tracing::warn!(controller = %cert.controller, "skipping a certificate of destruction that does not verify");
+                continue;
+            }
+            match self.store.controller(&cert.controller)? {
+                Some(row) if row.controller.status != ControllerStatus::Destroyed => {}
+                _ => continue,
+            }
+            let chain = ChainId::Controller(cert.controller.clone());
+            let text = serde_json::to_string_pretty(cert).expect("serialisable");
+            self.store.transact(&cert.controller, now, &mut |tx| {
+                let counts = tx.destroy_all(&text, cert.destroyed_at)?;
+                Ok(AuditDraft::new(
+                    chain.clone(),
+                    RESTORE_ACTOR,
+                    Action::Processing(Operation::Destruction),
+                )
+                .fields([
+                    "re-applied from the ledger of destructions after a restore".to_owned(),
+                    format!("subjects:{}", counts.subjects),
+                    format!("records:{}", counts.records),
+                ]))
+            })?;
+            destroyed += 1;
+        }
+        if destroyed > 0 {
+            self.store.purge_deleted();
+        }
+        Ok(destroyed)
     }
 
     /// After a restore: erases again what the ledger says was erased. Returns how many

@@ -4,6 +4,7 @@
 //! and the benchmarks all go through here, so there is one path to personal data.
 
 pub mod admin;
+pub mod bulk;
 pub mod checkpoint;
 pub mod clock;
 pub mod data;

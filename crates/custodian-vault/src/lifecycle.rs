@@ -194,8 +194,9 @@ impl Vault {
         controller: &ControllerId,
         basis: &str,
     ) -> Result<ControllerStatus, VaultError> {
+        let raw = basis;
         let basis = basis.trim();
-        if basis.is_empty() || basis.chars().count() > 500 || basis.chars().any(char::is_control) {
+        if basis.is_empty() || raw.chars().count() > 500 || raw.chars().any(char::is_control) {
             return Err(ValidationError::new(
                 "basis",
                 "state the legal basis in 1-500 printable characters",
@@ -219,12 +220,11 @@ impl Vault {
                         })
                         .into());
                     }
+                    // A state conflict, not bad input (409).
                     ControllerStatus::LegalHold => {
-                        return Err(Denial::Invalid(ValidationError::new(
-                            "legal_hold",
-                            "a hold is already in force",
-                        ))
-                        .into());
+                        return Err(TxError::Store(custodian_store::StoreError::Conflict(
+                            "a legal hold is already in force",
+                        )));
                     }
                     _ => {}
                 }
@@ -256,12 +256,9 @@ impl Vault {
             AdminAction::LegalHoldLifted,
             None,
             &mut |tx, _| {
-                let hold = tx.active_hold()?.ok_or_else(|| {
-                    TxError::Denied(Denial::Invalid(ValidationError::new(
-                        "legal_hold",
-                        "no hold is in force",
-                    )))
-                })?;
+                let hold = tx.active_hold()?.ok_or(TxError::Store(
+                    custodian_store::StoreError::Conflict("no legal hold is in force"),
+                ))?;
                 tx.lift_hold(hold.placed_at, now)?;
                 tx.set_status(hold.previous_status).map_err(Into::into)
             },
@@ -472,15 +469,24 @@ impl Vault {
             Err(e) => return Err(e.into()),
         }
         self.store.purge_deleted();
-        Ok(certificate.expect("destruction ran"))
+        let certificate = certificate.expect("destruction ran");
+        // Outside the database too, so that restoring an older backup cannot undo it.
+        self.note_destruction(&certificate);
+        Ok(certificate)
     }
 
     /// The certificate of destruction of a destroyed controller.
     pub fn certificate(&self, controller: &ControllerId) -> Result<Certificate, VaultError> {
-        let text = self
-            .store
-            .destruction_certificate(controller)?
-            .ok_or(VaultError::NotFound)?;
+        let Some(text) = self.store.destruction_certificate(controller)? else {
+            // A controller that exists but was not destroyed has no certificate yet: a
+            // state conflict (409), distinct from an unknown controller (404).
+            self.store
+                .controller(controller)?
+                .ok_or(VaultError::NotFound)?;
+            return Err(VaultError::Conflict(
+                "the controller was not destroyed: no certificate of destruction yet",
+            ));
+        };
         serde_json::from_str(&text)
             .map_err(|e| VaultError::Internal(format!("stored certificate: {e}")))
     }
@@ -518,15 +524,14 @@ impl Vault {
         for r in tx.records_of(id)? {
             if let std::collections::btree_map::Entry::Vacant(v) =
                 purposes.entry(r.header.purpose.clone())
+                && let Some(doc) = tx.purpose(&r.header.purpose)?
             {
-                if let Some(doc) = tx.purpose(&r.header.purpose)? {
-                    v.insert(ExportedPurpose {
-                        name: doc.name,
-                        description: doc.description,
-                        lawful_basis: doc.lawful_basis,
-                        retention_days: doc.retention_days,
-                    });
-                }
+                v.insert(ExportedPurpose {
+                    name: doc.name,
+                    description: doc.description,
+                    lawful_basis: doc.lawful_basis,
+                    retention_days: doc.retention_days,
+                });
             }
             let mut fields = BTreeMap::new();
             for f in &r.fields {
@@ -590,7 +595,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

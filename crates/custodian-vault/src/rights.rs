@@ -123,6 +123,22 @@ impl Vault {
                 ValidationError::new("format", "must be custodian.subject-export/v1"),
             ));
         }
+        if export
+            .purposes
+            .iter()
+            .any(|x| !(1..=custodian_core::purpose::MAX_RETENTION_DAYS).contains(&x.retention_days))
+        {
+            return Err(self.refuse_invalid(
+                p,
+                purpose,
+                op,
+                ctx,
+                ValidationError::new(
+                    "purposes.retention_days",
+                    "must be between 1 and 36525 days",
+                ),
+            ));
+        }
         let mut prepared = Vec::with_capacity(export.records.len());
         for r in &export.records {
             let input = NewRecord {
@@ -262,12 +278,10 @@ impl Vault {
             matter,
             |tx, grant, keys, _| {
                 self.subject_key(tx, keys, grant, subject)?;
+                // The path names the objection to a purpose; an undocumented purpose is no
+                // such thing (404, like any other unknown id in a path).
                 if tx.purpose(objected)?.is_none() {
-                    return Err(Denial::Invalid(ValidationError::new(
-                        "objected_purpose",
-                        "is not a documented purpose",
-                    ))
-                    .into());
+                    return Err(Denial::NotFound.into());
                 }
                 if on {
                     tx.add_objection(subject, objected, self.clock.now())?;

@@ -20,6 +20,7 @@ use time::{Date, OffsetDateTime};
 pub struct NewController {
     pub name: ControllerName,
     /// One of the configured regions (default `osc-fr1`, `osc-secnum-fr1`).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schemas::region))]
     pub region: RegionId,
     /// DPA §3: the date from which the agreement applies.
     pub agreement_effective: Date,
@@ -36,15 +37,16 @@ pub struct NewToken {
     #[serde(default)]
     pub controller: Option<ControllerId>,
     /// Purposes the token may name; all documented purposes when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "custodian_core::json::unique_set_opt")]
     pub purposes: Option<BTreeSet<PurposeName>>,
     /// Operations the token may perform; whatever its role allows when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "custodian_core::json::unique_set_opt")]
     pub operations: Option<BTreeSet<Operation>>,
     /// A note for humans: which application or person holds it. Not personal data.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schemas::label))]
     pub label: String,
     /// Lifetime in seconds; at most one year. Never-expiring tokens are not offered.
+    #[serde(deserialize_with = "custodian_core::json::integer")]
     #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 31_622_400))]
     pub expires_in_seconds: u32,
 }
@@ -66,8 +68,9 @@ pub struct TokenView {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// Returned once, when a token is issued: the secret is never shown again.
-#[derive(Debug, Serialize)]
+/// Returned once, when a token is issued: the secret is never shown again (and never in
+/// `Debug` output: see the impl below).
+#[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedToken {
     #[serde(flatten)]
@@ -76,9 +79,19 @@ pub struct IssuedToken {
     pub secret: String,
 }
 
-/// A record as submitted: fields by name, and its Art. 15 metadata.
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &self.token)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A record as submitted: fields by name, and its Art. 15 metadata. (Its OpenAPI schema is
+/// written out flat in [`schemas`]: utoipa renders `flatten` as an `allOf` that a strict
+/// object cannot satisfy.)
 #[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
     /// One to 64 fields.
@@ -107,29 +120,30 @@ pub struct NewSubject {
 pub struct FieldUpdate {
     /// One to 64 fields.
     #[serde(deserialize_with = "unique_fields")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schemas::fields_map))]
     pub fields: BTreeMap<FieldName, FieldInput>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+/// (Its OpenAPI schema, in [`schemas`], gives the value's form for each kind.)
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupQuery {
     pub kind: LookupKind,
     /// The email, phone number or external id to look for. Sent in the body, never in a
     /// URL, because URLs end up in access logs.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 320))]
     pub value: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct FieldView {
     pub category: DataCategory,
     pub value: FieldValue,
 }
 
+/// (Its OpenAPI schema is written out flat in [`schemas`], as `NewRecord`'s is.)
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordView {
     pub id: RecordId,
     pub subject: SubjectId,
@@ -279,6 +293,10 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct SubjectExport {
     /// Always `custodian.subject-export/v1`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^custodian\\.subject-export/v1$")
+    )]
     pub format: String,
     pub controller: ControllerId,
     #[serde(with = "time::serde::rfc3339")]
@@ -311,6 +329,8 @@ pub struct ExportedPurpose {
     pub name: PurposeName,
     pub description: String,
     pub lawful_basis: custodian_core::purpose::LawfulBasis,
+    #[serde(deserialize_with = "custodian_core::json::integer")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 36525))]
     pub retention_days: u32,
 }
 
@@ -322,12 +342,16 @@ pub struct ExportedRecord {
     pub purpose: PurposeName,
     /// The categories of data in this record (Art. 15(1)(b)).
     pub categories: Vec<DataCategory>,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schemas::fields_map))]
     pub fields: BTreeMap<FieldName, FieldView>,
     /// Where the data came from (Art. 15(1)(g)).
+    #[cfg_attr(feature = "openapi", schema(schema_with = custodian_core::schema::source_schema))]
     pub source: Option<String>,
     /// Who it is shared with (Art. 15(1)(c)).
+    #[cfg_attr(feature = "openapi", schema(schema_with = custodian_core::schema::recipients_schema))]
     pub recipients: Vec<String>,
     /// The logic of any automated decision (Art. 15(1)(h)).
+    #[cfg_attr(feature = "openapi", schema(schema_with = custodian_core::schema::decision_schema))]
     pub automated_decision: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -339,13 +363,13 @@ pub struct ExportedRecord {
 }
 
 /// A data subject's request, as filed on the public endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     pub right: custodian_core::dsr::Right,
     /// How to reach the requester (an email address, a phone number, a postal address).
-    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 320))]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schemas::contact))]
     pub contact: String,
     /// What the requester asks, in their words.
     #[serde(default)]
@@ -369,7 +393,7 @@ pub struct RequestReceipt {
 }
 
 /// A request as the controller sees it in its inbox (contact details decrypted).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestView {
     pub id: custodian_core::ids::DsrId,
@@ -392,9 +416,9 @@ pub struct RequestView {
     pub note: Option<String>,
 }
 
-/// What the controller does with a request. Every action is audited.
+/// What the controller does with a request. Every action is audited. (Its OpenAPI schema is
+/// written out in [`schemas`]: each variant is a closed object.)
 #[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RequestAction {
     Acknowledge,
@@ -406,6 +430,7 @@ pub enum RequestAction {
     },
     /// Extends the deadline by one or two further months (Art. 12(3)), with the reason.
     Extend {
+        #[serde(deserialize_with = "custodian_core::json::integer")]
         months: u32,
         reason: String,
     },
@@ -433,4 +458,192 @@ pub struct RequestActionResult {
     pub export: Option<SubjectExport>,
     /// For erasure: the receipt.
     pub erasure: Option<ErasureReceipt>,
+}
+
+/// The OpenAPI schemas written by hand: those whose JSON form utoipa cannot derive exactly
+/// (flattened structs, closed tagged unions, values whose form depends on a sibling).
+#[cfg(feature = "openapi")]
+pub mod schemas {
+    use custodian_core::schema::{from_json, not_blank, printable, printable_pattern};
+    use serde_json::json;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+
+    macro_rules! named {
+        ($ty:ty, $name:literal, $f:expr) => {
+            impl utoipa::PartialSchema for $ty {
+                fn schema() -> RefOr<Schema> {
+                    $f()
+                }
+            }
+            impl utoipa::ToSchema for $ty {
+                fn name() -> std::borrow::Cow<'static, str> {
+                    std::borrow::Cow::Borrowed($name)
+                }
+            }
+        };
+    }
+
+    fn to_json(s: RefOr<Schema>) -> serde_json::Value {
+        serde_json::to_value(s).expect("a schema serialises")
+    }
+
+    /// The regions a controller can be pinned to.
+    pub fn region() -> RefOr<Schema> {
+        let ids: Vec<String> = custodian_core::region::Region::defaults()
+            .into_iter()
+            .map(|r| r.id.as_str().to_owned())
+            .collect();
+        from_json(json!({"type": "string", "enum": ids,
+            "description": "One of the configured regions (GET /v1/regions)"}))
+    }
+
+    pub fn label() -> RefOr<Schema> {
+        printable(
+            200,
+            "A note for humans: which application or person holds it. Not personal data.",
+        )
+    }
+
+    /// 3 to 320 characters, no control characters, at least 3 once surrounding white space
+    /// is trimmed.
+    pub fn contact() -> RefOr<Schema> {
+        let c = r"\x00-\x1f\x7f-\x9f";
+        let b = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+        from_json(json!({"type": "string", "minLength": 3, "maxLength": 320,
+            "pattern": format!("^[^{c}]*[^{b}][^{c}]+[^{b}][^{c}]*$"),
+            "description": "How to reach the requester (an email address, a phone number, a postal address)"}))
+    }
+
+    /// A record's fields: 1 to 64, by name.
+    pub fn fields_map() -> RefOr<Schema> {
+        let name = to_json(<custodian_core::record::FieldName as utoipa::PartialSchema>::schema());
+        from_json(
+            json!({"type": "object", "minProperties": 1, "maxProperties": 64,
+            "propertyNames": name,
+            "additionalProperties": {"$ref": "#/components/schemas/FieldInput"},
+            "description": "One to 64 fields, by name"}),
+        )
+    }
+
+    fn meta_properties() -> serde_json::Value {
+        json!({
+            "source": to_json(custodian_core::schema::source_schema()),
+            "recipients": to_json(custodian_core::schema::recipients_schema()),
+            "automated_decision": to_json(custodian_core::schema::decision_schema()),
+        })
+    }
+
+    fn new_record() -> RefOr<Schema> {
+        let mut props = meta_properties();
+        props["fields"] = to_json(fields_map());
+        props["expires_at"] = json!({"type": ["string", "null"], "format": "date-time",
+            "description": "A shorter life than the purpose's retention; capped by it."});
+        from_json(
+            json!({"type": "object", "required": ["fields"], "additionalProperties": false,
+            "properties": props,
+            "description": "A record as submitted: fields by name, and its Art. 15 metadata"}),
+        )
+    }
+    named!(super::NewRecord, "NewRecord", new_record);
+
+    fn record_view() -> RefOr<Schema> {
+        let mut props = meta_properties();
+        let time = json!({"type": "string", "format": "date-time"});
+        props["id"] = json!({"$ref": "#/components/schemas/RecordId"});
+        props["subject"] = json!({"$ref": "#/components/schemas/SubjectId"});
+        props["purpose"] = json!({"$ref": "#/components/schemas/PurposeName"});
+        props["fields"] = json!({"type": "object",
+            "additionalProperties": {"$ref": "#/components/schemas/FieldView"}});
+        props["created_at"] = time.clone();
+        props["updated_at"] = time.clone();
+        props["expires_at"] = time;
+        from_json(json!({"type": "object",
+            "required": ["id", "subject", "purpose", "fields", "recipients", "created_at", "updated_at", "expires_at"],
+            "properties": props,
+            "description": "A record, decrypted, with its Art. 15 metadata"}))
+    }
+    named!(super::RecordView, "RecordView", record_view);
+
+    fn lookup_query() -> RefOr<Schema> {
+        let branch = |kind: &str, value: serde_json::Value| {
+            json!({"type": "object", "required": ["kind", "value"], "additionalProperties": false,
+                "properties": {"kind": {"type": "string", "enum": [kind]}, "value": value}})
+        };
+        from_json(json!({
+            "description": "What to look for: the value goes in the body, never in a URL (URLs end up in access logs)",
+            "oneOf": [
+                branch("email", json!({"type": "string", "maxLength": 254, "pattern": custodian_core::schema::EMAIL_PATTERN})),
+                branch("phone", json!({"type": "string", "maxLength": 64, "pattern": custodian_core::schema::PHONE_PATTERN})),
+                branch("external_id", json!({"type": "string", "maxLength": 256, "pattern": printable_pattern()})),
+            ]
+        }))
+    }
+    named!(super::LookupQuery, "LookupQuery", lookup_query);
+
+    fn request_action() -> RefOr<Schema> {
+        let text = to_json(not_blank(1000, "1-1000 characters, not blank"));
+        let purpose = json!({"$ref": "#/components/schemas/PurposeName"});
+        let variant =
+            |action: &str, description: &str, props: serde_json::Value, required: &[&str]| {
+                let mut p = props;
+                p["action"] = json!({"type": "string", "enum": [action]});
+                let mut req = vec!["action"];
+                req.extend_from_slice(required);
+                json!({"type": "object", "description": description, "required": req,
+                "additionalProperties": false, "properties": p})
+            };
+        from_json(json!({
+            "description": "What the controller does with a request. Every action is audited.",
+            "oneOf": [
+                variant("acknowledge", "Acknowledges receipt", json!({}), &[]),
+                variant("confirm_identity", "The controller confirms who the requester is; the processor does not judge identity", json!({}), &[]),
+                variant("link", "Links the request to the subject it concerns (find it first with POST /v1/lookup)",
+                    json!({"subject": {"$ref": "#/components/schemas/SubjectId"}}), &["subject"]),
+                variant("extend", "Extends the deadline by one or two further months in all (Art. 12(3)), with the reason",
+                    json!({"months": {"type": "integer", "minimum": 1, "maximum": 2}, "reason": text}), &["months", "reason"]),
+                variant("reject", "Rejects the request, with the reason", json!({"reason": text}), &["reason"]),
+                variant("fulfil", "Carries the request out with the matching operation, under `purpose`: access and portability return the export; erasure erases; restriction restricts; objection records an objection to `objected_purpose`; rectification closes the request once the corrections were made with PATCH /v1/records/{id} (say which in `note`)",
+                    json!({"purpose": purpose, "objected_purpose": {"oneOf": [{"type": "null"}, purpose]},
+                           "note": {"oneOf": [{"type": "null"}, text]}}), &["purpose"]),
+            ]
+        }))
+    }
+    named!(super::RequestAction, "RequestAction", request_action);
+}
+
+// Personal data never prints in `Debug` output (a log line or a panic message could carry
+// it): lookup values and data subjects' contact details are redacted.
+impl std::fmt::Debug for LookupQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupQuery")
+            .field("kind", &self.kind)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRequest")
+            .field("right", &self.right)
+            .field("contact", &"<redacted>")
+            .field("message", &self.message.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RequestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestView")
+            .field("id", &self.id)
+            .field("right", &self.right)
+            .field("state", &self.state)
+            .field("contact", &"<redacted>")
+            .field("message", &self.message.as_ref().map(|_| "<redacted>"))
+            .field("received_at", &self.received_at)
+            .field("due_at", &self.due_at)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }

@@ -135,7 +135,12 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
     let snapshot_dir = tempfile::Builder::new()
         .prefix(".custodian-snapshot")
         .tempdir_in(dir)
-        .map_err(|e| format!("cannot create a temporary directory in {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot create a temporary directory in {}: {e}",
+                dir.display()
+            )
+        })?;
     let snapshot = snapshot_dir.path().join("snapshot.db");
     // A separate connection: the snapshot is one read transaction, writers go on.
     let conn = rusqlite::Connection::open(&db)
@@ -362,28 +367,31 @@ pub fn restore(cfg: &Config, root: RootKey, file: &Path, quiet: bool) -> Result<
         let mut ledger = custodian_vault::ledger::read(&cfg.checkpoint_path())
             .map_err(|e| format!("cannot read the erasure ledger: {e}"))?;
         // Destructions likewise: a controller destroyed since the backup stays destroyed.
-        let mut destructions = custodian_vault::ledger::read_destructions(&cfg.checkpoint_path())
-            .map_err(|e| format!("cannot read the ledger of destructions: {e}"))?;
-        if db.exists() {
-            if let Ok(live) = custodian_store::sqlite::SqliteStore::open(&db) {
-                use custodian_store::Store;
-                for c in live.controllers().unwrap_or_default() {
-                    if let Ok(Some(text)) = live.destruction_certificate(&c.controller.id) {
-                        if let Ok(cert) = serde_json::from_str(&text) {
-                            destructions.push(cert);
-                        }
-                    }
+        let mut destructions =
+            custodian_vault::ledger::read_destructions(&cfg.checkpoint_path())
+                .map_err(|e| format!("cannot read the ledger of destructions: {e}"))?;
+        if db.exists()
+            && let Ok(live) = custodian_store::sqlite::SqliteStore::open(&db)
+        {
+            use custodian_store::Store;
+            for c in live.controllers().unwrap_or_default() {
+                if let Ok(Some(text)) = live.destruction_certificate(&c.controller.id)
+                    && let Ok(cert) = serde_json::from_str(&text)
+                {
+                    destructions.push(cert);
                 }
-                if let Ok(entries) = live.erasures() {
-                    ledger.extend(entries.into_iter().map(|e| {
-                        custodian_vault::ledger::LedgerEntry {
+            }
+            if let Ok(entries) = live.erasures() {
+                ledger.extend(
+                    entries
+                        .into_iter()
+                        .map(|e| custodian_vault::ledger::LedgerEntry {
                             controller: e.controller,
                             subject: e.subject,
                             record: None,
                             at: e.erased_at,
-                        }
-                    }));
-                }
+                        }),
+                );
             }
         }
         let vault = custodian_vault::Vault::new(

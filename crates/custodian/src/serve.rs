@@ -58,8 +58,10 @@ fn open_sqlite(cfg: &Config) -> Result<SqliteStore, String> {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or a journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
@@ -138,6 +140,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             request_timeout: Duration::from_secs(cfg.request_timeout_seconds),
             max_concurrent_requests: cfg.max_concurrent_requests,
             public_requests_per_minute: cfg.public_requests_per_minute,
+            auth_failures_per_minute: cfg.auth_failures_per_minute,
         };
         let app = custodian_server::app(
             AppState {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Return entries after this sequence number.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     #[serde(default)]
     after: u64,
     /// At most this many entries (1-1000).
@@ -34,6 +34,13 @@ pub async fn audit_page(
     Params(q): Params<PageQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
+    // Sequence numbers are signed 64-bit in the database.
+    if q.after > i64::MAX as u64 {
+        return Err(ApiError::bad_request(
+            "invalid-after",
+            "after must be between 0 and 9223372036854775807",
+        ));
+    }
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
             "invalid-limit",

@@ -86,8 +86,8 @@ pub async fn certificate(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
-    /// The law or order that forbids destruction.
-    #[schema(min_length = 1, max_length = 500)]
+    /// The law or order that forbids destruction: 1-500 printable characters.
+    #[schema(schema_with = hold_basis)]
     pub basis: String,
 }
 
@@ -182,4 +182,8 @@ pub async fn retention(
             })
             .collect(),
     ))
+}
+
+fn hold_basis() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    custodian_core::schema::printable(500, "The law or order that forbids destruction")
 }

@@ -129,7 +129,7 @@ pub async fn withdraw_objection(
 
 /// The JSON Schema (2020-12) of the subject export.
 #[utoipa::path(get, path = "/v1/schemas/subject-export.json", tag = "rights",
-    responses((status = 200, description = "JSON Schema", body = serde_json::Value)))]
+    responses((status = 200, description = "JSON Schema", body = serde_json::Value, content_type = "application/schema+json")))]
 pub async fn export_schema() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/schema+json")],

@@ -19,6 +19,13 @@ use postgres::Transaction;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
+/// Which records' fields [`PgTx::attach_fields`] loads in one query.
+enum FieldScope<'a> {
+    Subject(&'a SubjectId),
+    Purpose(&'a PurposeName),
+    EachRecord,
+}
+
 pub(crate) struct PgTx<'q, 'a, 't> {
     q: &'q mut Q<'a, Transaction<'t>>,
     controller: &'q ControllerId,
@@ -48,7 +55,7 @@ impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
     fn attach_fields(
         &mut self,
         mut records: Vec<RecordRow>,
-        subject: Option<&SubjectId>,
+        scope: FieldScope<'_>,
     ) -> Result<Vec<RecordRow>> {
         if records.is_empty() {
             return Ok(records);
@@ -59,15 +66,22 @@ impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
         let c = self.controller.as_str();
-        let rows = match subject {
-            Some(s) => self.q.all(
+        let rows = match scope {
+            FieldScope::Purpose(p) => self.q.all(
+                "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
+                 JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
+                 WHERE f.controller_id = $1 AND r.purpose = $2 ORDER BY f.record_id, f.name",
+                &[&c, &p.as_str()],
+                field_row,
+            )?,
+            FieldScope::Subject(s) => self.q.all(
                 "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
                  JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
                  WHERE f.controller_id = $1 AND r.subject_id = $2 ORDER BY f.record_id, f.name",
                 &[&c, &s.as_str()],
                 field_row,
             )?,
-            None => {
+            FieldScope::EachRecord => {
                 let mut all = Vec::new();
                 for r in &records {
                     all.extend(self.q.all(
@@ -235,7 +249,7 @@ impl DataTx for PgTx<'_, '_, '_> {
             &[&self.controller.as_str(), &subject.as_str()],
             record_row,
         )?;
-        self.attach_fields(records, Some(subject))
+        self.attach_fields(records, FieldScope::Subject(subject))
     }
 
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
@@ -246,7 +260,7 @@ impl DataTx for PgTx<'_, '_, '_> {
         )?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(self.attach_fields(vec![r], None)?.pop()),
+            Some(r) => Ok(self.attach_fields(vec![r], FieldScope::EachRecord)?.pop()),
         }
     }
 
@@ -309,6 +323,49 @@ impl DataTx for PgTx<'_, '_, '_> {
                 .exec(sql, &[&self.controller.as_str(), &id.as_str()])?;
         }
         Ok(())
+    }
+
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
+        let records = self.q.all(
+            &format!(
+                "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND purpose = $2 ORDER BY created_at, id"
+            ),
+            &[&self.controller.as_str(), &purpose.as_str()],
+            record_row,
+        )?;
+        self.attach_fields(records, FieldScope::Purpose(purpose))
+    }
+
+    fn update_record_header(
+        &mut self,
+        record: &RecordId,
+        subject: &SubjectId,
+        meta: &custodian_core::record::RecordMeta,
+        expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let c = self.controller.as_str();
+        let n = self.q.exec(
+            "UPDATE records SET subject_id = $3, source = $4, recipients = $5, automated_decision = $6,
+             expires_at = $7, updated_at = $8 WHERE controller_id = $1 AND id = $2",
+            &[
+                &c,
+                &record.as_str(),
+                &subject.as_str(),
+                &meta.source,
+                &json(&meta.recipients),
+                &meta.automated_decision,
+                &nanos(expires_at),
+                &nanos(at),
+            ],
+        )?;
+        if n > 0 {
+            self.q.exec(
+                "UPDATE lookups SET subject_id = $3 WHERE controller_id = $1 AND record_id = $2 AND subject_id <> $3",
+                &[&c, &record.as_str(), &subject.as_str()],
+            )?;
+        }
+        Ok(n > 0)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {

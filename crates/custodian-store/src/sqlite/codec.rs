@@ -231,77 +231,116 @@ pub(crate) fn field_row(r: &Row<'_>) -> rusqlite::Result<Result<(RecordId, Field
 
 pub(crate) const AUDIT_COLS: &str = "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash";
 
-pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
-    let t = "audit_entries";
-    let chain: String = r.get(0)?;
-    let seq: i64 = r.get(1)?;
-    let at: i64 = r.get(2)?;
-    let actor: String = r.get(3)?;
-    let action: String = r.get(4)?;
-    let purpose: Option<String> = r.get(5)?;
-    let subject: Option<String> = r.get(6)?;
-    let record: Option<String> = r.get(7)?;
-    let fields: String = r.get(8)?;
-    let refused: Option<String> = r.get(9)?;
-    let request: Option<String> = r.get(10)?;
-    let prev: Vec<u8> = r.get(11)?;
-    let hash: Vec<u8> = r.get(12)?;
-    Ok((|| {
+/// One audit entry as the database holds it: the columns of `audit_entries`, in order.
+/// Decoding is where stored bytes (possibly corrupted or tampered with) become an entry,
+/// so it is a pure function, fuzzed in `crates/custodian-fuzz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditColumns {
+    pub chain: String,
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub purpose: Option<String>,
+    pub subject: Option<String>,
+    pub record: Option<String>,
+    pub fields: String,
+    pub refused: Option<String>,
+    pub request: Option<String>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl AuditColumns {
+    pub fn encode(e: &AuditEntry) -> Self {
+        let d = &e.draft;
+        AuditColumns {
+            chain: d.chain.as_string(),
+            seq: e.seq as i64,
+            at: nanos(e.at),
+            actor: d.actor.clone(),
+            action: d.action.as_string(),
+            purpose: d.purpose.as_ref().map(|p| p.as_str().to_owned()),
+            subject: d.subject.as_ref().map(|s| s.as_str().to_owned()),
+            record: d.record.as_ref().map(|r| r.as_str().to_owned()),
+            fields: json(&d.fields),
+            refused: match &d.outcome {
+                Outcome::Allowed => None,
+                Outcome::Refused { reason } => Some(reason.clone()),
+            },
+            request: d.request.as_ref().map(|r| r.as_str().to_owned()),
+            prev_hash: e.prev_hash.to_vec(),
+            hash: e.hash.to_vec(),
+        }
+    }
+
+    /// The entry these columns hold, or `Corrupt` naming what is wrong.
+    pub fn decode(self) -> Result<AuditEntry> {
+        let t = "audit_entries";
+        let c = self;
         Ok(AuditEntry {
-            seq: seq as u64,
-            at: from_nanos(at)?,
-            prev_hash: to32(&prev, t)?,
-            hash: to32(&hash, t)?,
+            seq: u64::try_from(c.seq).map_err(|_| corrupt(t, "negative sequence number"))?,
+            at: from_nanos(c.at)?,
+            prev_hash: to32(&c.prev_hash, t)?,
+            hash: to32(&c.hash, t)?,
             draft: AuditDraft {
-                chain: ChainId::parse(&chain).ok_or_else(|| corrupt(t, "unknown chain"))?,
-                actor,
-                action: Action::parse(&action).ok_or_else(|| corrupt(t, "unknown action"))?,
-                purpose: purpose
+                chain: ChainId::parse(&c.chain).ok_or_else(|| corrupt(t, "unknown chain"))?,
+                actor: c.actor,
+                action: Action::parse(&c.action).ok_or_else(|| corrupt(t, "unknown action"))?,
+                purpose: c
+                    .purpose
                     .map(|p| PurposeName::parse(&p).map_err(|e| corrupt(t, e)))
                     .transpose()?,
-                subject: subject
+                subject: c
+                    .subject
                     .map(|s| SubjectId::parse(&s).map_err(|e| corrupt(t, e)))
                     .transpose()?,
-                record: record
+                record: c
+                    .record
                     .map(|s| RecordId::parse(&s).map_err(|e| corrupt(t, e)))
                     .transpose()?,
-                fields: unjson(&fields, t)?,
-                outcome: match refused {
+                fields: unjson(&c.fields, t)?,
+                outcome: match c.refused {
                     None => Outcome::Allowed,
                     Some(reason) => Outcome::Refused { reason },
                 },
-                request: request
+                request: c
+                    .request
                     .map(|s| RequestId::parse(&s).map_err(|e| corrupt(t, e)))
                     .transpose()?,
             },
         })
-    })())
+    }
+}
+
+pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
+    Ok(AuditColumns {
+        chain: r.get(0)?,
+        seq: r.get(1)?,
+        at: r.get(2)?,
+        actor: r.get(3)?,
+        action: r.get(4)?,
+        purpose: r.get(5)?,
+        subject: r.get(6)?,
+        record: r.get(7)?,
+        fields: r.get(8)?,
+        refused: r.get(9)?,
+        request: r.get(10)?,
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    }
+    .decode())
 }
 
 pub(crate) fn insert_audit_row(tx: &rusqlite::Transaction<'_>, e: &AuditEntry) -> Result<()> {
-    let d = &e.draft;
-    let refused = match &d.outcome {
-        Outcome::Allowed => None,
-        Outcome::Refused { reason } => Some(reason.as_str()),
-    };
+    let c = AuditColumns::encode(e);
     tx.prepare_cached(&format!(
         "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .map_err(map_err)?
     .execute(rusqlite::params![
-        d.chain.as_string(),
-        e.seq as i64,
-        nanos(e.at),
-        d.actor,
-        d.action.as_string(),
-        d.purpose.as_ref().map(|p| p.as_str()),
-        d.subject.as_ref().map(|s| s.as_str()),
-        d.record.as_ref().map(|r| r.as_str()),
-        json(&d.fields),
-        refused,
-        d.request.as_ref().map(|r| r.as_str()),
-        &e.prev_hash[..],
-        &e.hash[..],
+        c.chain, c.seq, c.at, c.actor, c.action, c.purpose, c.subject, c.record, c.fields,
+        c.refused, c.request, c.prev_hash, c.hash,
     ])
     .map_err(map_err)?;
     Ok(())

@@ -11,6 +11,13 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
+/// Which records' fields [`SqliteTx::attach_fields`] loads in one query.
+enum FieldScope<'a> {
+    Subject(&'a SubjectId),
+    Purpose(&'a PurposeName),
+    EachRecord,
+}
+
 pub(crate) struct SqliteTx<'a> {
     tx: &'a Transaction<'a>,
     controller: &'a ControllerId,
@@ -37,7 +44,7 @@ impl<'a> SqliteTx<'a> {
     fn attach_fields(
         &mut self,
         mut records: Vec<RecordRow>,
-        subject: Option<&SubjectId>,
+        scope: FieldScope<'_>,
     ) -> Result<Vec<RecordRow>> {
         if records.is_empty() {
             return Ok(records);
@@ -47,14 +54,32 @@ impl<'a> SqliteTx<'a> {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
-        let rows: Vec<Result<(RecordId, FieldRow)>> = match subject {
-            Some(s) => {
+        let rows: Vec<Result<(RecordId, FieldRow)>> = match scope {
+            FieldScope::Purpose(p) => {
                 let mut st = self
                     .tx
                     .prepare_cached(
-                        "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
-                         JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
-                         WHERE f.controller_id = ?1 AND r.subject_id = ?2 ORDER BY f.record_id, f.name",
+                        // CROSS JOIN makes SQLite walk the few matching records and
+                        // then their fields, not every field of the controller.
+                        "SELECT f.record_id, f.name, f.category, f.sealed FROM records r
+                         CROSS JOIN fields f ON f.controller_id = r.controller_id AND f.record_id = r.id
+                         WHERE r.controller_id = ?1 AND r.purpose = ?2",
+                    )
+                    .map_err(map_err)?;
+                st.query_map(params![self.c(), p.as_str()], field_row)
+                    .map_err(map_err)?
+                    .map(|r| r.map_err(map_err)?)
+                    .collect()
+            }
+            FieldScope::Subject(s) => {
+                let mut st = self
+                    .tx
+                    .prepare_cached(
+                        // CROSS JOIN makes SQLite walk the few matching records and
+                        // then their fields, not every field of the controller.
+                        "SELECT f.record_id, f.name, f.category, f.sealed FROM records r
+                         CROSS JOIN fields f ON f.controller_id = r.controller_id AND f.record_id = r.id
+                         WHERE r.controller_id = ?1 AND r.subject_id = ?2",
                     )
                     .map_err(map_err)?;
                 st.query_map(params![self.c(), s.as_str()], field_row)
@@ -62,7 +87,7 @@ impl<'a> SqliteTx<'a> {
                     .map(|r| r.map_err(map_err)?)
                     .collect()
             }
-            None => {
+            FieldScope::EachRecord => {
                 let mut st = self
                     .tx
                     .prepare_cached(
@@ -86,6 +111,9 @@ impl<'a> SqliteTx<'a> {
             if let Some(&i) = by_id.get(&rid) {
                 records[i].fields.push(field);
             }
+        }
+        for r in &mut records {
+            r.fields.sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(records)
     }
@@ -261,7 +289,7 @@ impl DataTx for SqliteTx<'_> {
                 .map(|r| r.map_err(map_err)?)
                 .collect::<Result<_>>()?
         };
-        self.attach_fields(records, Some(subject))
+        self.attach_fields(records, FieldScope::Subject(subject))
     }
 
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
@@ -277,7 +305,7 @@ impl DataTx for SqliteTx<'_> {
             .transpose()?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(self.attach_fields(vec![r], None)?.pop()),
+            Some(r) => Ok(self.attach_fields(vec![r], FieldScope::EachRecord)?.pop()),
         }
     }
 
@@ -350,6 +378,60 @@ impl DataTx for SqliteTx<'_> {
                 .map_err(map_err)?;
         }
         Ok(())
+    }
+
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
+        let records: Vec<RecordRow> = {
+            let mut st = self
+                .tx
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLS} FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"
+                ))
+                .map_err(map_err)?;
+            st.query_map(params![self.c(), purpose.as_str()], record_row)
+                .map_err(map_err)?
+                .map(|r| r.map_err(map_err)?)
+                .collect::<Result<_>>()?
+        };
+        self.attach_fields(records, FieldScope::Purpose(purpose))
+    }
+
+    fn update_record_header(
+        &mut self,
+        record: &RecordId,
+        subject: &SubjectId,
+        meta: &custodian_core::record::RecordMeta,
+        expires_at: OffsetDateTime,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE records SET subject_id = ?3, source = ?4, recipients = ?5, automated_decision = ?6,
+                 expires_at = ?7, updated_at = ?8 WHERE controller_id = ?1 AND id = ?2",
+            )
+            .map_err(map_err)?
+            .execute(params![
+                self.c(),
+                record.as_str(),
+                subject.as_str(),
+                meta.source,
+                json(&meta.recipients),
+                meta.automated_decision,
+                nanos(expires_at),
+                nanos(at),
+            ])
+            .map_err(map_err)?;
+        if n > 0 {
+            self.tx
+                .prepare_cached(
+                    "UPDATE lookups SET subject_id = ?3 WHERE controller_id = ?1 AND record_id = ?2 AND subject_id <> ?3",
+                )
+                .map_err(map_err)?
+                .execute(params![self.c(), record.as_str(), subject.as_str()])
+                .map_err(map_err)?;
+        }
+        Ok(n > 0)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {

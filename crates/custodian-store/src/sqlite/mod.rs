@@ -11,6 +11,8 @@
 pub(crate) mod codec;
 mod data_tx;
 
+pub use codec::AuditColumns;
+
 use crate::rows::*;
 use crate::{DataTx, Result, Store, StoreError, TxError, Work};
 use codec::*;
@@ -74,6 +76,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_lifecycle.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_purpose_index.sql"),
+    ),
+    (5, include_str!("../../migrations/sqlite/0005_lookups_by_subject.sql")),
 ];
 
 const MAX_IDLE_READERS: usize = 8;

@@ -1,6 +1,8 @@
 //! Helpers for driving the real `custodian` binary: sandboxes, CLI runs with a time limit,
 //! a server child process that never outlives its test, and a small synchronous HTTP client.
 
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -105,9 +107,14 @@ impl Sandbox {
 
     /// Starts `custodian serve` with the given extra arguments and waits for its address.
     pub fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_env(extra, &[])
+    }
+
+    /// [`Sandbox::serve`] with extra environment variables (e.g. `CUSTODIAN_LOG`).
+    pub fn serve_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        Server::start(self, &args)
+        Server::start(self, &args, env)
     }
 }
 
@@ -183,7 +190,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(sb: &Sandbox, args: &[&str]) -> Server {
+    fn start(sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Server {
         let stderr_log = sb.logs().join(format!(
             "serve-{}.stderr.log",
             std::time::SystemTime::now()
@@ -193,6 +200,7 @@ impl Server {
         ));
         let log = std::fs::File::create(&stderr_log).expect("server log file");
         let mut cmd = sb.command(args);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -205,7 +213,7 @@ impl Server {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if !banner_done {
-                    banner_done = line.contains(" listening on http://");
+                    banner_done = line.contains(" listening on http");
                     if tx.send(line).is_err() {
                         banner_done = true;
                     }
@@ -229,7 +237,11 @@ impl Server {
                         .map(|(_, url)| url.trim().to_owned());
                     server.banner.push(line);
                     if let Some(url) = found {
-                        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+                        assert!(
+                            url.starts_with("http://127.0.0.1:")
+                                || url.starts_with("https://127.0.0.1:"),
+                            "{url}"
+                        );
                         server.base = url;
                         return server;
                     }

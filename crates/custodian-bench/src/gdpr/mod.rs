@@ -1,0 +1,655 @@
+//! GDPRbench (Shastri et al., PVLDB 13(7) 2020), ported as ../shared/bench/GDPRBENCH.md
+//! describes it, run against Custodian and two baselines in the same process, on the same
+//! disk, in the same run:
+//!
+//! - `custodian`: the `Vault` library path (see `custodian.rs` for the field mapping);
+//! - `plain-sqlite`: the same engine without Custodian's protections (`plain.rs`);
+//! - `postgres`: GDPR-configured PostgreSQL, made fair (`pg.rs`), on `--postgres` or
+//!   `TEST_DATABASE_URL` (what `scripts/with-postgres` exports); skipped, and said so, without.
+//!
+//! Each (workload, threads, target) gets a fresh database: load phase (N inserts by the same
+//! number of threads), then the run phase (N/10 operations drawn from the workload's mix,
+//! keys from the workload's chooser, every generator seeded). A TTL sweeper runs every
+//! second on every target throughout, as a deployment would run it. The regulator's
+//! one-time operations (verify-ttl, read-log) run once, first, before the timed operations:
+//! their latency is reported on their own lines and kept out of the throughput, which would
+//! otherwise measure verify-ttl's wait for the 30 s TTL to run out.
+
+mod custodian;
+mod keys;
+mod pg;
+mod plain;
+mod target;
+
+use keys::{Discrete, KeyChooser, MetaField, Rng, ScrambledZipfian, Values};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use target::Target;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    VerifyTtl,
+    ReadLog,
+    Insert,
+    Read,
+    ReadMetaPurpose,
+    ReadMetaUser,
+    Update,
+    UpdateMetaPurpose,
+    UpdateMetaUser,
+    Delete,
+    DeleteMetaPurpose,
+    DeleteMetaUser,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::VerifyTtl => "verify-ttl",
+            Self::ReadLog => "read-log",
+            Self::Insert => "insert",
+            Self::Read => "read",
+            Self::ReadMetaPurpose => "read-meta-purpose",
+            Self::ReadMetaUser => "read-meta-user",
+            Self::Update => "update",
+            Self::UpdateMetaPurpose => "update-meta-purpose",
+            Self::UpdateMetaUser => "update-meta-user",
+            Self::Delete => "delete",
+            Self::DeleteMetaPurpose => "delete-meta-purpose",
+            Self::DeleteMetaUser => "delete-meta-user",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: &'static str,
+    pub zipfian: bool,
+    pub mix: Vec<(f64, Op)>,
+    pub one_time: Vec<Op>,
+}
+
+pub fn workloads() -> Vec<Workload> {
+    use Op::*;
+    vec![
+        Workload {
+            name: "controller",
+            zipfian: false,
+            mix: vec![
+                (0.25, UpdateMetaPurpose),
+                (0.25, UpdateMetaUser),
+                (0.25, Delete),
+                (0.25, Insert),
+            ],
+            one_time: vec![],
+        },
+        Workload {
+            name: "customer",
+            zipfian: true,
+            mix: vec![
+                (0.2, Read),
+                (0.1, ReadMetaPurpose),
+                (0.1, ReadMetaUser),
+                (0.2, Update),
+                (0.1, UpdateMetaPurpose),
+                (0.1, UpdateMetaUser),
+                (0.2, Delete),
+            ],
+            one_time: vec![],
+        },
+        Workload {
+            name: "processor",
+            zipfian: false,
+            mix: vec![(0.2, Read), (0.4, ReadMetaPurpose), (0.4, ReadMetaUser)],
+            one_time: vec![],
+        },
+        Workload {
+            name: "regulator",
+            zipfian: true,
+            mix: vec![(1.0, ReadMetaPurpose)],
+            one_time: vec![ReadLog, VerifyTtl],
+        },
+        // Every operation once in a while: not a GDPRbench workload, a check that each
+        // operation works on every target (delete-meta-* appear in no workload).
+        Workload {
+            name: "all-ops",
+            zipfian: false,
+            mix: vec![
+                (1.0, Insert),
+                (1.0, Read),
+                (1.0, ReadMetaPurpose),
+                (1.0, ReadMetaUser),
+                (1.0, Update),
+                (1.0, UpdateMetaPurpose),
+                (1.0, UpdateMetaUser),
+                (1.0, Delete),
+                (0.2, DeleteMetaPurpose),
+                (0.2, DeleteMetaUser),
+            ],
+            one_time: vec![ReadLog, VerifyTtl],
+        },
+    ]
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub records: u64,
+    pub operations: u64,
+    pub threads: Vec<usize>,
+    pub workloads: Vec<String>,
+    pub targets: Vec<String>,
+    pub seed: u64,
+    pub postgres: Option<String>,
+    pub json: Option<PathBuf>,
+    pub sweep_every: Duration,
+}
+
+/// Latencies of one operation kind, in nanoseconds.
+#[derive(Debug, Default, Clone)]
+struct Lat {
+    ns: Vec<u64>,
+    errors: u64,
+    /// Records or fields returned or touched, summed (to see that the work was done).
+    items: u64,
+}
+
+impl Lat {
+    fn pct(&self, p: f64) -> f64 {
+        if self.ns.is_empty() {
+            return 0.0;
+        }
+        let i = ((p / 100.0) * (self.ns.len() - 1) as f64).round() as usize;
+        self.ns[i] as f64 / 1e3
+    }
+    fn summary(&mut self) -> serde_json::Value {
+        self.ns.sort_unstable();
+        json!({
+            "count": self.ns.len(),
+            "errors": self.errors,
+            "items": self.items,
+            "p50_us": self.pct(50.0),
+            "p95_us": self.pct(95.0),
+            "p99_us": self.pct(99.0),
+            "max_us": self.ns.last().map_or(0.0, |n| *n as f64 / 1e3),
+            "mean_us": if self.ns.is_empty() { 0.0 } else { self.ns.iter().sum::<u64>() as f64 / self.ns.len() as f64 / 1e3 },
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    target: &'static str,
+    load_secs: f64,
+    run_secs: f64,
+    ops: u64,
+    lat: BTreeMap<Op, Lat>,
+    first_error: Option<String>,
+    swept: u64,
+}
+
+impl Outcome {
+    fn throughput(&self) -> f64 {
+        self.ops as f64 / self.run_secs.max(1e-9)
+    }
+}
+
+fn bar(len: u64, prefix: String) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:<44} [{bar:30}] {pos:>7}/{len:7} {per_sec:>12} eta {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+#[allow(clippy::too_many_arguments)]
+fn do_op(
+    t: &dyn Target,
+    op: Op,
+    chooser: &KeyChooser,
+    rng: &mut Rng,
+    seed: u64,
+    next_key: &AtomicU64,
+    last_key: &AtomicU64,
+    records: u64,
+) -> Result<u64, String> {
+    let pick = |rng: &mut Rng| chooser.next(rng, last_key.load(Ordering::Acquire));
+    let n = match op {
+        Op::Insert => {
+            let k = next_key.fetch_add(1, Ordering::AcqRel);
+            t.insert(k, &Values::of(k, seed, 0))?;
+            last_key.fetch_max(k, Ordering::AcqRel);
+            1
+        }
+        Op::Read => t.read(pick(rng))? as u64,
+        Op::ReadMetaPurpose => t.read_meta_purpose(&Values::of(pick(rng), seed, 0))? as u64,
+        Op::ReadMetaUser => t.read_meta_user(&Values::of(pick(rng), seed, 0))? as u64,
+        Op::Update => {
+            let k = pick(rng);
+            let version = rng.next_u64() | 1;
+            u64::from(t.update(k, &Values::of(k, seed, version))?)
+        }
+        Op::UpdateMetaPurpose | Op::UpdateMetaUser => {
+            let k = pick(rng);
+            let field = MetaField::from_index(rng.uniform(1, 8));
+            let v = Values::of(k, seed, 0);
+            (if op == Op::UpdateMetaPurpose {
+                t.update_meta_purpose(&v, field)?
+            } else {
+                t.update_meta_user(&v, field)?
+            }) as u64
+        }
+        Op::Delete => u64::from(t.delete(pick(rng))?),
+        Op::DeleteMetaPurpose => t.delete_meta_purpose(&Values::of(pick(rng), seed, 0))? as u64,
+        Op::DeleteMetaUser => t.delete_meta_user(&Values::of(pick(rng), seed, 0))? as u64,
+        Op::ReadLog => t.read_log(rng.uniform(1, 1000) as u32)? as u64,
+        Op::VerifyTtl => {
+            // Wait until the expired records are gone: at most 0.9·N remain.
+            let bound = (records as f64 * 0.9) as u64;
+            let start = Instant::now();
+            loop {
+                let c = t.count()?;
+                if c <= bound {
+                    break c;
+                }
+                if start.elapsed() > Duration::from_secs(600) {
+                    return Err(format!("verify-ttl: {c} records remain after 600 s (bound {bound})"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    Ok(n)
+}
+
+fn run_one(
+    cfg: &Config,
+    w: &Workload,
+    threads: usize,
+    make: &dyn Fn() -> Result<Box<dyn Target>, String>,
+) -> Result<Outcome, String> {
+    let target: Arc<dyn Target> = Arc::from(make()?);
+    let name = target.name();
+    let mut out = Outcome {
+        target: name,
+        ..Default::default()
+    };
+    let n = cfg.records;
+    let seed = cfg.seed;
+    let label = |phase: &str| format!("{} {}t {} {phase}", w.name, threads, name);
+
+    // Sweeper: every target's TTL enforcement, on the same cadence, throughout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swept = Arc::new(AtomicU64::new(0));
+    let sweeper = {
+        let (t, stop, swept, every) = (target.clone(), stop.clone(), swept.clone(), cfg.sweep_every);
+        std::thread::spawn(move || {
+            let mut next = Instant::now() + every;
+            while !stop.load(Ordering::Acquire) {
+                if Instant::now() >= next {
+                    match t.sweep() {
+                        Ok(k) => {
+                            swept.fetch_add(k, Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!("gdpr: {} sweeper: {e}", t.name()),
+                    }
+                    next = Instant::now() + every;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    // Load phase.
+    let pb = bar(n, label("load"));
+    let next = AtomicU64::new(0);
+    let errors = Mutex::new(None::<String>);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::AcqRel);
+                    if k >= n {
+                        break;
+                    }
+                    if let Err(e) = target.insert(k, &Values::of(k, seed, 0)) {
+                        errors.lock().expect("errors").get_or_insert(format!("load key{k}: {e}"));
+                    }
+                    pb.inc(1);
+                }
+            });
+        }
+    });
+    out.load_secs = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    if let Some(e) = errors.into_inner().expect("errors") {
+        stop.store(true, Ordering::Release);
+        let _ = sweeper.join();
+        return Err(e);
+    }
+
+    let chooser = if w.zipfian {
+        let inserts = w
+            .mix
+            .iter()
+            .filter(|(_, o)| *o == Op::Insert)
+            .map(|(p, _)| p / w.mix.iter().map(|(q, _)| q).sum::<f64>())
+            .sum::<f64>();
+        let expected_new = (cfg.operations as f64 * inserts * 2.0) as u64;
+        KeyChooser::Zipfian(ScrambledZipfian::new(n + expected_new + 1))
+    } else {
+        KeyChooser::Uniform
+    };
+    let next_key = AtomicU64::new(n);
+    let last_key = AtomicU64::new(n - 1);
+
+    // One-time operations, first.
+    let mut rng0 = Rng::new(seed ^ 0xA5A5_5A5A);
+    for op in &w.one_time {
+        let t0 = Instant::now();
+        let r = do_op(target.as_ref(), *op, &chooser, &mut rng0, seed, &next_key, &last_key, n);
+        let lat = out.lat.entry(*op).or_default();
+        lat.ns.push(t0.elapsed().as_nanos() as u64);
+        match r {
+            Ok(k) => lat.items += k,
+            Err(e) => {
+                lat.errors += 1;
+                out.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    // Run phase.
+    let mix = Discrete::new(&w.mix);
+    let total = cfg.operations;
+    let pb = bar(total, label("run"));
+    let issued = AtomicU64::new(0);
+    let per_thread: Mutex<Vec<(BTreeMap<Op, Lat>, Option<String>)>> = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let (target, chooser, mix, pb, issued, next_key, last_key, per_thread) = (
+                &target, &chooser, &mix, &pb, &issued, &next_key, &last_key, &per_thread,
+            );
+            s.spawn(move || {
+                let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01B3) ^ (i as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+                let mut lat: BTreeMap<Op, Lat> = BTreeMap::new();
+                let mut first = None;
+                while issued.fetch_add(1, Ordering::AcqRel) < total {
+                    let op = mix.next(&mut rng);
+                    let t0 = Instant::now();
+                    let r = do_op(target.as_ref(), op, chooser, &mut rng, seed, next_key, last_key, n);
+                    let l = lat.entry(op).or_default();
+                    l.ns.push(t0.elapsed().as_nanos() as u64);
+                    match r {
+                        Ok(k) => l.items += k,
+                        Err(e) => {
+                            l.errors += 1;
+                            first.get_or_insert(format!("{}: {e}", op.name()));
+                        }
+                    }
+                    pb.inc(1);
+                }
+                per_thread.lock().expect("results").push((lat, first));
+            });
+        }
+    });
+    out.run_secs = start.elapsed().as_secs_f64();
+    out.ops = total;
+    pb.finish_and_clear();
+    stop.store(true, Ordering::Release);
+    let _ = sweeper.join();
+    out.swept = swept.load(Ordering::Relaxed);
+    for (lat, first) in per_thread.into_inner().expect("results") {
+        for (op, l) in lat {
+            let e = out.lat.entry(op).or_default();
+            e.ns.extend(l.ns);
+            e.errors += l.errors;
+            e.items += l.items;
+        }
+        if let Some(f) = first {
+            out.first_error.get_or_insert(f);
+        }
+    }
+    Ok(out)
+}
+
+fn machine() -> serde_json::Value {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    json!({ "nproc": nproc, "loadavg": load.trim(), "cpu": cpu })
+}
+
+fn us(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1}ms", v / 1e3)
+    } else {
+        format!("{v:.0}µs")
+    }
+}
+
+pub fn run(cfg: Config) {
+    let all = workloads();
+    let chosen: Vec<&Workload> = cfg
+        .workloads
+        .iter()
+        .map(|name| {
+            all.iter().find(|w| w.name == name).unwrap_or_else(|| {
+                eprintln!("gdpr: unknown workload {name} (controller, customer, processor, regulator, all-ops)");
+                std::process::exit(2)
+            })
+        })
+        .collect();
+    let pg_url = cfg.postgres.clone().or_else(|| {
+        std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    });
+    let mut targets: Vec<&str> = Vec::new();
+    for t in &cfg.targets {
+        match t.as_str() {
+            "custodian" | "plain" | "plain-sqlite" => targets.push(if t == "custodian" { "custodian" } else { "plain-sqlite" }),
+            "postgres" => {
+                if pg_url.is_some() {
+                    targets.push("postgres")
+                } else {
+                    println!("gdpr: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset; run under scripts/with-postgres)");
+                }
+            }
+            other => {
+                eprintln!("gdpr: unknown target {other} (custodian, plain, postgres)");
+                std::process::exit(2)
+            }
+        }
+    }
+    let dir = tempfile::tempdir_in(".").expect("a temporary directory on the working directory's disk");
+    let counter = AtomicU64::new(0);
+    let make = |which: &str| -> Result<Box<dyn Target>, String> {
+        let i = counter.fetch_add(1, Ordering::Relaxed);
+        let sub = dir.path().join(format!("{which}-{i}"));
+        std::fs::create_dir_all(&sub).map_err(|e| e.to_string())?;
+        Ok(match which {
+            "custodian" => Box::new(custodian::CustodianTarget::open(&sub)?),
+            "plain-sqlite" => Box::new(plain::PlainTarget::open(&sub)?),
+            _ => Box::new(pg::PgTarget::open(
+                pg_url.as_deref().expect("checked"),
+                &i.to_string(),
+            )?),
+        })
+    };
+    let machine_before = machine();
+    println!(
+        "GDPRbench port: N = {} records, {} operations per run, threads {:?}, seed {}, sweeper every {:?}",
+        cfg.records, cfg.operations, cfg.threads, cfg.seed, cfg.sweep_every
+    );
+    println!(
+        "machine: {} cores ({}), load average at start {}",
+        machine_before["nproc"], machine_before["cpu"].as_str().unwrap_or(""), machine_before["loadavg"].as_str().unwrap_or("")
+    );
+    let described = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let mut results = Vec::new();
+    let mut combo = 0usize;
+    for w in &chosen {
+        for &threads in &cfg.threads {
+            // Rotate the order of the targets from one combination to the next so that
+            // drift in the machine's load does not always favour the same one.
+            let mut order = targets.clone();
+            let len = order.len().max(1);
+            order.rotate_left(combo % len);
+            combo += 1;
+            let mut outcomes: Vec<Outcome> = Vec::new();
+            for which in order {
+                let r = run_one(&cfg, w, threads, &|| {
+                    let t = make(which)?;
+                    if described.borrow_mut().insert(which) {
+                        println!("  {}", t.describe());
+                    }
+                    Ok(t)
+                });
+                match r {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => {
+                        println!("gdpr: {} {}t {which}: FAILED: {e}", w.name, threads);
+                    }
+                }
+            }
+            outcomes.sort_by_key(|o| targets.iter().position(|t| *t == o.target));
+            print_table(&cfg, w, threads, &mut outcomes);
+            for mut o in outcomes {
+                let ops: serde_json::Map<String, serde_json::Value> = o
+                    .lat
+                    .iter_mut()
+                    .map(|(op, l)| (op.name().to_owned(), l.summary()))
+                    .collect();
+                results.push(json!({
+                    "workload": w.name,
+                    "threads": threads,
+                    "target": o.target,
+                    "records": cfg.records,
+                    "operations": o.ops,
+                    "load_seconds": o.load_secs,
+                    "run_seconds": o.run_secs,
+                    "throughput_ops_per_s": o.throughput(),
+                    "swept_by_ttl": o.swept,
+                    "first_error": o.first_error,
+                    "ops": ops,
+                }));
+            }
+        }
+    }
+    let machine_after = machine();
+    println!(
+        "load average at end {}",
+        machine_after["loadavg"].as_str().unwrap_or("")
+    );
+    if let Some(path) = &cfg.json {
+        let doc = json!({
+            "benchmark": "gdprbench",
+            "at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "machine": { "before": machine_before, "after": machine_after },
+            "seed": cfg.seed,
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
+            .unwrap_or_else(|e| eprintln!("gdpr: cannot write {}: {e}", path.display()));
+        println!("json: {}", path.display());
+    }
+}
+
+fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outcome]) {
+    let mix = w
+        .mix
+        .iter()
+        .map(|(p, o)| format!("{} {:.0}%", o.name(), p * 100.0 / w.mix.iter().map(|x| x.0).sum::<f64>()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!();
+    println!(
+        "{} · {} thread{} · N={} · {} ops · {} keys · {}",
+        w.name,
+        threads,
+        if threads == 1 { "" } else { "s" },
+        cfg.records,
+        cfg.operations,
+        if w.zipfian { "zipfian" } else { "uniform" },
+        mix
+    );
+    let custodian = outcomes
+        .iter()
+        .find(|o| o.target == "custodian")
+        .map(Outcome::throughput);
+    print!("  {:<22}", "throughput (ops/s)");
+    for o in outcomes.iter() {
+        print!(" {:>14} {:>9.1}", o.target, o.throughput());
+    }
+    println!();
+    if let Some(c) = custodian {
+        for o in outcomes.iter().filter(|o| o.target != "custodian") {
+            println!(
+                "  ratio custodian / {:<13} {:>6.2}x   (load: custodian {:.1} s, {} {:.1} s)",
+                o.target,
+                c / o.throughput(),
+                outcomes.iter().find(|x| x.target == "custodian").map_or(0.0, |x| x.load_secs),
+                o.target,
+                o.load_secs
+            );
+        }
+    }
+    println!(
+        "  {:<20} {:<13} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "operation", "target", "count", "p50", "p95", "p99", "max"
+    );
+    let mut ops: Vec<Op> = outcomes
+        .iter()
+        .flat_map(|o| o.lat.keys().copied())
+        .collect();
+    ops.sort();
+    ops.dedup();
+    for op in ops {
+        for (i, o) in outcomes.iter_mut().enumerate() {
+            if let Some(l) = o.lat.get_mut(&op) {
+                l.ns.sort_unstable();
+                println!(
+                    "  {:<20} {:<13} {:>6} {:>9} {:>9} {:>9} {:>9}{}",
+                    if i == 0 { op.name() } else { "" },
+                    o.target,
+                    l.ns.len(),
+                    us(l.pct(50.0)),
+                    us(l.pct(95.0)),
+                    us(l.pct(99.0)),
+                    us(l.ns.last().map_or(0.0, |n| *n as f64 / 1e3)),
+                    if l.errors > 0 {
+                        format!("  ({} errors)", l.errors)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    for o in outcomes.iter() {
+        if let Some(e) = &o.first_error {
+            println!("  {}: first error: {e}", o.target);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Baseline (b): PostgreSQL configured for GDPR as the paper did, made fair: one table with
+//! a key column and the ten fields, B-tree indexes on purpose and user (and on the expiry,
+//! for the sweeper), an audit table written by a row trigger in the same transaction for
+//! every write, an audit insert in the same statement for every read, a TTL sweeper, and
+//! `synchronous_commit = on`. Works in a schema of its own, dropped afterwards. One
+//! connection per client thread (and one for the sweeper).
+
+use super::keys::{MetaField, Values};
+use super::plain::key;
+use super::target::{Res, Target};
+use postgres::{Client, NoTls, Statement};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub struct PgTarget {
+    url: String,
+    admin: Mutex<Client>,
+    schema: String,
+    pool: Mutex<Vec<Conn>>,
+    settings: String,
+}
+
+/// A connection and its prepared statements (as the store's PostgreSQL backend keeps them).
+struct Conn {
+    c: Client,
+    cache: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn prepare_cached(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.cache.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.c.prepare(sql)?;
+        self.cache.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+}
+
+fn e(x: postgres::Error) -> String {
+    match x.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => x.to_string(),
+    }
+}
+
+const COLS: &str = "pur, ttl, usr, obj, dec, acl, shr, src, cat, data";
+
+impl PgTarget {
+    pub fn open(server: &str, tag: &str) -> Res<Self> {
+        let mut admin = Client::connect(server, NoTls)
+            .map_err(|x| format!("cannot connect to PostgreSQL: {x}"))?;
+        let schema = format!(
+            "gdprbench_{}_{tag}_{}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
+        );
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .map_err(e)?;
+        let sep = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{sep}options=-c%20search_path%3D{schema}");
+        let show = |c: &mut Client, n: &str| {
+            c.query_one(&format!("SHOW {n}"), &[])
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_else(|_| "?".into())
+        };
+        let settings = format!(
+            "PostgreSQL {}: fsync={} synchronous_commit={} full_page_writes={}",
+            show(&mut admin, "server_version"),
+            show(&mut admin, "fsync"),
+            show(&mut admin, "synchronous_commit"),
+            show(&mut admin, "full_page_writes")
+        );
+        let t = Self {
+            url,
+            admin: Mutex::new(admin),
+            schema,
+            pool: Mutex::new(Vec::new()),
+            settings,
+        };
+        t.with(|c| {
+            c.c.batch_execute(
+                "CREATE TABLE usertable (
+                     key TEXT PRIMARY KEY, pur TEXT NOT NULL, ttl INTEGER NOT NULL, usr TEXT NOT NULL,
+                     obj TEXT, dec TEXT, acl TEXT, shr TEXT, src TEXT, cat TEXT, data TEXT,
+                     expires_at TIMESTAMPTZ NOT NULL);
+                 CREATE INDEX usertable_pur ON usertable(pur);
+                 CREATE INDEX usertable_usr ON usertable(usr);
+                 CREATE INDEX usertable_expiry ON usertable(expires_at);
+                 CREATE TABLE audit_log (
+                     id BIGSERIAL PRIMARY KEY,
+                     at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+                     who TEXT NOT NULL DEFAULT current_user,
+                     op TEXT NOT NULL,
+                     key TEXT,
+                     detail TEXT);
+                 CREATE FUNCTION audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     INSERT INTO audit_log (op, key, detail)
+                     VALUES (TG_OP, COALESCE(NEW.key, OLD.key), TG_TABLE_NAME);
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usertable_audit AFTER INSERT OR UPDATE OR DELETE ON usertable
+                     FOR EACH ROW EXECUTE FUNCTION audit_write();",
+            )
+        })?;
+        Ok(t)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> Res<T> {
+        let popped = self.pool.lock().expect("pool").pop();
+        let mut c = match popped {
+            Some(c) => c,
+            None => Conn {
+                c: Client::connect(&self.url, NoTls).map_err(e)?,
+                cache: HashMap::new(),
+            },
+        };
+        let out = f(&mut c).map_err(e);
+        self.pool.lock().expect("pool").push(c);
+        out
+    }
+
+    /// A read and its audit row, in one statement (one transaction, one round trip).
+    fn select(&self, op: &str, col: &str, val: &str) -> Res<usize> {
+        let sql = format!(
+            "WITH a AS (INSERT INTO audit_log (op, key, detail) VALUES ($2, $1, 'read'))
+             SELECT {COLS} FROM usertable WHERE {col} = $1"
+        );
+        self.with(|c| {
+            let st = c.prepare_cached(&sql)?;
+            let rows = c.c.query(&st, &[&val, &op])?;
+            let mut n = 0;
+            for r in &rows {
+                for i in 0..10 {
+                    if i == 1 {
+                        let _: i32 = r.try_get(i)?;
+                    } else {
+                        let _: Option<&str> = r.try_get(i)?;
+                    }
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    fn exec(&self, sql: &str, p: &[&(dyn postgres::types::ToSql + Sync)]) -> Res<u64> {
+        self.with(|c| {
+            let st = c.prepare_cached(sql)?;
+            c.c.execute(&st, p)
+        })
+    }
+
+    fn update_meta(&self, col: &str, val: &str, v: &Values, field: MetaField) -> Res<usize> {
+        let n = match field {
+            MetaField::Ttl => self.exec(
+                &format!(
+                    "UPDATE usertable SET ttl = $2, expires_at = now() + make_interval(secs => $2) WHERE {col} = $1"
+                ),
+                &[&val, &(v.ttl as i32)],
+            )?,
+            f => self.exec(
+                &format!("UPDATE usertable SET {} = $2 WHERE {col} = $1", f.column()),
+                &[&val, &f.text(v)],
+            )?,
+        };
+        Ok(n as usize)
+    }
+
+    fn delete_where(&self, col: &str, val: &str) -> Res<usize> {
+        self.exec(&format!("DELETE FROM usertable WHERE {col} = $1"), &[&val])
+            .map(|n| n as usize)
+    }
+}
+
+impl Drop for PgTarget {
+    fn drop(&mut self) {
+        self.pool.lock().expect("pool").clear();
+        let _ = self
+            .admin
+            .lock()
+            .expect("admin")
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+    }
+}
+
+impl Target for PgTarget {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "postgres: one table, B-tree indexes on PUR and USR, audit row per written row (trigger) and per read \
+             (same statement), TTL sweeper; {}",
+            self.settings
+        )
+    }
+
+    fn insert(&self, k: u64, v: &Values) -> Res<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO usertable (key, {COLS}, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $3))"
+            ),
+            &[
+                &key(k),
+                &v.purpose(),
+                &(v.ttl as i32),
+                &v.user(),
+                &v.obj,
+                &v.dec,
+                &v.acl,
+                &v.shr,
+                &v.src,
+                &v.category(),
+                &v.data,
+            ],
+        )
+        .map(|_| ())
+    }
+
+    fn read(&self, k: u64) -> Res<usize> {
+        self.select("read", "key", &key(k))
+            .map(|n| if n > 0 { 10 } else { 0 })
+    }
+
+    fn read_meta_purpose(&self, v: &Values) -> Res<usize> {
+        self.select("read-meta-purpose", "pur", &v.purpose())
+    }
+
+    fn read_meta_user(&self, v: &Values) -> Res<usize> {
+        self.select("read-meta-user", "usr", &v.user())
+    }
+
+    fn update(&self, k: u64, v: &Values) -> Res<bool> {
+        self.exec(
+            "UPDATE usertable SET data = $2, obj = $3, acl = $4, cat = $5 WHERE key = $1",
+            &[&key(k), &v.data, &v.obj, &v.acl, &v.category()],
+        )
+        .map(|n| n > 0)
+    }
+
+    fn update_meta_purpose(&self, v: &Values, field: MetaField) -> Res<usize> {
+        self.update_meta("pur", &v.purpose(), v, field)
+    }
+
+    fn update_meta_user(&self, v: &Values, field: MetaField) -> Res<usize> {
+        self.update_meta("usr", &v.user(), v, field)
+    }
+
+    fn delete(&self, k: u64) -> Res<bool> {
+        self.delete_where("key", &key(k)).map(|n| n > 0)
+    }
+
+    fn delete_meta_purpose(&self, v: &Values) -> Res<usize> {
+        self.delete_where("pur", &v.purpose())
+    }
+
+    fn delete_meta_user(&self, v: &Values) -> Res<usize> {
+        self.delete_where("usr", &v.user())
+    }
+
+    fn count(&self) -> Res<u64> {
+        self.with(|c| c.c.query_one("SELECT COUNT(*) FROM usertable", &[]))
+            .map(|r| r.get::<_, i64>(0) as u64)
+    }
+
+    fn read_log(&self, l: u32) -> Res<usize> {
+        self.with(|c| {
+            c.c.query(
+                "SELECT id, at, who, op, key, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+                &[&i64::from(l)],
+            )
+        })
+        .map(|r| r.len())
+    }
+
+    fn sweep(&self) -> Res<u64> {
+        self.exec("DELETE FROM usertable WHERE expires_at <= now()", &[])
+    }
+}

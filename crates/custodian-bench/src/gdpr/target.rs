@@ -1,0 +1,34 @@
+//! What every system under test offers the GDPRbench driver: the operations of
+//! GDPRBENCH.md, one call each, plus what the one-time operations and the TTL sweeper need.
+
+use super::keys::{MetaField, Values};
+
+pub type Res<T> = Result<T, String>;
+
+pub trait Target: Send + Sync {
+    /// A short name for tables and JSON.
+    fn name(&self) -> &'static str;
+    /// Inserts key k with its ten fields; its TTL starts now.
+    fn insert(&self, k: u64, v: &Values) -> Res<()>;
+    /// Reads all fields of key k; how many fields came back (0: no such record).
+    fn read(&self, k: u64) -> Res<usize>;
+    /// Every record whose PUR (USR) equals `v`'s; how many records came back.
+    fn read_meta_purpose(&self, v: &Values) -> Res<usize>;
+    fn read_meta_user(&self, v: &Values) -> Res<usize>;
+    /// Rewrites key k's content (DATA, OBJ, ACL, CAT) with `v`'s; false: no such record.
+    fn update(&self, k: u64, v: &Values) -> Res<bool>;
+    /// On every record whose PUR (USR) equals `v`'s, sets `field` to `v`'s value of it.
+    fn update_meta_purpose(&self, v: &Values, field: MetaField) -> Res<usize>;
+    fn update_meta_user(&self, v: &Values, field: MetaField) -> Res<usize>;
+    fn delete(&self, k: u64) -> Res<bool>;
+    fn delete_meta_purpose(&self, v: &Values) -> Res<usize>;
+    fn delete_meta_user(&self, v: &Values) -> Res<usize>;
+    /// Records stored right now (verify-ttl polls it).
+    fn count(&self) -> Res<u64>;
+    /// The last `l` audit-log entries; how many came back.
+    fn read_log(&self, l: u32) -> Res<usize>;
+    /// One pass of the TTL sweeper; records erased.
+    fn sweep(&self) -> Res<u64>;
+    /// A line about the target's settings, printed once.
+    fn describe(&self) -> String;
+}

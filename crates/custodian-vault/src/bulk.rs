@@ -1,0 +1,537 @@
+//! Operations on a set of records at once: every record collected under the call's purpose,
+//! or only one subject's records under it, consulted, altered or erased in one
+//! transaction. These are the "metadata queries" of GDPRbench (all records of a purpose or
+//! of a user); like every data operation each is one Art. 4(2) operation under the named
+//! purpose, checked by the same grant, and returns only after its audit entries committed
+//! with the change.
+//!
+//! Audit: one entry per subject touched (naming the subject, the fields involved and the
+//! record when there is only one), so that a subject's history stays queryable by subject.
+//! Subjects who restricted processing or objected to the purpose are left out of the set,
+//! as `lookup` leaves them out: finding them would be processing them.
+
+use crate::data::{Keys, Subjectmatter};
+use crate::views::{AuditPage, RecordView};
+use crate::{CallContext, Vault, VaultError};
+use custodian_core::ValidationError;
+use custodian_core::audit::{Action, AuditDraft, ChainId};
+use custodian_core::category::DataCategory;
+use custodian_core::ids::SubjectId;
+use custodian_core::operation::Operation;
+use custodian_core::policy::{DataGrant, Denial};
+use custodian_core::principal::Principal;
+use custodian_core::purpose::PurposeName;
+use custodian_core::record::{
+    FieldInput, FieldName, FieldValue, RecordMeta, ValidField, validate_field,
+};
+use custodian_crypto::keys::{FieldContext, SubjectKey};
+use custodian_store::rows::{FieldRow, LookupRow, RecordRow};
+use custodian_store::{DataTx, StoreError, TxError};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use time::OffsetDateTime;
+
+/// Which records a bulk operation works on. Always only records collected under the
+/// purpose the call names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordSet {
+    /// Every record collected under the purpose.
+    Purpose,
+    /// The records of one subject collected under the purpose.
+    Subject(SubjectId),
+}
+
+/// One change applied to every record of a set (Alteration).
+#[derive(Debug, Clone)]
+pub enum RecordChange {
+    /// A new retention end; capped by the purpose's retention counted from the record's
+    /// collection, so that a change can shorten a record's life but never stretch it.
+    ExpiresAt(OffsetDateTime),
+    /// The records are about another subject of the same controller: their fields are
+    /// re-encrypted under that subject's key, and their lookup entries follow them.
+    Subject(SubjectId),
+    /// Writes one field (added where missing), validated and encrypted as any field.
+    Field { name: FieldName, input: FieldInput },
+    /// Recategorises one field where present: its value is decrypted, validated again under
+    /// the new category (card numbers, lookup normalisation) and re-encrypted.
+    Category {
+        field: FieldName,
+        category: DataCategory,
+    },
+    /// Art. 15(1)(g).
+    Source(Option<String>),
+    /// Art. 15(1)(c).
+    Recipients(Vec<String>),
+    /// Art. 15(1)(h).
+    AutomatedDecision(Option<String>),
+}
+
+impl RecordChange {
+    /// What the audit entry names: a field, or the metadata item changed.
+    fn audit_name(&self) -> String {
+        match self {
+            Self::ExpiresAt(_) => "meta:expires_at".into(),
+            Self::Subject(_) => "meta:subject".into(),
+            Self::Field { name, .. } => name.to_string(),
+            Self::Category { field, .. } => format!("category:{field}"),
+            Self::Source(_) => "meta:source".into(),
+            Self::Recipients(_) => "meta:recipients".into(),
+            Self::AutomatedDecision(_) => "meta:automated_decision".into(),
+        }
+    }
+
+    /// Checks what can be checked before any record is touched.
+    fn validate(&self) -> Result<Option<ValidField>, ValidationError> {
+        let meta = |m: RecordMeta| m.validate().map(|()| None);
+        match self {
+            Self::Field { name, input } => validate_field(name.clone(), input.clone()).map(Some),
+            Self::Source(s) => meta(RecordMeta {
+                source: s.clone(),
+                ..Default::default()
+            }),
+            Self::Recipients(r) => meta(RecordMeta {
+                recipients: r.clone(),
+                ..Default::default()
+            }),
+            Self::AutomatedDecision(a) => meta(RecordMeta {
+                automated_decision: a.clone(),
+                ..Default::default()
+            }),
+            Self::Category { category, .. } if category.is_payment_card() => {
+                Err(ValidationError::new(
+                    "category",
+                    "payment card numbers are handled by the payment gateway and are never stored here (DPA §4)",
+                ))
+            }
+            Self::ExpiresAt(_) | Self::Subject(_) | Self::Category { .. } => Ok(None),
+        }
+    }
+}
+
+/// What a bulk alteration or erasure did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BulkReport {
+    pub records: u64,
+    pub subjects: u64,
+    /// Subjects left out because they restricted processing or objected to the purpose.
+    pub skipped_subjects: u64,
+}
+
+fn corrupt(table: &'static str, e: impl std::fmt::Display) -> TxError {
+    TxError::Store(StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+/// The records of a set, grouped by subject (subjects in id order, records oldest first).
+type Groups = BTreeMap<SubjectId, Vec<RecordRow>>;
+
+struct Audit<'a> {
+    chain: ChainId,
+    actor: String,
+    op: Operation,
+    purpose: &'a PurposeName,
+    ctx: &'a CallContext,
+    /// Entries for every subject but the last; the last goes into `Subjectmatter`, which
+    /// `data_op` turns into the entry it commits.
+    pending: Vec<AuditDraft>,
+}
+
+impl Audit<'_> {
+    fn subject(
+        &mut self,
+        matter: &mut Subjectmatter,
+        subject: &SubjectId,
+        records: &[&RecordRow],
+        fields: BTreeSet<String>,
+    ) {
+        if let Some(prev) = matter.subject.take() {
+            let mut d = AuditDraft::new(
+                self.chain.clone(),
+                self.actor.clone(),
+                Action::Processing(self.op),
+            )
+            .purpose(self.purpose)
+            .fields(std::mem::take(&mut matter.fields))
+            .request(self.ctx.request.as_ref());
+            d.subject = Some(prev);
+            d.record = matter.record.take();
+            self.pending.push(d);
+        }
+        matter.subject = Some(subject.clone());
+        matter.record = match records {
+            [one] => Some(one.id.clone()),
+            _ => None,
+        };
+        matter.fields = fields.into_iter().collect();
+    }
+
+    fn flush(&mut self, tx: &mut dyn DataTx) -> Result<(), TxError> {
+        for d in self.pending.drain(..) {
+            tx.append_audit(d)?;
+        }
+        Ok(())
+    }
+}
+
+impl Vault {
+    /// Loads the set, grouped by subject, and drops subjects whose state forbids the
+    /// operation (counted in `skipped`).
+    fn load_set(
+        &self,
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        keys: &Keys,
+        set: &RecordSet,
+        skipped: &mut u64,
+    ) -> Result<Groups, TxError> {
+        let purpose = &grant.purpose().name;
+        let records = match set {
+            RecordSet::Purpose => tx.records_of_purpose(purpose)?,
+            RecordSet::Subject(s) => {
+                // Unknown and erased subjects answer as they do everywhere else.
+                self.subject_key(tx, keys, grant, s)?;
+                tx.records_of(s)?
+                    .into_iter()
+                    .filter(|r| &r.header.purpose == purpose)
+                    .collect()
+            }
+        };
+        let mut groups = Groups::new();
+        for r in records {
+            groups.entry(r.subject.clone()).or_default().push(r);
+        }
+        let mut allowed = Groups::new();
+        for (subject, records) in groups {
+            let row = tx
+                .subject(&subject)?
+                .ok_or_else(|| corrupt("records", "a record names a missing subject"))?;
+            let objected = tx.objections(&subject)?.contains(purpose);
+            if grant.check_subject(row.restricted, objected).is_ok() {
+                allowed.insert(subject, records);
+            } else {
+                *skipped += 1;
+            }
+        }
+        Ok(allowed)
+    }
+
+    fn unwrap_key(
+        keys: &Keys,
+        grant: &DataGrant,
+        subject: &SubjectId,
+        tx: &mut dyn DataTx,
+    ) -> Result<SubjectKey, TxError> {
+        let row = tx.subject(subject)?.ok_or(Denial::NotFound)?;
+        keys.controller
+            .unwrap_subject_key(grant.controller(), subject, &row.wrapped_key)
+            .map_err(|e| corrupt("subjects", e))
+    }
+
+    fn audit<'a>(
+        grant: &DataGrant,
+        op: Operation,
+        purpose: &'a PurposeName,
+        ctx: &'a CallContext,
+    ) -> Audit<'a> {
+        Audit {
+            chain: ChainId::Controller(grant.controller().clone()),
+            actor: grant.actor().to_owned(),
+            op,
+            purpose,
+            ctx,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Consultation of a set of records: every record collected under `purpose` (or only
+    /// one subject's), decrypted. Refused, naming the fields, when any field's category lies
+    /// outside the purpose.
+    pub fn purpose_records(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        ctx: &CallContext,
+    ) -> Result<Vec<RecordView>, VaultError> {
+        let op = Operation::Consultation;
+        let matter = Subjectmatter::default();
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            let mut skipped = 0;
+            let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+            let mut audit = Self::audit(grant, op, purpose, ctx);
+            let mut out = Vec::new();
+            for (subject, records) in &groups {
+                let names: BTreeSet<String> = records
+                    .iter()
+                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                    .collect();
+                audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
+                grant
+                    .check_fields(
+                        records
+                            .iter()
+                            .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
+                    )
+                    .map_err(Denial::from)?;
+                let key = Self::unwrap_key(keys, grant, subject, tx)?;
+                for r in records {
+                    out.push(Self::open_record(grant, &key, r)?);
+                }
+            }
+            audit.flush(tx)?;
+            Ok(out)
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Alteration of a set of records: one change applied to each.
+    pub fn alter_records(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        change: &RecordChange,
+        ctx: &CallContext,
+    ) -> Result<BulkReport, VaultError> {
+        let op = Operation::Alteration;
+        let valid = change
+            .validate()
+            .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))?;
+        let matter = Subjectmatter::default();
+        let now = self.clock.now();
+        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            let mut report = BulkReport::default();
+            let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+            let mut audit = Self::audit(grant, op, purpose, ctx);
+            if let Some(f) = &valid {
+                grant
+                    .check_fields([(f.name.as_str(), &f.category)])
+                    .map_err(Denial::from)?;
+            }
+            if let RecordChange::Category { field, category } = change {
+                grant
+                    .check_fields([(field.as_str(), category)])
+                    .map_err(Denial::from)?;
+            }
+            // Moving records to another subject processes that subject too.
+            let target = match change {
+                RecordChange::Subject(t) => {
+                    let (row, key) = self.subject_key(tx, keys, grant, t)?;
+                    Self::check_subject_state(tx, grant, &row)?;
+                    Some((t.clone(), key))
+                }
+                _ => None,
+            };
+            let needs_key = matches!(
+                change,
+                RecordChange::Field { .. } | RecordChange::Category { .. } | RecordChange::Subject(_)
+            );
+            for (subject, records) in &groups {
+                let key = if needs_key {
+                    Some(Self::unwrap_key(keys, grant, subject, tx)?)
+                } else {
+                    None
+                };
+                let mut touched = Vec::new();
+                for r in records {
+                    if self.alter_one(tx, grant, keys, key.as_ref(), target.as_ref(), r, change, valid.as_ref(), now)? {
+                        touched.push(r);
+                    }
+                }
+                if touched.is_empty() {
+                    continue;
+                }
+                report.subjects += 1;
+                report.records += touched.len() as u64;
+                let mut names = BTreeSet::from([change.audit_name()]);
+                if matches!(change, RecordChange::Subject(_)) {
+                    names.extend(touched.iter().flat_map(|r| r.fields.iter().map(|f| f.name.to_string())));
+                }
+                audit.subject(matter, subject, &touched, names);
+            }
+            if let (Some((t, _)), true) = (&target, report.records > 0) {
+                let names = groups
+                    .values()
+                    .flatten()
+                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                    .chain([change.audit_name()])
+                    .collect();
+                audit.subject(matter, t, &[], names);
+            }
+            audit.flush(tx)?;
+            Ok(report)
+        })
+        .map(|(t, _)| t)
+    }
+
+    /// Applies `change` to one record; false when it does not apply (a recategorisation of
+    /// a field the record lacks).
+    #[allow(clippy::too_many_arguments)]
+    fn alter_one(
+        &self,
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        keys: &Keys,
+        key: Option<&SubjectKey>,
+        target: Option<&(SubjectId, SubjectKey)>,
+        r: &RecordRow,
+        change: &RecordChange,
+        valid: Option<&ValidField>,
+        now: OffsetDateTime,
+    ) -> Result<bool, TxError> {
+        let seal = |key: &SubjectKey, subject: &SubjectId, name: &FieldName, plain: &[u8]| {
+            key.seal_field(
+                FieldContext {
+                    controller: grant.controller(),
+                    subject,
+                    record: &r.id,
+                    field: name.as_str(),
+                },
+                plain,
+            )
+        };
+        let open = |f: &FieldRow| -> Result<_, TxError> {
+            key.expect("key unwrapped for changes that need it")
+                .open_field(
+                    FieldContext {
+                        controller: grant.controller(),
+                        subject: &r.subject,
+                        record: &r.id,
+                        field: f.name.as_str(),
+                    },
+                    &f.sealed,
+                )
+                .map_err(|e| corrupt("fields", e))
+        };
+        let h = &r.header;
+        let (mut subject, mut meta, mut expires) = (r.subject.clone(), h.meta.clone(), h.expires_at);
+        let write_field = |tx: &mut dyn DataTx, f: &ValidField, key: &SubjectKey| -> Result<(), TxError> {
+            let row = FieldRow {
+                name: f.name.clone(),
+                category: f.category.clone(),
+                sealed: seal(key, &r.subject, &f.name, &f.value.to_plaintext()),
+            };
+            tx.delete_lookups(&r.id, f.name.as_str())?;
+            tx.upsert_fields(&r.id, &[row], now)?;
+            if let Some((kind, normalized)) = &f.lookup {
+                tx.insert_lookup(&LookupRow {
+                    kind: *kind,
+                    digest: keys.controller.index_key().blind(*kind, normalized),
+                    subject: r.subject.clone(),
+                    record: r.id.clone(),
+                    field: f.name.clone(),
+                })?;
+            }
+            Ok(())
+        };
+        match change {
+            RecordChange::ExpiresAt(t) => expires = grant.purpose().expiry(h.created_at, Some(*t)),
+            RecordChange::Source(s) => meta.source = s.clone(),
+            RecordChange::Recipients(v) => meta.recipients = v.clone(),
+            RecordChange::AutomatedDecision(a) => meta.automated_decision = a.clone(),
+            RecordChange::Field { .. } => {
+                let f = valid.expect("validated before the transaction");
+                write_field(tx, f, key.expect("key"))?;
+                return Ok(true);
+            }
+            RecordChange::Category { field, category } => {
+                let Some(old) = r.fields.iter().find(|f| &f.name == field) else {
+                    return Ok(false);
+                };
+                let value = FieldValue::from_plaintext(&open(old)?)
+                    .ok_or_else(|| corrupt("fields", "plaintext is not a JSON scalar"))?;
+                let f = validate_field(
+                    field.clone(),
+                    FieldInput {
+                        category: category.clone(),
+                        value,
+                    },
+                )
+                .map_err(Denial::from)?;
+                write_field(tx, &f, key.expect("key"))?;
+                return Ok(true);
+            }
+            RecordChange::Subject(_) => {
+                let (t, tkey) = target.expect("target unwrapped");
+                if t == &r.subject {
+                    return Ok(true);
+                }
+                let rows = r
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        Ok(FieldRow {
+                            name: f.name.clone(),
+                            category: f.category.clone(),
+                            sealed: seal(tkey, t, &f.name, &open(f)?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, TxError>>()?;
+                tx.upsert_fields(&r.id, &rows, now)?;
+                subject = t.clone();
+            }
+        }
+        if !tx.update_record_header(&r.id, &subject, &meta, expires, now)? {
+            return Err(Denial::NotFound.into());
+        }
+        Ok(true)
+    }
+
+    /// Erasure of a set of records (the subjects stay).
+    pub fn erase_records(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        ctx: &CallContext,
+    ) -> Result<BulkReport, VaultError> {
+        let op = Operation::Erasure;
+        let matter = Subjectmatter::default();
+        let mut erased: Vec<(SubjectId, custodian_core::ids::RecordId)> = Vec::new();
+        let (report, _) = self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+            erased.clear();
+            let mut report = BulkReport::default();
+            let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+            let mut audit = Self::audit(grant, op, purpose, ctx);
+            for (subject, records) in &groups {
+                for r in records {
+                    tx.delete_record(&r.id)?;
+                    erased.push((subject.clone(), r.id.clone()));
+                }
+                report.subjects += 1;
+                report.records += records.len() as u64;
+                let names = records
+                    .iter()
+                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                    .collect();
+                audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
+            }
+            audit.flush(tx)?;
+            Ok(report)
+        })?;
+        if let Some(c) = &p.controller {
+            for (s, r) in &erased {
+                self.note_erasure(c, s, Some(r));
+            }
+        }
+        if report.records > 0 {
+            self.store.purge_deleted();
+        }
+        Ok(report)
+    }
+
+    /// The last `limit` entries (1-1000) of the caller's controller's audit trail, oldest
+    /// first (admins and viewers, as for [`Vault::audit_page`]).
+    pub fn audit_tail(&self, p: &Principal, limit: u32) -> Result<AuditPage, VaultError> {
+        let controller = p.controller.as_ref().ok_or(VaultError::Refused(
+            custodian_core::policy::Refusal::NotControllerAdmin,
+        ))?;
+        custodian_core::policy::authorize_audit_read(p, controller)?;
+        let limit = limit.clamp(1, 1000);
+        let chain = ChainId::Controller(controller.clone());
+        let head = self.store.audit_head(&chain)?.map_or(0, |(seq, _)| seq);
+        self.audit_page(p, head.saturating_sub(u64::from(limit)), limit)
+    }
+}
