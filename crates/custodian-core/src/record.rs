@@ -143,10 +143,10 @@ pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, 
             "payment card numbers are handled by the payment gateway and are never stored here (DPA §4)",
         ));
     }
-    if let FieldValue::Text(s) = &input.value {
-        if s.chars().count() > MAX_TEXT_CHARS {
-            return Err(field("is longer than 16384 characters"));
-        }
+    if let FieldValue::Text(s) = &input.value
+        && s.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(field("is longer than 16384 characters"));
     }
     let lookup_kind = LookupKind::for_category(&input.category);
     // A phone field must hold an E.164 number (`+` or `00` first), which no card number is;

@@ -41,10 +41,10 @@ fn validate(req: &NewRequest) -> Result<(), ValidationError> {
             "must be 3-320 printable characters: how to reach you",
         ));
     }
-    if let Some(m) = &req.message {
-        if m.chars().count() > 4000 {
-            return Err(ValidationError::new("message", "at most 4000 characters"));
-        }
+    if let Some(m) = &req.message
+        && m.chars().count() > 4000
+    {
+        return Err(ValidationError::new("message", "at most 4000 characters"));
     }
     let all = format!("{} {}", req.contact, req.message.as_deref().unwrap_or(""));
     if custodian_core::pan::contains_pan(&all) {

@@ -261,21 +261,21 @@ fn head_problem(
     last: u64,
     problem: &dyn Fn(Option<u64>, String) -> Problem,
 ) -> Option<Problem> {
-    if let Some((seq, hash)) = before {
-        if seq > last || hash_at_before != Some(hash) {
-            return Some(problem(
-                Some(seq.min(last + 1)),
-                format!("the recorded head (entry {seq}) does not match the chain (its last entry is {last})"),
-            ));
-        }
+    if let Some((seq, hash)) = before
+        && (seq > last || hash_at_before != Some(hash))
+    {
+        return Some(problem(
+            Some(seq.min(last + 1)),
+            format!("the recorded head (entry {seq}) does not match the chain (its last entry is {last})"),
+        ));
     }
-    if let Some((seq, _)) = after {
-        if last > seq {
-            return Some(problem(
-                Some(seq + 1),
-                format!("entries {}..={last} lie beyond the recorded head (entry {seq})", seq + 1),
-            ));
-        }
+    if let Some((seq, _)) = after
+        && last > seq
+    {
+        return Some(problem(
+            Some(seq + 1),
+            format!("entries {}..={last} lie beyond the recorded head (entry {seq})", seq + 1),
+        ));
     }
     None
 }

@@ -7,7 +7,6 @@
 //! cluster and sets it when PostgreSQL's server binaries are installed). Each test creates
 //! its own database there and drops it afterwards. Without it, the tests say so and pass.
 
-#[allow(dead_code)]
 mod common;
 
 use common::*;
