@@ -63,7 +63,9 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = self.clone();
-        shown.database = shown.database.map(|d| custodian_store::postgres::redact_url(&d));
+        shown.database = shown
+            .database
+            .map(|d| custodian_store::postgres::redact_url(&d));
         let text = toml::to_string(&shown).map_err(|_| std::fmt::Error)?;
         write!(f, "Config {{ {} }}", text.trim_end().replace('\n', ", "))
     }
@@ -240,7 +242,10 @@ mod tests {
 
     #[test]
     fn database_passwords_never_print() {
-        let c = Config { database: Some("postgres://custodian:hunter2secret@127.0.0.1:5432/db".into()), ..Default::default() };
+        let c = Config {
+            database: Some("postgres://custodian:hunter2secret@127.0.0.1:5432/db".into()),
+            ..Default::default()
+        };
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2secret"), "{dbg}");
         assert!(dbg.contains("127.0.0.1:5432"), "{dbg}");
