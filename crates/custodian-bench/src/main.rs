@@ -2,9 +2,11 @@
 //! process, on the same disk, in the same run (absolute times on shared machines mean little).
 
 mod backends;
+mod chain;
 mod gdpr;
 mod lifecycle;
 mod micro;
+mod rawsqlite;
 mod rights;
 
 use clap::{Parser, Subcommand};
@@ -65,7 +67,11 @@ enum Command {
         )]
         workloads: Vec<String>,
         /// Targets, comma-separated (custodian, plain, postgres).
-        #[arg(long, value_delimiter = ',', default_value = "custodian,plain,postgres")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "custodian,plain,postgres"
+        )]
         targets: Vec<String>,
         /// Seed of every generator.
         #[arg(long, default_value_t = 2020)]
@@ -83,6 +89,27 @@ enum Command {
         /// Milliseconds between two passes of each target's TTL sweeper.
         #[arg(long, default_value_t = 1000)]
         sweep_ms: u64,
+    },
+    /// Raw durable SQLite insert rate (WAL, synchronous=FULL) with N rows per commit: the
+    /// reference bench/http-load.sh compares Custodian's durable HTTP writes against.
+    RawSqlite {
+        #[arg(long, default_value_t = 64)]
+        rows_per_commit: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Fills the database of a `custodian init` data directory with an audit chain of at
+    /// least N entries through the real path (consultations), then times `Vault::verify`;
+    /// time `custodian verify` on the same directory afterwards.
+    AuditChain {
+        /// The data directory (holds root.key; the database is custodian.db in it).
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Subjects (one record each): each consultation of the purpose adds this many entries.
+        #[arg(long, default_value_t = 10_000)]
+        subjects: u64,
     },
     /// Backup and restore throughput (MB/s, records/s) of the real `custodian backup` and
     /// `custodian restore` on a database of N subjects, against a plain durable file copy.
@@ -102,6 +129,15 @@ fn main() {
         Command::Micro { records } => micro::run(records),
         Command::Backends { records, postgres } => backends::run(records, postgres),
         Command::Rights => rights::run(),
+        Command::AuditChain {
+            data_dir,
+            entries,
+            subjects,
+        } => chain::run(&data_dir, entries, subjects.max(1)),
+        Command::RawSqlite {
+            rows_per_commit,
+            seconds,
+        } => rawsqlite::run(rows_per_commit.max(1), seconds),
         Command::Gdpr {
             records,
             operations,

@@ -12,6 +12,9 @@ use time::OffsetDateTime;
 pub const MAX_FIELDS_PER_RECORD: usize = 64;
 /// The longest text value, in characters (64 KiB of UTF-8 at most).
 pub const MAX_TEXT_CHARS: usize = 16 * 1024;
+/// Numbers are smaller than this in magnitude: anything longer (an identifier, an account
+/// or card number) goes as text, where JSON keeps every digit and the card check reads it.
+pub const MAX_NUMBER_MAGNITUDE: f64 = 1e12;
 
 /// `[a-z][a-z0-9_]{0,63}`: field names go into audit entries, so they must never be able to
 /// carry a value; the shape keeps them to identifiers.
@@ -147,6 +150,13 @@ pub fn validate_field(name: FieldName, input: FieldInput) -> Result<ValidField, 
         && s.chars().count() > MAX_TEXT_CHARS
     {
         return Err(field("is longer than 16384 characters"));
+    }
+    if let FieldValue::Number(n) = &input.value
+        && !n.as_f64().is_some_and(|f| f.abs() < MAX_NUMBER_MAGNITUDE)
+    {
+        return Err(field(
+            "numbers must be smaller than 10^12 in magnitude; send longer numbers as text",
+        ));
     }
     let lookup_kind = LookupKind::for_category(&input.category);
     // A phone field must hold an E.164 number (`+` or `00` first), which no card number is;

@@ -310,7 +310,12 @@ impl utoipa::PartialSchema for crate::record::FieldValue {
                     .schema_type(Type::String)
                     .max_length(Some(crate::record::MAX_TEXT_CHARS)),
             )
-            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(from_json(serde_json::json!({
+                "type": "number",
+                "exclusiveMinimum": -crate::record::MAX_NUMBER_MAGNITUDE,
+                "exclusiveMaximum": crate::record::MAX_NUMBER_MAGNITUDE,
+                "description": "Numbers stay below 10^12 in magnitude; longer ones (identifiers) go as text",
+            })))
             .item(ObjectBuilder::new().schema_type(Type::Boolean))
             .description(Some(
                 "A field's value: personal data, encrypted at rest".to_owned(),

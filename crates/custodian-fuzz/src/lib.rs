@@ -48,16 +48,15 @@ pub fn json_bodies(data: &[u8]) {
 }
 
 fn check_field(name: FieldName, input: custodian_core::record::FieldInput) {
-    if let Ok(v) = validate_field(name, input) {
-        if let (Some((kind, key)), custodian_core::record::FieldValue::Text(stored)) =
+    if let Ok(v) = validate_field(name, input)
+        && let (Some((kind, key)), custodian_core::record::FieldValue::Text(stored)) =
             (&v.lookup, &v.value)
-        {
-            assert_eq!(
-                kind.normalize(stored).as_ref(),
-                Ok(key),
-                "a stored value must normalise to its own lookup key"
-            );
-        }
+    {
+        assert_eq!(
+            kind.normalize(stored).as_ref(),
+            Ok(key),
+            "a stored value must normalise to its own lookup key"
+        );
     }
 }
 

@@ -430,11 +430,17 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
             assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), want);
             assert!(got.iter().all(|r| r.fields.len() == 2));
-            assert_eq!(got.iter().find(|r| r.id == f1.record).unwrap(), &tx.record(&f1.record)?.unwrap());
+            assert_eq!(
+                got.iter().find(|r| r.id == f1.record).unwrap(),
+                &tx.record(&f1.record)?.unwrap()
+            );
             let billing = tx.records_of_purpose(&PurposeName::parse("billing").unwrap())?;
             assert_eq!(billing.len(), 1);
             assert_eq!(billing[0].fields.len(), 1);
-            assert!(tx.records_of_purpose(&PurposeName::parse("nothing").unwrap())?.is_empty());
+            assert!(
+                tx.records_of_purpose(&PurposeName::parse("nothing").unwrap())?
+                    .is_empty()
+            );
 
             // Move f1's record to f2's subject, with new metadata and expiry.
             let before = tx.record(&f1.record)?.unwrap();
@@ -453,10 +459,19 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             assert_eq!(after.header.created_at, before.header.created_at);
             assert_eq!(after.header.purpose, before.header.purpose);
             assert_eq!(after.fields, before.fields);
-            assert_eq!(tx.find_subjects(LookupKind::Email, &digest)?, vec![s2.clone()]);
+            assert_eq!(
+                tx.find_subjects(LookupKind::Email, &digest)?,
+                vec![s2.clone()]
+            );
             assert!(tx.records_of(&f1.subject)?.is_empty());
             assert_eq!(tx.records_of(&s2)?.len(), 3);
-            assert!(!tx.update_record_header(&RecordId::from_random(rand16()), &s2, &meta, later, at)?);
+            assert!(!tx.update_record_header(
+                &RecordId::from_random(rand16()),
+                &s2,
+                &meta,
+                later,
+                at
+            )?);
             Ok(draft(&a, Operation::Alteration))
         })
         .unwrap();
@@ -466,7 +481,10 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
     store
         .transact(&b, now(), &mut |tx| {
             let got = tx.records_of_purpose(&PurposeName::parse("service").unwrap())?;
-            assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![fbr.clone()]);
+            assert_eq!(
+                got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+                vec![fbr.clone()]
+            );
             assert!(!tx.update_record_header(&f1r, &s2c, &RecordMeta::default(), later, now())?);
             Ok(draft(&b, Operation::Consultation))
         })

@@ -45,7 +45,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-
 /// How a unit of work ended without committing.
 #[derive(Debug, Error)]
 pub enum TxError {

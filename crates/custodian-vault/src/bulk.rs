@@ -326,7 +326,9 @@ impl Vault {
             };
             let needs_key = matches!(
                 change,
-                RecordChange::Field { .. } | RecordChange::Category { .. } | RecordChange::Subject(_)
+                RecordChange::Field { .. }
+                    | RecordChange::Category { .. }
+                    | RecordChange::Subject(_)
             );
             for (subject, records) in &groups {
                 let key = if needs_key {
@@ -336,7 +338,17 @@ impl Vault {
                 };
                 let mut touched = Vec::new();
                 for r in records {
-                    if self.alter_one(tx, grant, keys, key.as_ref(), target.as_ref(), r, change, valid.as_ref(), now)? {
+                    if self.alter_one(
+                        tx,
+                        grant,
+                        keys,
+                        key.as_ref(),
+                        target.as_ref(),
+                        r,
+                        change,
+                        valid.as_ref(),
+                        now,
+                    )? {
                         touched.push(r);
                     }
                 }
@@ -347,7 +359,11 @@ impl Vault {
                 report.records += touched.len() as u64;
                 let mut names = BTreeSet::from([change.audit_name()]);
                 if matches!(change, RecordChange::Subject(_)) {
-                    names.extend(touched.iter().flat_map(|r| r.fields.iter().map(|f| f.name.to_string())));
+                    names.extend(
+                        touched
+                            .iter()
+                            .flat_map(|r| r.fields.iter().map(|f| f.name.to_string())),
+                    );
                 }
                 audit.subject(matter, subject, &touched, names);
             }
@@ -406,26 +422,28 @@ impl Vault {
                 .map_err(|e| corrupt("fields", e))
         };
         let h = &r.header;
-        let (mut subject, mut meta, mut expires) = (r.subject.clone(), h.meta.clone(), h.expires_at);
-        let write_field = |tx: &mut dyn DataTx, f: &ValidField, key: &SubjectKey| -> Result<(), TxError> {
-            let row = FieldRow {
-                name: f.name.clone(),
-                category: f.category.clone(),
-                sealed: seal(key, &r.subject, &f.name, &f.value.to_plaintext()),
+        let (mut subject, mut meta, mut expires) =
+            (r.subject.clone(), h.meta.clone(), h.expires_at);
+        let write_field =
+            |tx: &mut dyn DataTx, f: &ValidField, key: &SubjectKey| -> Result<(), TxError> {
+                let row = FieldRow {
+                    name: f.name.clone(),
+                    category: f.category.clone(),
+                    sealed: seal(key, &r.subject, &f.name, &f.value.to_plaintext()),
+                };
+                tx.delete_lookups(&r.id, f.name.as_str())?;
+                tx.upsert_fields(&r.id, &[row], now)?;
+                if let Some((kind, normalized)) = &f.lookup {
+                    tx.insert_lookup(&LookupRow {
+                        kind: *kind,
+                        digest: keys.controller.index_key().blind(*kind, normalized),
+                        subject: r.subject.clone(),
+                        record: r.id.clone(),
+                        field: f.name.clone(),
+                    })?;
+                }
+                Ok(())
             };
-            tx.delete_lookups(&r.id, f.name.as_str())?;
-            tx.upsert_fields(&r.id, &[row], now)?;
-            if let Some((kind, normalized)) = &f.lookup {
-                tx.insert_lookup(&LookupRow {
-                    kind: *kind,
-                    digest: keys.controller.index_key().blind(*kind, normalized),
-                    subject: r.subject.clone(),
-                    record: r.id.clone(),
-                    field: f.name.clone(),
-                })?;
-            }
-            Ok(())
-        };
         match change {
             RecordChange::ExpiresAt(t) => expires = grant.purpose().expiry(h.created_at, Some(*t)),
             RecordChange::Source(s) => meta.source = s.clone(),
@@ -490,27 +508,28 @@ impl Vault {
         let op = Operation::Erasure;
         let matter = Subjectmatter::default();
         let mut erased: Vec<(SubjectId, custodian_core::ids::RecordId)> = Vec::new();
-        let (report, _) = self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
-            erased.clear();
-            let mut report = BulkReport::default();
-            let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
-            let mut audit = Self::audit(grant, op, purpose, ctx);
-            for (subject, records) in &groups {
-                for r in records {
-                    tx.delete_record(&r.id)?;
-                    erased.push((subject.clone(), r.id.clone()));
+        let (report, _) =
+            self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+                erased.clear();
+                let mut report = BulkReport::default();
+                let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+                let mut audit = Self::audit(grant, op, purpose, ctx);
+                for (subject, records) in &groups {
+                    for r in records {
+                        tx.delete_record(&r.id)?;
+                        erased.push((subject.clone(), r.id.clone()));
+                    }
+                    report.subjects += 1;
+                    report.records += records.len() as u64;
+                    let names = records
+                        .iter()
+                        .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                        .collect();
+                    audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
                 }
-                report.subjects += 1;
-                report.records += records.len() as u64;
-                let names = records
-                    .iter()
-                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                    .collect();
-                audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
-            }
-            audit.flush(tx)?;
-            Ok(report)
-        })?;
+                audit.flush(tx)?;
+                Ok(report)
+            })?;
         if let Some(c) = &p.controller {
             for (s, r) in &erased {
                 self.note_erasure(c, s, Some(r));

@@ -34,9 +34,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     // Unique per process and call: several nodes may share the directory.
     let tmp: PathBuf = dir.join(format!(
         ".{}.{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("checkpoint"),
         std::process::id(),
-        u64::from_be_bytes(custodian_crypto::random::id_bytes()[..8].try_into().expect("8 bytes"))
+        u64::from_be_bytes(
+            custodian_crypto::random::id_bytes()[..8]
+                .try_into()
+                .expect("8 bytes")
+        )
     ));
     {
         let mut f = std::fs::File::create(&tmp)?;

@@ -171,7 +171,13 @@ fn verify_one(
                     cps[0].signed_at
                 ),
             ));
-        } else if let Some(p) = head_problem(head_before, hash_at_head_before, store.audit_head(chain)?, last, &problem) {
+        } else if let Some(p) = head_problem(
+            head_before,
+            hash_at_head_before,
+            store.audit_head(chain)?,
+            last,
+            &problem,
+        ) {
             first_problem = Some(p);
         } else if last > 0 && head_before.is_none() {
             first_problem = Some(problem(
@@ -266,7 +272,9 @@ fn head_problem(
     {
         return Some(problem(
             Some(seq.min(last + 1)),
-            format!("the recorded head (entry {seq}) does not match the chain (its last entry is {last})"),
+            format!(
+                "the recorded head (entry {seq}) does not match the chain (its last entry is {last})"
+            ),
         ));
     }
     if let Some((seq, _)) = after
@@ -274,7 +282,10 @@ fn head_problem(
     {
         return Some(problem(
             Some(seq + 1),
-            format!("entries {}..={last} lie beyond the recorded head (entry {seq})", seq + 1),
+            format!(
+                "entries {}..={last} lie beyond the recorded head (entry {seq})",
+                seq + 1
+            ),
         ));
     }
     None

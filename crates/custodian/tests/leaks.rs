@@ -53,6 +53,16 @@ fn leaks_in(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// An error path: what, method, path, token, purpose, body.
+type BadCall<'a> = (
+    &'a str,
+    Method,
+    String,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<Value>,
+);
+
 /// Every response whose status is not 2xx, kept to be searched.
 struct Errors(RefCell<Vec<(String, u16, String)>>);
 
@@ -289,14 +299,7 @@ fn canaries_never_reach_logs_metrics_errors_or_the_audit_trail() {
     }
 
     // Error paths that carry canaries in every place a client can put them.
-    let bad: Vec<(
-        &str,
-        Method,
-        String,
-        Option<&str>,
-        Option<&str>,
-        Option<Value>,
-    )> = vec![
+    let bad: Vec<BadCall<'_>> = vec![
         (
             "invalid lookup",
             Method::POST,

@@ -195,7 +195,8 @@ impl Values {
 /// 100 characters of letters and spaces (no digits: nothing a card-number scan could flag).
 pub fn data(k: u64, seed: u64, version: u64) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut rng = Rng::new(seed ^ k.wrapping_mul(0x9E37_79B9) ^ version.wrapping_mul(0x85EB_CA6B) << 32);
+    let mut rng =
+        Rng::new(seed ^ k.wrapping_mul(0x9E37_79B9) ^ version.wrapping_mul(0x85EB_CA6B) << 32);
     (0..100)
         .map(|_| ALPHABET[(rng.next_u64() % ALPHABET.len() as u64) as usize] as char)
         .collect()
@@ -277,7 +278,10 @@ mod tests {
             *counts.entry(k).or_insert(0u32) += 1;
         }
         let max = *counts.values().max().unwrap();
-        assert!(max > 1000, "the most popular key should be drawn often: {max}");
+        assert!(
+            max > 1000,
+            "the most popular key should be drawn often: {max}"
+        );
     }
 
     #[test]
@@ -291,6 +295,9 @@ mod tests {
         assert_eq!(v.data.chars().count(), 100);
         assert_eq!(v, Values::of(12_345, 7, 0));
         assert_ne!(v.data, Values::of(12_345, 7, 1).data);
-        assert_eq!((0..1000).filter(|k| Values::of(*k, 1, 0).ttl == 30).count(), 100);
+        assert_eq!(
+            (0..1000).filter(|k| Values::of(*k, 1, 0).ttl == 30).count(),
+            100
+        );
     }
 }

@@ -21,8 +21,8 @@ mod pg;
 mod plain;
 mod target;
 
-use keys::{Discrete, KeyChooser, MetaField, Rng, ScrambledZipfian, Values};
 use indicatif::{ProgressBar, ProgressStyle};
+use keys::{Discrete, KeyChooser, MetaField, Rng, ScrambledZipfian, Values};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -262,7 +262,9 @@ fn do_op(
                     break c;
                 }
                 if start.elapsed() > Duration::from_secs(600) {
-                    return Err(format!("verify-ttl: {c} records remain after 600 s (bound {bound})"));
+                    return Err(format!(
+                        "verify-ttl: {c} records remain after 600 s (bound {bound})"
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -291,7 +293,8 @@ fn run_one(
     let stop = Arc::new(AtomicBool::new(false));
     let swept = Arc::new(AtomicU64::new(0));
     let sweeper = {
-        let (t, stop, swept, every) = (target.clone(), stop.clone(), swept.clone(), cfg.sweep_every);
+        let (t, stop, swept, every) =
+            (target.clone(), stop.clone(), swept.clone(), cfg.sweep_every);
         std::thread::spawn(move || {
             let mut next = Instant::now() + every;
             while !stop.load(Ordering::Acquire) {
@@ -323,7 +326,10 @@ fn run_one(
                         break;
                     }
                     if let Err(e) = target.insert(k, &Values::of(k, seed, 0)) {
-                        errors.lock().expect("errors").get_or_insert(format!("load key{k}: {e}"));
+                        errors
+                            .lock()
+                            .expect("errors")
+                            .get_or_insert(format!("load key{k}: {e}"));
                     }
                     pb.inc(1);
                 }
@@ -357,7 +363,16 @@ fn run_one(
     let mut rng0 = Rng::new(seed ^ 0xA5A5_5A5A);
     for op in &w.one_time {
         let t0 = Instant::now();
-        let r = do_op(target.as_ref(), *op, &chooser, &mut rng0, seed, &next_key, &last_key, n);
+        let r = do_op(
+            target.as_ref(),
+            *op,
+            &chooser,
+            &mut rng0,
+            seed,
+            &next_key,
+            &last_key,
+            n,
+        );
         let lat = out.lat.entry(*op).or_default();
         lat.ns.push(t0.elapsed().as_nanos() as u64);
         match r {
@@ -379,16 +394,34 @@ fn run_one(
     std::thread::scope(|s| {
         for i in 0..threads {
             let (target, chooser, mix, pb, issued, next_key, last_key, per_thread) = (
-                &target, &chooser, &mix, &pb, &issued, &next_key, &last_key, &per_thread,
+                &target,
+                &chooser,
+                &mix,
+                &pb,
+                &issued,
+                &next_key,
+                &last_key,
+                &per_thread,
             );
             s.spawn(move || {
-                let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01B3) ^ (i as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+                let mut rng = Rng::new(
+                    seed.wrapping_mul(0x100_0000_01B3) ^ (i as u64 + 1) * 0x9E37_79B9_7F4A_7C15,
+                );
                 let mut lat: BTreeMap<Op, Lat> = BTreeMap::new();
                 let mut first = None;
                 while issued.fetch_add(1, Ordering::AcqRel) < total {
                     let op = mix.next(&mut rng);
                     let t0 = Instant::now();
-                    let r = do_op(target.as_ref(), op, chooser, &mut rng, seed, next_key, last_key, n);
+                    let r = do_op(
+                        target.as_ref(),
+                        op,
+                        chooser,
+                        &mut rng,
+                        seed,
+                        next_key,
+                        last_key,
+                        n,
+                    );
                     let l = lat.entry(op).or_default();
                     l.ns.push(t0.elapsed().as_nanos() as u64);
                     match r {
@@ -467,12 +500,18 @@ pub fn run(cfg: Config) {
     let mut targets: Vec<&str> = Vec::new();
     for t in &cfg.targets {
         match t.as_str() {
-            "custodian" | "plain" | "plain-sqlite" => targets.push(if t == "custodian" { "custodian" } else { "plain-sqlite" }),
+            "custodian" | "plain" | "plain-sqlite" => targets.push(if t == "custodian" {
+                "custodian"
+            } else {
+                "plain-sqlite"
+            }),
             "postgres" => {
                 if pg_url.is_some() {
                     targets.push("postgres")
                 } else {
-                    println!("gdpr: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset; run under scripts/with-postgres)");
+                    println!(
+                        "gdpr: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset; run under scripts/with-postgres)"
+                    );
                 }
             }
             other => {
@@ -481,7 +520,8 @@ pub fn run(cfg: Config) {
             }
         }
     }
-    let dir = tempfile::tempdir_in(".").expect("a temporary directory on the working directory's disk");
+    let dir =
+        tempfile::tempdir_in(".").expect("a temporary directory on the working directory's disk");
     let counter = AtomicU64::new(0);
     let make = |which: &str| -> Result<Box<dyn Target>, String> {
         let i = counter.fetch_add(1, Ordering::Relaxed);
@@ -503,7 +543,9 @@ pub fn run(cfg: Config) {
     );
     println!(
         "machine: {} cores ({}), load average at start {}",
-        machine_before["nproc"], machine_before["cpu"].as_str().unwrap_or(""), machine_before["loadavg"].as_str().unwrap_or("")
+        machine_before["nproc"],
+        machine_before["cpu"].as_str().unwrap_or(""),
+        machine_before["loadavg"].as_str().unwrap_or("")
     );
     let described = std::cell::RefCell::new(std::collections::BTreeSet::new());
     let mut results = Vec::new();
@@ -580,7 +622,13 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
     let mix = w
         .mix
         .iter()
-        .map(|(p, o)| format!("{} {:.0}%", o.name(), p * 100.0 / w.mix.iter().map(|x| x.0).sum::<f64>()))
+        .map(|(p, o)| {
+            format!(
+                "{} {:.0}%",
+                o.name(),
+                p * 100.0 / w.mix.iter().map(|x| x.0).sum::<f64>()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     println!();
@@ -609,7 +657,10 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
                 "  ratio custodian / {:<13} {:>6.2}x   (load: custodian {:.1} s, {} {:.1} s)",
                 o.target,
                 c / o.throughput(),
-                outcomes.iter().find(|x| x.target == "custodian").map_or(0.0, |x| x.load_secs),
+                outcomes
+                    .iter()
+                    .find(|x| x.target == "custodian")
+                    .map_or(0.0, |x| x.load_secs),
                 o.target,
                 o.load_secs
             );

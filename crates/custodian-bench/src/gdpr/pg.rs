@@ -157,7 +157,7 @@ impl PgTarget {
         let n = match field {
             MetaField::Ttl => self.exec(
                 &format!(
-                    "UPDATE usertable SET ttl = $2, expires_at = now() + make_interval(secs => $2) WHERE {col} = $1"
+                    "UPDATE usertable SET ttl = $2, expires_at = now() + $2::integer * interval '1 second' WHERE {col} = $1"
                 ),
                 &[&val, &(v.ttl as i32)],
             )?,
@@ -203,7 +203,7 @@ impl Target for PgTarget {
         self.exec(
             &format!(
                 "INSERT INTO usertable (key, {COLS}, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $3))"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $3::integer * interval '1 second')"
             ),
             &[
                 &key(k),

@@ -85,7 +85,8 @@ impl PlainTarget {
 
     fn select(&self, op: &str, col: &str, val: &str) -> Res<usize> {
         self.tx(op, val, |tx| {
-            let mut st = tx.prepare_cached(&format!("SELECT {COLS} FROM usertable WHERE {col} = ?1"))?;
+            let mut st =
+                tx.prepare_cached(&format!("SELECT {COLS} FROM usertable WHERE {col} = ?1"))?;
             let n = st
                 .query_map([val], row_width)?
                 .collect::<rusqlite::Result<Vec<_>>>()?
@@ -94,7 +95,14 @@ impl PlainTarget {
         })
     }
 
-    fn update_meta(&self, op: &str, col: &str, val: &str, v: &Values, field: MetaField) -> Res<usize> {
+    fn update_meta(
+        &self,
+        op: &str,
+        col: &str,
+        val: &str,
+        v: &Values,
+        field: MetaField,
+    ) -> Res<usize> {
         let set = match field {
             MetaField::Ttl => "ttl = ?2, expires_at = ?3".to_owned(),
             f => format!("{} = ?2", f.column()),
@@ -176,7 +184,9 @@ impl Target for PlainTarget {
         let key = key(k);
         self.tx("update", &key, |tx| {
             let n = tx
-                .prepare_cached("UPDATE usertable SET data = ?2, obj = ?3, acl = ?4, cat = ?5 WHERE key = ?1")?
+                .prepare_cached(
+                    "UPDATE usertable SET data = ?2, obj = ?3, acl = ?4, cat = ?5 WHERE key = ?1",
+                )?
                 .execute(params![key, v.data, v.obj, v.acl, v.category()])?;
             Ok((n > 0, n))
         })

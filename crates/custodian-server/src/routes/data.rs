@@ -151,8 +151,11 @@ pub async fn lookup(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FieldsFilter {
-    /// Comma-separated field names: only these are decrypted and returned.
-    #[param(pattern = "^[a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63})*$")]
+    /// Comma-separated field names (a letter, then letters, digits and `_`, never more than
+    /// 4 digits in a row): only these are decrypted and returned.
+    #[param(
+        pattern = "^[a-z][a-z_]{0,11}([0-9]{1,4}[a-z_]{1,8}){0,4}[0-9]{0,4}(,[a-z][a-z_]{0,11}([0-9]{1,4}[a-z_]{1,8}){0,4}[0-9]{0,4})*$"
+    )]
     fields: Option<String>,
 }
 

@@ -61,7 +61,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_purpose_index.sql"),
     ),
-    (5, include_str!("../../migrations/postgres/0005_lookups_by_subject.sql")),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_lookups_by_subject.sql"),
+    ),
 ];
 
 /// Held (transaction-scoped) while migrating, so that nodes starting together do not race.

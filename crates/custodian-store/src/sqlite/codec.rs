@@ -332,7 +332,7 @@ pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
     .decode())
 }
 
-pub(crate) fn insert_audit_row(tx: &rusqlite::Transaction<'_>, e: &AuditEntry) -> Result<()> {
+pub(crate) fn insert_audit_row(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<()> {
     let c = AuditColumns::encode(e);
     tx.prepare_cached(&format!(
         "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"

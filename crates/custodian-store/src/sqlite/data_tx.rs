@@ -7,7 +7,7 @@ use crate::{DataTx, Result};
 use custodian_core::ids::{ControllerId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -19,14 +19,14 @@ enum FieldScope<'a> {
 }
 
 pub(crate) struct SqliteTx<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Connection,
     controller: &'a ControllerId,
     now: OffsetDateTime,
 }
 
 impl<'a> SqliteTx<'a> {
     pub(crate) fn new(
-        tx: &'a Transaction<'a>,
+        tx: &'a Connection,
         controller: &'a ControllerId,
         now: OffsetDateTime,
     ) -> Self {

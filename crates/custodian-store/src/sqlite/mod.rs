@@ -10,6 +10,7 @@
 
 pub(crate) mod codec;
 mod data_tx;
+mod group;
 
 pub use codec::AuditColumns;
 
@@ -19,9 +20,7 @@ use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
 use custodian_core::ids::{ControllerId, TokenId};
 use custodian_core::purpose::Purpose;
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,14 +79,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_purpose_index.sql"),
     ),
-    (5, include_str!("../../migrations/sqlite/0005_lookups_by_subject.sql")),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_lookups_by_subject.sql"),
+    ),
 ];
 
 const MAX_IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: group::GroupWriter,
     readers: Mutex<Vec<Connection>>,
     faults: FaultSwitch,
 }
@@ -129,7 +131,7 @@ impl SqliteStore {
         migrate(&mut writer)?;
         Ok(Self {
             path,
-            writer: Mutex::new(writer),
+            writer: group::GroupWriter::new(writer),
             readers: Mutex::new(Vec::new()),
             faults: FaultSwitch::default(),
         })
@@ -157,28 +159,20 @@ impl SqliteStore {
         out
     }
 
+    /// One unit of work in a durable transaction, committed with any others that arrive
+    /// meanwhile (group commit, see `group.rs`); returns once the commit holding it is done.
     fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let out = f(&tx)?;
-        if let Some(e) = self.faults.error() {
-            // Dropping the transaction rolls it back, as SQLite does when COMMIT fails.
-            drop(tx);
-            return Err(map_err(e).into());
-        }
-        tx.commit().map_err(map_err)?;
-        Ok(out)
+        self.writer.write(&|| self.faults.error(), f)
     }
 
     /// Copies the database to `dest` while the server keeps running (SQLite online backup).
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
-        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
+        let w = self.writer.exclusive(|| self.faults.error());
+        w.conn
+            .execute("VACUUM INTO ?1", params![dest.to_string_lossy()])
             .map_err(map_err)?;
         Ok(())
     }
@@ -203,8 +197,9 @@ impl SqliteStore {
     /// Moves every WAL frame into the main file and truncates the WAL, so that content
     /// deleted by an erasure does not survive in old WAL frames.
     pub fn checkpoint_wal(&self) -> Result<()> {
-        let conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        let w = self.writer.exclusive(|| self.faults.error());
+        w.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(map_err)
     }
 }
@@ -242,7 +237,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// Appends `draft` to its chain inside `tx`: reads the head, links, inserts, moves the head.
 /// The writer lock (and `BEGIN IMMEDIATE`) make this the only writer, so the chain cannot fork.
 pub(crate) fn append_in_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     draft: AuditDraft,
     at: OffsetDateTime,
 ) -> Result<AuditEntry> {
@@ -710,6 +705,160 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::DataTx;
+    use custodian_core::audit::{Action, ChainId};
+    use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
+    use custodian_core::operation::Operation;
+    use custodian_core::policy::Denial;
+    use custodian_core::region::{MemberState, RegionId};
+
+    fn controller(store: &SqliteStore, n: u8) -> ControllerId {
+        let id = ControllerId::from_random([n; 16]);
+        let row = ControllerRow {
+            controller: Controller {
+                id: id.clone(),
+                name: ControllerName::parse("Acme SAS").unwrap(),
+                region: RegionId::parse("osc-fr1").unwrap(),
+                agreement_effective: time::macros::date!(2026 - 01 - 15),
+                governing_law: MemberState::parse("FR").unwrap(),
+                status: ControllerStatus::Active,
+                created_at: OffsetDateTime::now_utc(),
+            },
+            wrapped_key: vec![1, 2, 3],
+        };
+        let draft = AuditDraft::new(
+            ChainId::System,
+            "operator",
+            Action::Processing(Operation::Recording),
+        );
+        store
+            .insert_controller(&row, draft, OffsetDateTime::now_utc())
+            .unwrap();
+        id
+    }
+
+    /// Group commit: many threads at once, some units failing; every successful unit is
+    /// stored with its audit entry, no failed one is, and the chain has no gap.
+    #[test]
+    fn concurrent_units_commit_in_groups_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).unwrap());
+        let c = controller(&store, 7);
+        let chain = ChainId::Controller(c.clone());
+        let ok = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..12u64 {
+                let (store, c, chain, ok) = (&store, &c, &chain, &ok);
+                s.spawn(move || {
+                    for i in 0..40u64 {
+                        let fail = (t + i) % 5 == 0;
+                        let r = store.transact(
+                            c,
+                            OffsetDateTime::now_utc(),
+                            &mut |tx: &mut dyn DataTx| {
+                                tx.enqueue("test", &format!("{t}-{i}"), OffsetDateTime::now_utc())?;
+                                if fail {
+                                    return Err(crate::TxError::Denied(Denial::NotFound));
+                                }
+                                Ok(AuditDraft::new(
+                                    chain.clone(),
+                                    "app",
+                                    Action::Processing(Operation::Recording),
+                                )
+                                .fields([format!("{t}-{i}")]))
+                            },
+                        );
+                        match (fail, r) {
+                            (false, Ok(_)) => {
+                                ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            (true, Err(crate::TxError::Denied(Denial::NotFound))) => {}
+                            (f, r) => panic!("unit {t}-{i} (fail={f}): {r:?}"),
+                        }
+                    }
+                });
+            }
+        });
+        let ok = ok.into_inner();
+        let entries = store.audit_page(&chain, 0, 1000).unwrap();
+        assert_eq!(entries.len() as u64, ok);
+        assert!(
+            entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.seq == i as u64 + 1)
+        );
+        let queued = store
+            .outbox_due(OffsetDateTime::now_utc() + time::Duration::hours(1), 1000)
+            .unwrap();
+        assert_eq!(
+            queued.len() as u64,
+            ok,
+            "the failed units' rows rolled back with them"
+        );
+        let mut audited: Vec<String> = entries.iter().map(|e| e.draft.fields[0].clone()).collect();
+        let mut stored: Vec<String> = queued.iter().map(|q| q.payload.clone()).collect();
+        audited.sort();
+        stored.sort();
+        assert_eq!(audited, stored);
+    }
+
+    /// A failing commit fails every unit of its group, and stores none of them.
+    #[test]
+    fn a_failed_commit_fails_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("f.db")).unwrap());
+        let c = controller(&store, 8);
+        let chain = ChainId::Controller(c.clone());
+        store.fault_switch().set(Some(WriteFault::DiskFull));
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (store, c, chain) = (&store, &c, &chain);
+                s.spawn(move || {
+                    for i in 0..10u64 {
+                        let r = store.transact(
+                            c,
+                            OffsetDateTime::now_utc(),
+                            &mut |tx: &mut dyn DataTx| {
+                                tx.enqueue("test", &format!("{t}-{i}"), OffsetDateTime::now_utc())?;
+                                Ok(AuditDraft::new(
+                                    chain.clone(),
+                                    "app",
+                                    Action::Processing(Operation::Recording),
+                                ))
+                            },
+                        );
+                        assert!(
+                            matches!(r, Err(crate::TxError::Store(StoreError::Unavailable(_)))),
+                            "{r:?}"
+                        );
+                    }
+                });
+            }
+        });
+        store.fault_switch().set(None);
+        assert!(store.audit_page(&chain, 0, 100).unwrap().is_empty());
+        assert!(
+            store
+                .outbox_due(OffsetDateTime::now_utc() + time::Duration::hours(1), 100)
+                .unwrap()
+                .is_empty()
+        );
+        // And the store works again afterwards.
+        store
+            .transact(&c, OffsetDateTime::now_utc(), &mut |tx: &mut dyn DataTx| {
+                tx.enqueue("test", "after", OffsetDateTime::now_utc())?;
+                Ok(AuditDraft::new(
+                    chain.clone(),
+                    "app",
+                    Action::Processing(Operation::Recording),
+                ))
+            })
+            .unwrap();
+        assert_eq!(store.audit_page(&chain, 0, 100).unwrap().len(), 1);
+    }
+
     #[test]
     fn conformance() {
         let dir = tempfile::tempdir().unwrap();

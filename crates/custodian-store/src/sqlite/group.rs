@@ -1,0 +1,262 @@
+//! Group commit for the single writer connection: units of work that arrive while another
+//! one runs share its transaction and its one durable `COMMIT`, so N concurrent callers pay
+//! for one fsync instead of N. Durability is unchanged: no caller returns success before the
+//! `COMMIT` holding its unit (and its audit entry) has returned under `synchronous = FULL`.
+//!
+//! How: the writer lock's holder opens `BEGIN IMMEDIATE` if no transaction is open, runs its
+//! unit inside `SAVEPOINT unit` (so a unit that fails rolls back alone), and then either
+//! commits — when nobody is waiting for the lock, or the group is full — or leaves the
+//! transaction open for the next waiter and sleeps until some later member commits the
+//! group. Every member of a group gets the group's outcome: if the `COMMIT` fails (disk
+//! full, I/O error, an injected fault), all of them fail and nothing of theirs is stored.
+//! A single caller therefore commits at once, exactly as without grouping.
+
+use super::codec::map_err;
+use crate::StoreError;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// At most this many units share one commit, which bounds how long the first one waits.
+pub(crate) const MAX_GROUP: usize = 64;
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    /// The id of the group whose transaction is open, if one is.
+    open: Option<u64>,
+    next_group: u64,
+    /// Successful units in the open group that are waiting for (or will run) its commit.
+    members: usize,
+    /// Outcomes of committed groups, until every waiting member has taken its copy.
+    outcomes: HashMap<u64, (Result<(), StoreError>, usize)>,
+}
+
+pub(crate) struct GroupWriter {
+    writer: Mutex<Writer>,
+    committed: Condvar,
+    /// Callers blocked on the writer lock: when there are some, the lock holder leaves the
+    /// transaction open for them instead of committing.
+    waiting: AtomicUsize,
+}
+
+pub(crate) fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Backend(s) => StoreError::Backend(s.clone()),
+        StoreError::Conflict(s) => StoreError::Conflict(s),
+        StoreError::Corrupt { table, reason } => StoreError::Corrupt {
+            table,
+            reason: reason.clone(),
+        },
+        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
+    }
+}
+
+impl GroupWriter {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Self {
+            writer: Mutex::new(Writer {
+                conn,
+                open: None,
+                next_group: 1,
+                members: 0,
+                outcomes: HashMap::new(),
+            }),
+            committed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// The writer, with no transaction open: whatever group was open is committed first
+    /// (its members get the outcome). For work that cannot run inside a transaction
+    /// (checkpoints, `VACUUM INTO`).
+    pub(crate) fn exclusive(
+        &self,
+        fault: impl Fn() -> Option<rusqlite::Error>,
+    ) -> MutexGuard<'_, Writer> {
+        let mut w = self.lock();
+        if w.open.is_some() {
+            let _ = self.commit(&mut w, &fault, 0);
+        }
+        w
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        match self.writer.lock() {
+            Ok(w) => w,
+            Err(poisoned) => {
+                // A unit panicked while holding the lock: its savepoint may be dangling, so
+                // the whole open group is abandoned, and its members are told.
+                let mut w = poisoned.into_inner();
+                self.writer.clear_poison();
+                if w.open.is_some() {
+                    self.fail(
+                        &mut w,
+                        StoreError::Backend(
+                            "a unit of work panicked; its group was rolled back".into(),
+                        ),
+                        0,
+                    );
+                }
+                w
+            }
+        }
+    }
+
+    /// Rolls the open group back and gives every waiting member `e`.
+    fn fail(&self, w: &mut Writer, e: StoreError, waiting_members: usize) {
+        if !w.conn.is_autocommit() {
+            let _ = w.conn.execute_batch("ROLLBACK");
+        }
+        self.settle(w, Err(e), waiting_members);
+    }
+
+    fn settle(&self, w: &mut Writer, outcome: Result<(), StoreError>, waiting_members: usize) {
+        let group = w.open.take().expect("an open group");
+        if waiting_members > 0 {
+            w.outcomes.insert(group, (outcome, waiting_members));
+            self.committed.notify_all();
+        }
+        w.members = 0;
+    }
+
+    /// Commits the open group. `me` is 1 when the caller is itself a member (it gets the
+    /// outcome as the return value), 0 otherwise.
+    fn commit(
+        &self,
+        w: &mut Writer,
+        fault: &dyn Fn() -> Option<rusqlite::Error>,
+        me: usize,
+    ) -> Result<(), StoreError> {
+        let waiting_members = w.members - me;
+        let outcome = match fault() {
+            // As when COMMIT itself fails: the transaction is rolled back.
+            Some(e) => {
+                let _ = w.conn.execute_batch("ROLLBACK");
+                Err(map_err(e))
+            }
+            None => match w.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    if !w.conn.is_autocommit() {
+                        let _ = w.conn.execute_batch("ROLLBACK");
+                    }
+                    Err(map_err(e))
+                }
+            },
+        };
+        let mine = outcome.as_ref().map(|_| ()).map_err(clone_err);
+        self.settle(w, outcome, waiting_members);
+        mine
+    }
+
+    /// Runs `f` as one unit of work and returns once it is durable (or has failed).
+    pub(crate) fn write<T, E: From<StoreError>>(
+        &self,
+        fault: &dyn Fn() -> Option<rusqlite::Error>,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.lock();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if w.open.is_none() {
+            w.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| E::from(map_err(e)))?;
+            w.open = Some(w.next_group);
+            w.next_group += 1;
+        }
+        let group = w.open.expect("open");
+        if let Err(e) = w.conn.execute_batch("SAVEPOINT unit") {
+            let members = w.members;
+            self.fail(&mut w, map_err(e), members);
+            return Err(E::from(StoreError::Backend(
+                "could not start a unit of work".into(),
+            )));
+        }
+        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&w.conn))) {
+            Ok(out) => out,
+            Err(panic) => {
+                // The unit's savepoint is dangling: abandon the whole group, tell its
+                // members, and let the panic go on.
+                let members = w.members;
+                self.fail(
+                    &mut w,
+                    StoreError::Backend(
+                        "a unit of work panicked; its group was rolled back".into(),
+                    ),
+                    members,
+                );
+                drop(w);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let out = match out {
+            Ok(v) => match w.conn.execute_batch("RELEASE unit") {
+                Ok(()) => {
+                    w.members += 1;
+                    Ok(v)
+                }
+                Err(e) => Err(E::from(map_err(e))),
+            },
+            Err(e) => Err(e),
+        };
+        let out = match out {
+            Ok(v) => v,
+            Err(e) => {
+                if w.conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (I/O error, disk full): the
+                    // group is lost, and its waiting members fail with this unit.
+                    let members = w.members;
+                    w.open = Some(group);
+                    self.fail(
+                        &mut w,
+                        StoreError::Unavailable("the database rolled back the transaction".into()),
+                        members,
+                    );
+                    return Err(e);
+                }
+                if w.conn
+                    .execute_batch("ROLLBACK TO unit; RELEASE unit")
+                    .is_err()
+                {
+                    let members = w.members;
+                    self.fail(
+                        &mut w,
+                        StoreError::Backend("could not undo a failed unit of work".into()),
+                        members,
+                    );
+                    return Err(e);
+                }
+                // This unit is undone; the group still needs someone to commit it.
+                if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= MAX_GROUP {
+                    if w.members == 0 {
+                        let _ = w.conn.execute_batch("ROLLBACK");
+                        self.settle(&mut w, Ok(()), 0);
+                    } else {
+                        let _ = self.commit(&mut w, fault, 0);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= MAX_GROUP {
+            return self.commit(&mut w, fault, 1).map(|()| out).map_err(E::from);
+        }
+        // Others are queued for the lock: let them join, and wait for the group's commit.
+        loop {
+            w = match self.committed.wait(w) {
+                Ok(w) => w,
+                Err(p) => p.into_inner(),
+            };
+            if let Some((outcome, left)) = w.outcomes.get_mut(&group) {
+                *left -= 1;
+                let mine = outcome.as_ref().map(|_| ()).map_err(clone_err);
+                if *left == 0 {
+                    w.outcomes.remove(&group);
+                }
+                return mine.map(|()| out).map_err(E::from);
+            }
+        }
+    }
+}
