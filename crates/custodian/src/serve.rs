@@ -72,6 +72,15 @@ fn init_logging(cfg: &Config) {
 
 pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
     init_logging(&cfg);
+    // The default hook prints a panic's message to stderr, and a message could hold anything
+    // a handler had in hand: log where it happened, never what it said.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(location = %at, "a thread panicked (its message is withheld)");
+    }));
     if demo && cfg.root_key.is_none() && !cfg.root_key_path().exists() {
         keyfile::create(&cfg.root_key_path())?;
         eprintln!(

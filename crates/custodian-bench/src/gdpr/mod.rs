@@ -266,7 +266,7 @@ fn do_op(
                         "verify-ttl: {c} records remain after 600 s (bound {bound})"
                     ));
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
     };
@@ -389,7 +389,8 @@ fn run_one(
     let total = cfg.operations;
     let pb = bar(total, label("run"));
     let issued = AtomicU64::new(0);
-    let per_thread: Mutex<Vec<(BTreeMap<Op, Lat>, Option<String>)>> = Mutex::new(Vec::new());
+    type ThreadResult = (BTreeMap<Op, Lat>, Option<String>);
+    let per_thread: Mutex<Vec<ThreadResult>> = Mutex::new(Vec::new());
     let start = Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
@@ -405,7 +406,7 @@ fn run_one(
             );
             s.spawn(move || {
                 let mut rng = Rng::new(
-                    seed.wrapping_mul(0x100_0000_01B3) ^ (i as u64 + 1) * 0x9E37_79B9_7F4A_7C15,
+                    seed.wrapping_mul(0x100_0000_01B3) ^ ((i as u64 + 1) * 0x9E37_79B9_7F4A_7C15),
                 );
                 let mut lat: BTreeMap<Op, Lat> = BTreeMap::new();
                 let mut first = None;

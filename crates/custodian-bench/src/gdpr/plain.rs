@@ -46,6 +46,7 @@ impl PlainTarget {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
+             PRAGMA cache_size = -65536;
              CREATE TABLE usertable (
                  key TEXT PRIMARY KEY, pur TEXT NOT NULL, ttl INTEGER NOT NULL, usr TEXT NOT NULL,
                  obj TEXT, dec TEXT, acl TEXT, shr TEXT, src TEXT, cat TEXT, data TEXT,

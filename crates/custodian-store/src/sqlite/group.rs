@@ -167,7 +167,12 @@ impl GroupWriter {
             w.next_group += 1;
         }
         let group = w.open.expect("open");
-        if let Err(e) = w.conn.execute_batch("SAVEPOINT unit") {
+        // The first unit of a group needs no savepoint: if it fails, the transaction holds
+        // nothing else and is rolled back whole. Later units run in one, so that a failure
+        // undoes only their own writes (at the price of SQLite copying each page they
+        // touch first into the savepoint's journal).
+        let alone = w.members == 0;
+        if !alone && let Err(e) = w.conn.execute_batch("SAVEPOINT unit") {
             let members = w.members;
             self.fail(&mut w, map_err(e), members);
             return Err(E::from(StoreError::Backend(
@@ -192,6 +197,10 @@ impl GroupWriter {
             }
         };
         let out = match out {
+            Ok(v) if alone => {
+                w.members += 1;
+                Ok(v)
+            }
             Ok(v) => match w.conn.execute_batch("RELEASE unit") {
                 Ok(()) => {
                     w.members += 1;
@@ -214,6 +223,12 @@ impl GroupWriter {
                         StoreError::Unavailable("the database rolled back the transaction".into()),
                         members,
                     );
+                    return Err(e);
+                }
+                if alone {
+                    // Nothing else in the transaction: undo it whole.
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    self.settle(&mut w, Ok(()), 0);
                     return Err(e);
                 }
                 if w.conn
@@ -257,6 +272,57 @@ impl GroupWriter {
                 }
                 return mine.map(|()| out).map_err(E::from);
             }
+        }
+    }
+}
+
+/// Shares WAL truncations between erasures: each caller returns once a checkpoint that
+/// *started after it asked* has completed (so it covers the caller's committed erasure),
+/// but callers that ask while one runs are served together by the next one, instead of
+/// each paying for its own.
+#[derive(Default)]
+pub(crate) struct CheckpointGate {
+    state: Mutex<GateState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    requested: u64,
+    completed: u64,
+    running: bool,
+}
+
+impl CheckpointGate {
+    pub(crate) fn run(
+        &self,
+        checkpoint: impl Fn() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = {
+            let mut s = lock();
+            s.requested += 1;
+            s.requested
+        };
+        let mut s = lock();
+        loop {
+            if s.completed >= mine {
+                return Ok(());
+            }
+            if !s.running {
+                s.running = true;
+                let upto = s.requested;
+                drop(s);
+                let r = checkpoint();
+                let mut s = lock();
+                s.running = false;
+                if r.is_ok() {
+                    s.completed = s.completed.max(upto);
+                }
+                self.done.notify_all();
+                return r;
+            }
+            s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
