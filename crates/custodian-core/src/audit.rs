@@ -251,6 +251,33 @@ pub struct UnhashedEntry {
     pub draft: AuditDraft,
 }
 
+/// The canonical encoding an entry's hash covers (see [`UnhashedEntry::canonical_bytes`]).
+fn canonical(d: &AuditDraft, seq: u64, at: OffsetDateTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(CANONICAL_V1);
+    put(&mut out, d.chain.as_string().as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
+    put(&mut out, d.actor.as_bytes());
+    put(&mut out, d.action.as_string().as_bytes());
+    put_opt(&mut out, d.purpose.as_ref().map(PurposeName::as_str));
+    put_opt(&mut out, d.subject.as_ref().map(SubjectId::as_str));
+    put_opt(&mut out, d.record.as_ref().map(RecordId::as_str));
+    out.extend_from_slice(&(d.fields.len() as u32).to_be_bytes());
+    for f in &d.fields {
+        put(&mut out, f.as_bytes());
+    }
+    match &d.outcome {
+        Outcome::Allowed => out.push(0),
+        Outcome::Refused { reason } => {
+            out.push(1);
+            put(&mut out, reason.as_bytes());
+        }
+    }
+    put_opt(&mut out, d.request.as_ref().map(RequestId::as_str));
+    out
+}
+
 /// Version of the canonical encoding; bumped if the layout ever changes.
 const CANONICAL_V1: u8 = 1;
 
@@ -272,30 +299,7 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
 impl UnhashedEntry {
     /// Length-prefixed, fixed-order bytes: two different entries can never encode the same.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let d = &self.draft;
-        let mut out = Vec::with_capacity(256);
-        out.push(CANONICAL_V1);
-        put(&mut out, d.chain.as_string().as_bytes());
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.at.unix_timestamp_nanos().to_be_bytes());
-        put(&mut out, d.actor.as_bytes());
-        put(&mut out, d.action.as_string().as_bytes());
-        put_opt(&mut out, d.purpose.as_ref().map(PurposeName::as_str));
-        put_opt(&mut out, d.subject.as_ref().map(SubjectId::as_str));
-        put_opt(&mut out, d.record.as_ref().map(RecordId::as_str));
-        out.extend_from_slice(&(d.fields.len() as u32).to_be_bytes());
-        for f in &d.fields {
-            put(&mut out, f.as_bytes());
-        }
-        match &d.outcome {
-            Outcome::Allowed => out.push(0),
-            Outcome::Refused { reason } => {
-                out.push(1);
-                put(&mut out, reason.as_bytes());
-            }
-        }
-        put_opt(&mut out, d.request.as_ref().map(RequestId::as_str));
-        out
+        canonical(&self.draft, self.seq, self.at)
     }
 
     pub fn with_hash(self, hash: [u8; 32]) -> AuditEntry {
@@ -320,6 +324,12 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// The bytes this entry's hash covers, as [`UnhashedEntry::canonical_bytes`] gives them,
+    /// without copying the entry (`verify` computes it for every entry).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical(&self.draft, self.seq, self.at)
+    }
+
     pub fn unhashed(&self) -> UnhashedEntry {
         UnhashedEntry {
             seq: self.seq,
@@ -358,6 +368,14 @@ mod tests {
         let mut later = base.clone();
         later.seq = 2;
         assert_ne!(base.canonical_bytes(), later.canonical_bytes());
+    }
+
+    #[test]
+    fn an_entry_hashes_the_bytes_of_its_unhashed_form() {
+        let e = draft()
+            .seal(7, OffsetDateTime::UNIX_EPOCH, GENESIS)
+            .with_hash([1; 32]);
+        assert_eq!(e.canonical_bytes(), e.unhashed().canonical_bytes());
     }
 
     #[test]

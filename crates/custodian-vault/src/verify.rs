@@ -132,9 +132,7 @@ fn verify_one(
                 Some(e.seq),
                 format!("entry {} does not link to entry {}", e.seq, e.seq - 1),
             ))
-        } else if chain_link(&prev, &e.unhashed().canonical_bytes()) != e.hash
-            || e.draft.chain != *chain
-        {
+        } else if chain_link(&prev, &e.canonical_bytes()) != e.hash || e.draft.chain != *chain {
             Some(problem(Some(e.seq), format!("entry {} was altered", e.seq)))
         } else {
             None

@@ -78,10 +78,6 @@ impl CustodianTarget {
     pub fn open(dir: &Path) -> Res<Self> {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.join("custodian.db")).map_err(|e| e.to_string())?);
-        if std::env::var("XP_DROP").is_ok() {
-            let c = rusqlite::Connection::open(dir.join("custodian.db")).unwrap();
-            c.execute_batch(&std::env::var("XP_DROP").unwrap()).unwrap();
-        }
         let ledger = dir.join("checkpoints");
         std::fs::create_dir_all(&ledger).map_err(|e| e.to_string())?;
         let root = custodian_crypto::keys::RootKey::generate(1).map_err(|e| e.to_string())?;

@@ -146,11 +146,23 @@ impl PgTarget {
         })
     }
 
+    /// One statement (its audit rows written by the trigger in the same transaction).
+    /// Concurrent multi-row updates can deadlock; PostgreSQL aborts one of them, and the
+    /// application retries it, as any application on this setup would.
     fn exec(&self, sql: &str, p: &[&(dyn postgres::types::ToSql + Sync)]) -> Res<u64> {
-        self.with(|c| {
-            let st = c.prepare_cached(sql)?;
-            c.c.execute(&st, p)
-        })
+        let mut tries = 0;
+        loop {
+            let r = self.with(|c| {
+                let st = c.prepare_cached(sql)?;
+                c.c.execute(&st, p)
+            });
+            match r {
+                Err(e) if tries < 20 && (e.starts_with("40P01") || e.starts_with("40001")) => {
+                    tries += 1
+                }
+                r => return r,
+            }
+        }
     }
 
     fn update_meta(&self, col: &str, val: &str, v: &Values, field: MetaField) -> Res<usize> {

@@ -22,6 +22,8 @@ pub(crate) struct SqliteTx<'a> {
     tx: &'a Connection,
     controller: &'a ControllerId,
     now: OffsetDateTime,
+    /// The audit chain's head as this transaction's own appends moved it.
+    head: Option<super::Head>,
 }
 
 impl<'a> SqliteTx<'a> {
@@ -34,7 +36,13 @@ impl<'a> SqliteTx<'a> {
             tx,
             controller,
             now,
+            head: None,
         }
+    }
+
+    /// The head the work's own appends left, for the transaction's last append.
+    pub(crate) fn into_head(self) -> Option<super::Head> {
+        self.head
     }
 
     fn c(&self) -> &str {
@@ -685,6 +693,6 @@ impl DataTx for SqliteTx<'_> {
         &mut self,
         draft: custodian_core::audit::AuditDraft,
     ) -> Result<custodian_core::audit::AuditEntry> {
-        super::append_in_tx(self.tx, draft, self.now)
+        super::append_linked(self.tx, draft, self.now, &mut self.head, false)
     }
 }

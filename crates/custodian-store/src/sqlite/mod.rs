@@ -248,28 +248,67 @@ pub(crate) fn append_in_tx(
     draft: AuditDraft,
     at: OffsetDateTime,
 ) -> Result<AuditEntry> {
-    let chain = draft.chain.as_string();
-    let head: Option<(i64, Vec<u8>)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit_heads WHERE chain = ?1")
-        .map_err(map_err)?
-        .query_row([&chain], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(map_err)?;
-    let (prev_seq, prev_hash) = match head {
-        Some((s, h)) => (s as u64, to32(&h, "audit_heads")?),
-        None => (0, GENESIS),
-    };
-    let unhashed = draft.seal(prev_seq + 1, at, prev_hash);
-    let hash = custodian_crypto::hash::chain_link(&prev_hash, &unhashed.canonical_bytes());
-    let entry = unhashed.with_hash(hash);
-    insert_audit_row(tx, &entry)?;
+    append_linked(tx, draft, at, &mut None, true)
+}
+
+/// A chain's head as the current transaction has moved it: chain, seq, hash, and whether
+/// `audit_heads` still has to be told.
+pub(crate) type Head = (String, u64, [u8; 32], bool);
+
+fn store_head(tx: &Connection, head: &Head) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit_heads (chain, seq, hash) VALUES (?1, ?2, ?3)
          ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
     )
     .map_err(map_err)?
-    .execute(params![chain, entry.seq as i64, &entry.hash[..]])
+    .execute(params![head.0, head.1 as i64, &head.2[..]])
     .map_err(map_err)?;
+    Ok(())
+}
+
+/// [`append_in_tx`] for a transaction that appends several entries: the head is read from
+/// the database once and kept in `head`, and written back only when `write_head` is set
+/// (the last append of the transaction) or another chain is appended to.
+pub(crate) fn append_linked(
+    tx: &Connection,
+    draft: AuditDraft,
+    at: OffsetDateTime,
+    head: &mut Option<Head>,
+    write_head: bool,
+) -> Result<AuditEntry> {
+    let chain = draft.chain.as_string();
+    if head.as_ref().is_some_and(|h| h.0 != chain) {
+        let other = head.take().expect("some");
+        if other.3 {
+            store_head(tx, &other)?;
+        }
+    }
+    let (prev_seq, prev_hash) = match head.as_ref() {
+        Some(h) => (h.1, h.2),
+        None => {
+            let stored: Option<(i64, Vec<u8>)> = tx
+                .prepare_cached("SELECT seq, hash FROM audit_heads WHERE chain = ?1")
+                .map_err(map_err)?
+                .query_row([&chain], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(map_err)?;
+            match stored {
+                Some((s, h)) => (s as u64, to32(&h, "audit_heads")?),
+                None => (0, GENESIS),
+            }
+        }
+    };
+    let unhashed = draft.seal(prev_seq + 1, at, prev_hash);
+    let hash = custodian_crypto::hash::chain_link(&prev_hash, &unhashed.canonical_bytes());
+    let entry = unhashed.with_hash(hash);
+    insert_audit_row(tx, &entry)?;
+    let moved = (chain, entry.seq, entry.hash, true);
+    if write_head {
+        store_head(tx, &moved)?;
+        *head = Some((moved.0, moved.1, moved.2, false));
+    } else {
+        *head = Some(moved);
+    }
     Ok(entry)
 }
 
@@ -460,7 +499,8 @@ impl Store for SqliteStore {
         self.write(|tx| {
             let mut scoped = data_tx::SqliteTx::new(tx, controller, at);
             let draft = work(&mut scoped as &mut dyn DataTx)?;
-            Ok(append_in_tx(tx, draft, at)?)
+            let mut head = scoped.into_head();
+            Ok(append_linked(tx, draft, at, &mut head, true)?)
         })
     }
 

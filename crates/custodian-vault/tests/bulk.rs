@@ -1,0 +1,399 @@
+//! The operations on sets of records (`bulk.rs`: GDPRbench's metadata queries): they stay
+//! inside the named purpose, leave out subjects who restricted processing or objected, audit
+//! one entry per subject touched in the same transaction, re-encrypt when records move to
+//! another subject, and refuse what the purpose does not cover.
+
+use custodian_core::audit::ChainId;
+use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::controller::ControllerName;
+use custodian_core::ids::SubjectId;
+use custodian_core::operation::Operation;
+use custodian_core::policy::{OperatorGrant, Refusal};
+use custodian_core::principal::{Principal, Role};
+use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
+use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
+use custodian_core::region::{MemberState, Region, RegionId};
+use custodian_crypto::keys::RootKey;
+use custodian_store::Store;
+use custodian_store::sqlite::SqliteStore;
+use custodian_vault::bulk::{RecordChange, RecordSet};
+use custodian_vault::views::{NewController, NewRecord, NewSubject};
+use custodian_vault::{CallContext, SystemClock, Vault, VaultError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    store: Arc<dyn Store>,
+    admin: Principal,
+    app: Principal,
+    chain: ChainId,
+}
+
+fn purpose(name: &str, cats: &[&str]) -> Purpose {
+    Purpose {
+        name: PurposeName::parse(name).unwrap(),
+        description: "bulk test".into(),
+        lawful_basis: LawfulBasis::Contract,
+        categories: cats
+            .iter()
+            .map(|c| DataCategory::parse(c).unwrap())
+            .collect(),
+        operations: [
+            Operation::Collection,
+            Operation::Recording,
+            Operation::Consultation,
+            Operation::Retrieval,
+            Operation::Alteration,
+            Operation::Erasure,
+            Operation::Restriction,
+        ]
+        .into(),
+        retention_days: 30,
+    }
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("c.db")).unwrap());
+    let vault = Vault::new(
+        store.clone(),
+        RootKey::generate(1).unwrap(),
+        Arc::new(SystemClock),
+        Region::defaults(),
+        Some(dir.path().join("checkpoints")),
+    );
+    let ctx = CallContext::default();
+    let op = OperatorGrant::local_cli();
+    let c = vault
+        .create_controller(
+            &op,
+            NewController {
+                name: ControllerName::parse("Bulk SAS").unwrap(),
+                region: RegionId::parse("osc-fr1").unwrap(),
+                agreement_effective: time::macros::date!(2026 - 01 - 01),
+                governing_law: MemberState::parse("FR").unwrap(),
+            },
+            &ctx,
+        )
+        .unwrap();
+    let token = |role| {
+        let t = vault
+            .issue_token_locally(&op, role, Some(c.id.clone()), "t", 3600)
+            .unwrap();
+        vault.authenticate(&t.secret.into()).unwrap()
+    };
+    let admin = token(Role::ControllerAdmin);
+    let app = token(Role::ControllerApp);
+    vault
+        .document_purpose(&admin, purpose("crm", &["user"]), &ctx)
+        .unwrap();
+    vault
+        .document_purpose(&admin, purpose("billing", &["user"]), &ctx)
+        .unwrap();
+    vault
+        .document_purpose(&admin, purpose("narrow", &["user.name"]), &ctx)
+        .unwrap();
+    Env {
+        _dir: dir,
+        vault,
+        store,
+        admin,
+        app,
+        chain: ChainId::Controller(c.id),
+    }
+}
+
+fn p(s: &str) -> PurposeName {
+    PurposeName::parse(s).unwrap()
+}
+
+fn record(note: &str) -> NewRecord {
+    NewRecord {
+        fields: BTreeMap::from([
+            (
+                FieldName::parse("note").unwrap(),
+                FieldInput {
+                    category: DataCategory::parse("user.content.private").unwrap(),
+                    value: FieldValue::Text(note.into()),
+                },
+            ),
+            (
+                FieldName::parse("email").unwrap(),
+                FieldInput {
+                    category: DataCategory::parse("user.contact.email").unwrap(),
+                    value: FieldValue::Text(format!("{note}@example.org")),
+                },
+            ),
+        ]),
+        meta: RecordMeta {
+            source: Some("form".into()),
+            ..Default::default()
+        },
+        expires_at: None,
+    }
+}
+
+fn subject(e: &Env, purpose: &str, note: &str) -> SubjectId {
+    e.vault
+        .create_subject(
+            &e.app,
+            &p(purpose),
+            NewSubject {
+                category: SubjectCategory::Customer,
+                record: Some(record(note)),
+            },
+            &CallContext::default(),
+        )
+        .unwrap()
+        .id
+}
+
+fn head(e: &Env) -> u64 {
+    e.store.audit_head(&e.chain).unwrap().map_or(0, |h| h.0)
+}
+
+#[test]
+fn purpose_records_stay_in_their_purpose_skip_objectors_and_audit_each_subject() {
+    let e = env();
+    let ctx = CallContext::default();
+    let a = subject(&e, "crm", "alice");
+    let b = subject(&e, "crm", "bob");
+    let c = subject(&e, "crm", "carol");
+    let _other = subject(&e, "billing", "dave");
+    e.vault
+        .set_restriction(&e.app, &p("crm"), &c, true, &ctx)
+        .unwrap();
+    let before = head(&e);
+    let got = e
+        .vault
+        .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+        .unwrap();
+    let mut subjects: Vec<_> = got.iter().map(|r| r.subject.clone()).collect();
+    subjects.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(
+        subjects, want,
+        "only crm's records, and not the restricted subject's"
+    );
+    assert!(got.iter().all(|r| r.purpose == p("crm")));
+    let notes: Vec<_> = got
+        .iter()
+        .map(|r| r.fields[&FieldName::parse("note").unwrap()].value.clone())
+        .collect();
+    assert!(notes.contains(&FieldValue::Text("alice".into())));
+    // One entry per subject read, each naming its subject and fields.
+    let page = e.vault.audit_tail(&e.admin, 10).unwrap();
+    let new: Vec<_> = page.entries.iter().filter(|x| x.seq > before).collect();
+    assert_eq!(new.len(), 2);
+    for x in &new {
+        assert_eq!(x.action, "consultation");
+        assert!(want.contains(x.subject.as_ref().unwrap()));
+        assert_eq!(x.fields, vec!["email".to_string(), "note".to_string()]);
+    }
+    // An objection takes the subject out too.
+    e.vault
+        .set_objection(&e.app, &p("crm"), &b, &p("crm"), true, &ctx)
+        .unwrap();
+    let got = e
+        .vault
+        .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.subject.clone()).collect::<Vec<_>>(),
+        vec![a.clone()]
+    );
+    // Once the purpose no longer covers the records' fields, reading them is refused, and
+    // the refusal is audited.
+    e.vault
+        .document_purpose(&e.admin, purpose("crm", &["user.name"]), &ctx)
+        .unwrap();
+    let r = e
+        .vault
+        .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx);
+    assert!(
+        matches!(
+            r,
+            Err(VaultError::Refused(
+                Refusal::PurposeForbidsCategories { .. }
+            ))
+        ),
+        "{r:?}"
+    );
+    let last = e.vault.audit_tail(&e.admin, 1).unwrap();
+    assert_eq!(last.entries[0].outcome, "refused");
+}
+
+#[test]
+fn alterations_change_what_they_say_and_moving_records_reencrypts_them() {
+    let e = env();
+    let ctx = CallContext::default();
+    let a = subject(&e, "crm", "alice");
+    let b = subject(&e, "crm", "bob");
+    let r = e
+        .vault
+        .alter_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Purpose,
+            &RecordChange::Recipients(vec!["auditor".into()]),
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!((r.records, r.subjects), (2, 2));
+    let later = e.vault.now() + time::Duration::days(400);
+    e.vault
+        .alter_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Subject(a.clone()),
+            &RecordChange::ExpiresAt(later),
+            &ctx,
+        )
+        .unwrap();
+    let view = e.vault.get_subject(&e.app, &p("crm"), &a, &ctx).unwrap();
+    assert_eq!(view.records[0].meta.recipients, vec!["auditor".to_string()]);
+    assert!(
+        view.records[0].expires_at < e.vault.now() + time::Duration::days(31),
+        "a change cannot stretch a record past its purpose's retention"
+    );
+    // Recategorise: validated again (a note is no email address).
+    let bad = e.vault.alter_records(
+        &e.app,
+        &p("crm"),
+        &RecordSet::Purpose,
+        &RecordChange::Category {
+            field: FieldName::parse("note").unwrap(),
+            category: DataCategory::parse("user.contact.email").unwrap(),
+        },
+        &ctx,
+    );
+    assert!(matches!(bad, Err(VaultError::Invalid(_))), "{bad:?}");
+    // Move a's records to b: b now holds both, decryptable under b's key.
+    let moved = e
+        .vault
+        .alter_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Subject(a.clone()),
+            &RecordChange::Subject(b.clone()),
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!(moved.records, 1);
+    let bv = e.vault.get_subject(&e.app, &p("crm"), &b, &ctx).unwrap();
+    assert_eq!(bv.records.len(), 2);
+    assert!(
+        bv.records
+            .iter()
+            .any(|r| r.fields[&FieldName::parse("note").unwrap()].value
+                == FieldValue::Text("alice".into()))
+    );
+    assert!(
+        e.vault
+            .get_subject(&e.app, &p("crm"), &a, &ctx)
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    // The lookup entry followed the record.
+    let found = e
+        .vault
+        .lookup(
+            &e.app,
+            &p("crm"),
+            custodian_vault::views::LookupQuery {
+                kind: custodian_core::lookup::LookupKind::Email,
+                value: "alice@example.org".into(),
+            },
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!(found.subjects, vec![b.clone()]);
+    // A field written to every record of the purpose.
+    e.vault
+        .alter_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Purpose,
+            &RecordChange::Field {
+                name: FieldName::parse("flag").unwrap(),
+                input: FieldInput {
+                    category: DataCategory::parse("user.content").unwrap(),
+                    value: FieldValue::Text("x".into()),
+                },
+            },
+            &ctx,
+        )
+        .unwrap();
+    let bv = e.vault.get_subject(&e.app, &p("crm"), &b, &ctx).unwrap();
+    assert!(
+        bv.records
+            .iter()
+            .all(|r| r.fields.contains_key(&FieldName::parse("flag").unwrap()))
+    );
+    // Outside the purpose's categories: refused, with nothing changed.
+    let refused = e.vault.alter_records(
+        &e.app,
+        &p("narrow"),
+        &RecordSet::Purpose,
+        &RecordChange::Field {
+            name: FieldName::parse("flag").unwrap(),
+            input: FieldInput {
+                category: DataCategory::parse("user.content").unwrap(),
+                value: FieldValue::Text("y".into()),
+            },
+        },
+        &ctx,
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(VaultError::Refused(
+                Refusal::PurposeForbidsCategories { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert!(e.vault.verify(None).unwrap().ok());
+}
+
+#[test]
+fn erasing_a_set_leaves_the_subjects_and_the_other_purposes() {
+    let e = env();
+    let ctx = CallContext::default();
+    let a = subject(&e, "crm", "alice");
+    e.vault
+        .add_record(&e.app, &p("billing"), &a, record("invoice"), &ctx)
+        .unwrap();
+    let b = subject(&e, "crm", "bob");
+    let r = e
+        .vault
+        .erase_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+        .unwrap();
+    assert_eq!((r.records, r.subjects), (2, 2));
+    let av = e
+        .vault
+        .get_subject(&e.app, &p("billing"), &a, &ctx)
+        .unwrap();
+    assert_eq!(av.records.len(), 1);
+    assert_eq!(av.records[0].purpose, p("billing"));
+    assert!(
+        e.vault
+            .get_subject(&e.app, &p("crm"), &b, &ctx)
+            .unwrap()
+            .records
+            .is_empty()
+    );
+    assert!(matches!(
+        e.vault.erase_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Subject(SubjectId::from_random([9; 16])),
+            &ctx
+        ),
+        Err(VaultError::NotFound)
+    ));
+}
