@@ -21,6 +21,17 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// At most this many units share one commit, which bounds how long the first one waits.
 pub(crate) const MAX_GROUP: usize = 64;
 
+/// The group size limit: [`MAX_GROUP`], or `STORE_SQLITE_MAX_GROUP` (1 to 64) when set (not a
+/// `CUSTODIAN_*` variable: those are configuration, and this is no setting to tune),
+/// so that the benchmarks can measure the same build with grouping off (1: every unit
+/// commits alone, as before group commit). Durability is the same either way.
+fn max_group() -> usize {
+    std::env::var("STORE_SQLITE_MAX_GROUP")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MAX_GROUP, |n| n.clamp(1, MAX_GROUP))
+}
+
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     /// The id of the group whose transaction is open, if one is.
@@ -38,6 +49,7 @@ pub(crate) struct GroupWriter {
     /// Callers blocked on the writer lock: when there are some, the lock holder leaves the
     /// transaction open for them instead of committing.
     waiting: AtomicUsize,
+    max_group: usize,
 }
 
 pub(crate) fn clone_err(e: &StoreError) -> StoreError {
@@ -64,6 +76,7 @@ impl GroupWriter {
             }),
             committed: Condvar::new(),
             waiting: AtomicUsize::new(0),
+            max_group: max_group(),
         }
     }
 
@@ -244,7 +257,7 @@ impl GroupWriter {
                     return Err(e);
                 }
                 // This unit is undone; the group still needs someone to commit it.
-                if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= MAX_GROUP {
+                if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= self.max_group {
                     if w.members == 0 {
                         let _ = w.conn.execute_batch("ROLLBACK");
                         self.settle(&mut w, Ok(()), 0);
@@ -255,7 +268,7 @@ impl GroupWriter {
                 return Err(e);
             }
         };
-        if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= MAX_GROUP {
+        if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= self.max_group {
             return self.commit(&mut w, fault, 1).map(|()| out).map_err(E::from);
         }
         // Others are queued for the lock: let them join, and wait for the group's commit.
