@@ -1,10 +1,13 @@
 //! Builds a long audit chain in a data directory made by `custodian init`, through the
 //! real path, so that `custodian verify` can be timed on it: N subjects (one record each)
-//! under one purpose, then consultations of every record of the purpose
-//! (`Vault::purpose_records`: one audit entry per subject each), until the controller's
-//! chain holds at least the asked number of entries. Then it runs `Vault::verify` in
-//! process, as `custodian verify` does, and prints entries per second.
+//! under one purpose through the vault, then entries shaped as the vault writes them for
+//! consultations (one subject, its field names, the purpose; every 100th a bulk entry
+//! naming 50 subjects), appended by the store's own chaining code (`Store::append_audit`:
+//! link, hash, insert, move the head) 1,000 per transaction, until the controller's chain
+//! holds at least the asked number of entries. Then it runs `Vault::verify` in process, as
+//! `custodian verify` does, and prints entries per second.
 
+use custodian_core::audit::{Action, AuditDraft, ChainId};
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::ControllerName;
 use custodian_core::operation::Operation;
@@ -15,7 +18,6 @@ use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
 use custodian_core::region::{MemberState, Region, RegionId};
 use custodian_store::Store;
 use custodian_store::sqlite::SqliteStore;
-use custodian_vault::bulk::RecordSet;
 use custodian_vault::views::{NewController, NewRecord, NewSubject};
 use custodian_vault::{CallContext, SystemClock, Vault};
 use indicatif::ProgressBar;
@@ -35,7 +37,7 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(data_dir.join("custodian.db")).expect("open the database"));
     let vault = Vault::new(
-        store,
+        store.clone(),
         root,
         Arc::new(SystemClock),
         Region::defaults(),
@@ -79,8 +81,9 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
         )
         .expect("purpose");
     let pb = ProgressBar::new(entries);
+    let mut ids = Vec::with_capacity(subjects as usize);
     for i in 0..subjects {
-        vault
+        let created = vault
             .create_subject(
                 &app,
                 &purpose,
@@ -101,16 +104,43 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
                 &ctx,
             )
             .expect("subject");
+        ids.push(created.id);
         pb.inc(1);
     }
-    let mut total = subjects;
+    let chain = ChainId::Controller(c.id.clone());
+    let mut total = store
+        .audit_head(&chain)
+        .expect("head")
+        .map_or(0, |(seq, _)| seq);
+    let mut n: u64 = 0;
     while total < entries {
-        let n = vault
-            .purpose_records(&app, &purpose, &RecordSet::Purpose, &ctx)
-            .expect("consultation")
+        let batch: Vec<AuditDraft> = (0..1000)
+            .map(|_| {
+                n += 1;
+                let d = AuditDraft::new(
+                    chain.clone(),
+                    app.actor(),
+                    Action::Processing(Operation::Consultation),
+                )
+                .purpose(&purpose)
+                .fields(["note"]);
+                if n.is_multiple_of(100) {
+                    d.subjects(
+                        (0..50)
+                            .map(|j| ids[((n + j) % subjects) as usize].clone())
+                            .collect(),
+                    )
+                } else {
+                    d.subject(&ids[(n % subjects) as usize])
+                }
+            })
+            .collect();
+        let written = store
+            .append_audit(batch, time::OffsetDateTime::now_utc())
+            .expect("append")
             .len() as u64;
-        total += n;
-        pb.inc(n);
+        total += written;
+        pb.inc(written);
     }
     pb.finish_and_clear();
     let start = Instant::now();

@@ -46,11 +46,13 @@ enum Command {
     /// same row work.
     Rights,
     /// GDPRbench (PVLDB 2020) ported: the controller, customer, processor and regulator
-    /// workloads on Custodian (Vault library path), plain SQLite (same engine, no
-    /// protections, plain audit row) and GDPR-configured PostgreSQL (`--postgres` or
-    /// TEST_DATABASE_URL; skipped without), with throughput, latency percentiles and ratios.
+    /// workloads on Custodian (Vault library path, and the real HTTP server on 127.0.0.1),
+    /// plain SQLite (same engine, no protections, plain audit row) and GDPR-configured
+    /// PostgreSQL (`--postgres` or TEST_DATABASE_URL; skipped without), with throughput,
+    /// latency percentiles and ratios. The N records are loaded once per target and thread
+    /// count; each run starts from a copy of that load.
     Gdpr {
-        /// Records loaded before each run (10,000 and 100,000; more needs --large).
+        /// Records loaded (10,000 and 100,000; more needs --large).
         #[arg(long, default_value_t = 10_000)]
         records: u64,
         /// Operations per run (default: records / 10, as GDPRbench).
@@ -66,18 +68,19 @@ enum Command {
             default_value = "controller,customer,processor,regulator"
         )]
         workloads: Vec<String>,
-        /// Targets, comma-separated (custodian, plain, postgres).
+        /// Targets, comma-separated (custodian, custodian-http, plain, postgres).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "custodian,plain,postgres"
+            default_value = "custodian,custodian-http,plain,postgres"
         )]
         targets: Vec<String>,
         /// Seed of every generator.
         #[arg(long, default_value_t = 2020)]
         seed: u64,
-        /// A PostgreSQL server (default: TEST_DATABASE_URL). The benchmark works in schemas
-        /// of its own and drops them afterwards.
+        /// A PostgreSQL server (default: TEST_DATABASE_URL), as a user with the CREATEDB
+        /// privilege: the benchmark works in databases of its own (each run's a copy of its
+        /// load's, made with CREATE DATABASE ... TEMPLATE) and drops them afterwards.
         #[arg(long)]
         postgres: Option<String>,
         /// Also write the results as JSON to this file.

@@ -80,6 +80,11 @@ pub enum AdminAction {
     LegalHoldPlaced,
     LegalHoldLifted,
     Restored,
+    /// A login account was created (the entry names its id, never its login name).
+    AccountCreated,
+    AccountDisabled,
+    /// A password login: allowed (a session token was issued) or refused.
+    Login,
 }
 
 impl AdminAction {
@@ -102,9 +107,12 @@ impl AdminAction {
             Self::LegalHoldPlaced => "legal_hold_placed",
             Self::LegalHoldLifted => "legal_hold_lifted",
             Self::Restored => "restored_from_backup",
+            Self::AccountCreated => "account_created",
+            Self::AccountDisabled => "account_disabled",
+            Self::Login => "login",
         }
     }
-    const ALL: [AdminAction; 17] = [
+    const ALL: [AdminAction; 20] = [
         Self::TerminationStarted,
         Self::TerminationExported,
         Self::LegalHoldPlaced,
@@ -122,6 +130,9 @@ impl AdminAction {
         Self::RequestExtended,
         Self::RequestFulfilled,
         Self::RequestRejected,
+        Self::AccountCreated,
+        Self::AccountDisabled,
+        Self::Login,
     ];
 }
 
@@ -179,6 +190,10 @@ pub struct AuditDraft {
     pub action: Action,
     pub purpose: Option<PurposeName>,
     pub subject: Option<SubjectId>,
+    /// Every subject an entry is about when it is about more than one (a bulk operation
+    /// records one entry for the whole set, `subject` then empty); each stays findable
+    /// by subject through the store's per-subject index.
+    pub subjects: Vec<SubjectId>,
     pub record: Option<RecordId>,
     /// Names of the fields involved; never values.
     pub fields: Vec<String>,
@@ -194,6 +209,7 @@ impl AuditDraft {
             action,
             purpose: None,
             subject: None,
+            subjects: Vec::new(),
             record: None,
             fields: Vec::new(),
             outcome: Outcome::Allowed,
@@ -206,6 +222,11 @@ impl AuditDraft {
     }
     pub fn subject(mut self, s: &SubjectId) -> Self {
         self.subject = Some(s.clone());
+        self
+    }
+    /// The subjects of a bulk operation (see [`AuditDraft::subjects`]).
+    pub fn subjects(mut self, s: Vec<SubjectId>) -> Self {
+        self.subjects = s;
         self
     }
     pub fn record(mut self, r: &RecordId) -> Self {
@@ -251,35 +272,97 @@ pub struct UnhashedEntry {
     pub draft: AuditDraft,
 }
 
-/// The canonical encoding an entry's hash covers (see [`UnhashedEntry::canonical_bytes`]).
-fn canonical(d: &AuditDraft, seq: u64, at: OffsetDateTime) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.push(CANONICAL_V1);
-    put(&mut out, d.chain.as_string().as_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&at.unix_timestamp_nanos().to_be_bytes());
-    put(&mut out, d.actor.as_bytes());
-    put(&mut out, d.action.as_string().as_bytes());
-    put_opt(&mut out, d.purpose.as_ref().map(PurposeName::as_str));
-    put_opt(&mut out, d.subject.as_ref().map(SubjectId::as_str));
-    put_opt(&mut out, d.record.as_ref().map(RecordId::as_str));
-    out.extend_from_slice(&(d.fields.len() as u32).to_be_bytes());
-    for f in &d.fields {
-        put(&mut out, f.as_bytes());
-    }
-    match &d.outcome {
-        Outcome::Allowed => out.push(0),
-        Outcome::Refused { reason } => {
-            out.push(1);
-            put(&mut out, reason.as_bytes());
+/// An entry as stored, borrowed as text: everything its canonical bytes cover. `verify`
+/// hashes stored rows through this without decoding them into an [`AuditEntry`], and the
+/// write path goes through it too, so the two cannot encode differently.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredParts<'a> {
+    pub chain: &'a str,
+    pub seq: u64,
+    pub at_nanos: i128,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub purpose: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub record: Option<&'a str>,
+    pub fields: &'a [&'a str],
+    /// The reason of a refusal; `None` when the operation was allowed.
+    pub refused: Option<&'a str>,
+    pub request: Option<&'a str>,
+    pub subjects: &'a [&'a str],
+}
+
+impl StoredParts<'_> {
+    /// Appends the canonical bytes to `out` (see [`UnhashedEntry::canonical_bytes`]).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        // Entries about at most one subject keep the first layout, so chains written before
+        // bulk entries existed still verify.
+        out.push(if self.subjects.is_empty() {
+            CANONICAL_V1
+        } else {
+            CANONICAL_V2
+        });
+        put(out, self.chain.as_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.at_nanos.to_be_bytes());
+        put(out, self.actor.as_bytes());
+        put(out, self.action.as_bytes());
+        put_opt(out, self.purpose);
+        put_opt(out, self.subject);
+        put_opt(out, self.record);
+        out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
+        for f in self.fields {
+            put(out, f.as_bytes());
+        }
+        match self.refused {
+            None => out.push(0),
+            Some(reason) => {
+                out.push(1);
+                put(out, reason.as_bytes());
+            }
+        }
+        put_opt(out, self.request);
+        if !self.subjects.is_empty() {
+            out.extend_from_slice(&(self.subjects.len() as u32).to_be_bytes());
+            for s in self.subjects {
+                put(out, s.as_bytes());
+            }
         }
     }
-    put_opt(&mut out, d.request.as_ref().map(RequestId::as_str));
+}
+
+/// The canonical encoding an entry's hash covers (see [`UnhashedEntry::canonical_bytes`]).
+fn canonical(d: &AuditDraft, seq: u64, at: OffsetDateTime) -> Vec<u8> {
+    let chain = d.chain.as_string();
+    let action = d.action.as_string();
+    let fields: Vec<&str> = d.fields.iter().map(String::as_str).collect();
+    let subjects: Vec<&str> = d.subjects.iter().map(SubjectId::as_str).collect();
+    let mut out = Vec::with_capacity(256 + 32 * subjects.len());
+    StoredParts {
+        chain: &chain,
+        seq,
+        at_nanos: at.unix_timestamp_nanos(),
+        actor: &d.actor,
+        action: &action,
+        purpose: d.purpose.as_ref().map(PurposeName::as_str),
+        subject: d.subject.as_ref().map(SubjectId::as_str),
+        record: d.record.as_ref().map(RecordId::as_str),
+        fields: &fields,
+        refused: match &d.outcome {
+            Outcome::Allowed => None,
+            Outcome::Refused { reason } => Some(reason),
+        },
+        request: d.request.as_ref().map(RequestId::as_str),
+        subjects: &subjects,
+    }
+    .encode_into(&mut out);
     out
 }
 
 /// Version of the canonical encoding; bumped if the layout ever changes.
 const CANONICAL_V1: u8 = 1;
+/// Version 1 followed by the list of subjects of a bulk entry.
+const CANONICAL_V2: u8 = 2;
 
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -368,6 +451,27 @@ mod tests {
         let mut later = base.clone();
         later.seq = 2;
         assert_ne!(base.canonical_bytes(), later.canonical_bytes());
+        let mut bulk = base.clone();
+        bulk.draft.subjects = vec![SubjectId::from_random([2; 16])];
+        assert_ne!(base.canonical_bytes(), bulk.canonical_bytes());
+        let mut other = bulk.clone();
+        other.draft.subjects = vec![SubjectId::from_random([3; 16])];
+        assert_ne!(bulk.canonical_bytes(), other.canonical_bytes());
+    }
+
+    #[test]
+    fn entries_without_a_subject_list_keep_the_first_layout() {
+        // Chains written before bulk entries existed must still verify.
+        let e = draft().seal(1, OffsetDateTime::UNIX_EPOCH, GENESIS);
+        assert_eq!(e.canonical_bytes()[0], CANONICAL_V1);
+        let mut bulk = e.clone();
+        bulk.draft.subjects = vec![SubjectId::from_random([2; 16])];
+        let bytes = bulk.canonical_bytes();
+        assert_eq!(bytes[0], CANONICAL_V2);
+        assert_eq!(
+            bytes[1..e.canonical_bytes().len()],
+            e.canonical_bytes()[1..]
+        );
     }
 
     #[test]

@@ -122,6 +122,12 @@ random_id!(
     "tok_"
 );
 random_id!(
+    /// A login account (a person: a controller's staff or the processor's): named in the
+    /// audit trail instead of its login name, which is personal data.
+    AccountId,
+    "acc_"
+);
+random_id!(
     /// A data-subject request filed with the processor; doubles as the reference the
     /// requester keeps to check its status (128 random bits: unguessable).
     DsrId,

@@ -4,6 +4,7 @@
 //! needs the outside world (the current time, random ids, keys) is handed in by the caller,
 //! so every rule here is a plain function that a unit test can exercise.
 
+pub mod account;
 pub mod audit;
 pub mod category;
 pub mod controller;

@@ -200,6 +200,15 @@ string_newtype_schema!(
     "tok_01jd2r8k9m4q7s3t5v6w8x0y2z"
 );
 string_newtype_schema!(
+    crate::ids::AccountId,
+    "AccountId",
+    Some(&const_format("acc_")),
+    Some(30),
+    Some(30),
+    "A login account's id",
+    "acc_01jd2r8k9m4q7s3t5v6w8x0y2z"
+);
+string_newtype_schema!(
     crate::ids::DsrId,
     "DsrId",
     Some(&const_format("dsr_")),
@@ -261,6 +270,41 @@ string_newtype_schema!(
     Some(200),
     "A controller's display name",
     "Acme SAS"
+);
+
+string_newtype_schema!(
+    crate::account::LoginName,
+    "LoginName",
+    Some(EMAIL_PATTERN),
+    Some(1),
+    Some(crate::account::MAX_LOGIN_CHARS),
+    "An account's login name: an email address (compared in lower case)",
+    "dpo@acme.example"
+);
+
+/// Characters a password may hold: anything but control characters (the length is
+/// checked on the raw text).
+fn password_pattern() -> String {
+    format!("^[^{CONTROL}]*$")
+}
+
+string_newtype_schema!(
+    crate::account::Password,
+    "Password",
+    Some(&password_pattern()),
+    Some(crate::account::MIN_PASSWORD_CHARS),
+    Some(crate::account::MAX_PASSWORD_CHARS),
+    "A new password: 12 to 128 characters, no control characters. Only its argon2id hash is kept",
+    "correct horse battery staple"
+);
+string_newtype_schema!(
+    crate::account::PasswordAttempt,
+    "PasswordAttempt",
+    None,
+    Some(1),
+    Some(crate::account::MAX_PASSWORD_CHARS),
+    "The account's password",
+    "correct horse battery staple"
 );
 
 fn const_format(prefix: &str) -> String {

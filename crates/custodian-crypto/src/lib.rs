@@ -4,6 +4,7 @@
 //!   encryption with associated data that binds every ciphertext to its place.
 //! - [`index`]: blind indexes (HMAC-SHA256) for lookup keys.
 //! - [`token`]: API tokens: generation, format check, hashing.
+//! - [`password`]: argon2id password hashes (PHC strings), verification, the dummy hash.
 //! - [`sign`]: Ed25519 signatures for audit checkpoints and certificates.
 //! - [`hash`]: SHA-256 and the audit chain link.
 //!
@@ -13,6 +14,7 @@
 pub mod hash;
 pub mod index;
 pub mod keys;
+pub mod password;
 pub mod random;
 pub mod sign;
 pub mod token;

@@ -133,6 +133,7 @@ pub fn audit_columns(data: &[u8]) -> AuditColumns {
     let request = opt(next());
     let prev_hash = next().into_bytes();
     let hash = next().into_bytes();
+    let subjects = next();
     AuditColumns {
         chain,
         seq,
@@ -147,6 +148,7 @@ pub fn audit_columns(data: &[u8]) -> AuditColumns {
         request,
         prev_hash,
         hash,
+        subjects,
     }
 }
 

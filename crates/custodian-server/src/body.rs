@@ -47,6 +47,14 @@ audited!(
     Action::Admin(AdminAction::TokenIssued)
 );
 audited!(
+    custodian_vault::views::NewAccount,
+    Action::Admin(AdminAction::AccountCreated)
+);
+audited!(
+    custodian_vault::views::NewSession,
+    Action::Admin(AdminAction::Login)
+);
+audited!(
     custodian_core::purpose::Purpose,
     Action::Admin(AdminAction::PurposeDocumented)
 );
@@ -65,6 +73,10 @@ audited!(
 audited!(
     custodian_vault::views::LookupQuery,
     Action::Processing(Operation::Retrieval)
+);
+audited!(
+    custodian_vault::views::BulkChange,
+    Action::Processing(Operation::Alteration)
 );
 
 #[derive(Debug)]

@@ -37,6 +37,10 @@ pub struct Limits {
     /// Failed authentication attempts one address may make per minute (and in a burst);
     /// beyond it every token it presents is answered 429 until its budget refills.
     pub auth_failures_per_minute: u32,
+    /// Failed password attempts one login name may take per hour (and in a burst), whether
+    /// or not it is an account's; beyond it every login for that name, the right password
+    /// too, is answered 429 until its budget refills.
+    pub login_failures_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -47,6 +51,7 @@ impl Default for Limits {
             max_concurrent_requests: 512,
             public_requests_per_minute: 10,
             auth_failures_per_minute: 30,
+            login_failures_per_hour: 10,
         }
     }
 }
@@ -91,6 +96,7 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
         .merge(openapi::docs_router())
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::RateLimiter::new(limits.public_requests_per_minute))))
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::AuthFailures::new(limits.auth_failures_per_minute))))
+        .layer(axum::Extension(std::sync::Arc::new(ratelimit::LoginFailures::new(limits.login_failures_per_hour))))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::track))

@@ -20,10 +20,12 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::list_regions, routes::create_controller, routes::list_controllers, routes::get_controller,
         routes::document_purpose, routes::list_purposes,
         routes::issue_token, routes::list_tokens, routes::revoke_token,
+        routes::create_account, routes::open_session,
         routes::create_subject, routes::get_subject, routes::erase_subject, routes::add_record,
         routes::restrict, routes::lift_restriction, routes::lookup,
         routes::get_record, routes::update_record, routes::delete_record,
-        routes::audit_page, routes::verify,
+        routes::list_records, routes::alter_records, routes::erase_records, routes::audit_tail,
+        routes::audit_page, routes::subject_history, routes::verify,
         routes::export_subject, routes::import_subject, routes::object, routes::withdraw_objection, routes::export_schema,
         routes::submit, routes::status, routes::list, routes::act,
         routes::start_termination, routes::destroy, routes::certificate, routes::place_hold, routes::lift_hold, routes::retention,
@@ -36,6 +38,7 @@ use utoipa_swagger_ui::SwaggerUi;
         custodian_vault::views::RecordView,
         custodian_vault::views::LookupQuery,
         custodian_vault::views::RequestAction,
+        custodian_vault::views::BulkChange,
         custodian_core::ids::RecordId,
         custodian_core::ids::SubjectId,
         custodian_core::purpose::PurposeName,
@@ -46,6 +49,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "controllers", description = "The processor's customers (operator)"),
         (name = "purposes", description = "Documented instructions, DPA §5(a)"),
         (name = "tokens", description = "Scoped API tokens, DPA §10(b)(c)"),
+        (name = "accounts", description = "Login accounts: people who sign in with a password, DPA §10(b)(c)"),
+        (name = "sessions", description = "Password login for a short-lived session token (argon2id; rate-limited per address and per login name)"),
         (name = "subjects", description = "Data subjects and their rights"),
         (name = "records", description = "Personal data, encrypted at rest"),
         (name = "rights", description = "Data-subject rights: access, portability, objection (Art. 15, 20, 21)"),
@@ -69,7 +74,7 @@ impl Modify for Bearer {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("cst_<role>_<secret>")
                     .description(Some(
-                        "An API token issued by `custodian token create` or POST /v1/tokens",
+                        "An API token issued by `custodian token create` or POST /v1/tokens, or a session token from POST /v1/sessions",
                     ))
                     .build(),
             ),

@@ -83,6 +83,13 @@ impl From<VaultError> for ApiError {
                 "Unauthenticated",
                 "send a valid API token as 'Authorization: Bearer <token>'",
             ),
+            // One answer for an unknown login, a disabled account and a wrong password.
+            VaultError::BadCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-credentials",
+                "Unauthenticated",
+                "wrong login or password",
+            ),
             VaultError::Refused(r) => {
                 ApiError::new(StatusCode::FORBIDDEN, "refused", "Refused", r.to_string())
             }

@@ -50,6 +50,10 @@ enum Check {
     OwnChain,
     /// B's inbox: only the request filed with B.
     OwnRequests,
+    /// `GET /v1/records`: B's own records under B's purpose only.
+    OwnRecords,
+    /// `PATCH` / `DELETE /v1/records`: at most B's one record touched.
+    OwnBulk,
 }
 
 struct Row {
@@ -112,6 +116,12 @@ const NOT_TENANT_OBJECT_ROUTES: &[(&str, &str, &str)] = &[
         "GET",
         "/v1/public/requests/{reference}",
         "public by design: the unguessable reference is the capability; no personal data (tests/rights.rs)",
+    ),
+    (
+        "POST",
+        "/v1/sessions",
+        "public by design: takes no token and names no controller, only a login and its password; \
+         a session is scoped to its account's controller (password_login_gives_a_scoped_session...)",
     ),
 ];
 
@@ -348,6 +358,21 @@ async fn controller_b_never_reaches_controller_a() {
             path: format!("/v1/tokens/{}", a.admin.id),
             purpose: false,
             body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "POST an account in A's controller",
+            method: Method::POST,
+            template: "/v1/accounts",
+            path: "/v1/accounts".into(),
+            purpose: false,
+            body: Some(json!({
+                "login": "beta.into.alpha@example.org",
+                "password": "beta wants into alpha",
+                "role": "controller_admin",
+                "controller": a.controller,
+            })),
             admin: Denied,
             app: Denied,
         },
@@ -643,6 +668,111 @@ async fn controller_b_never_reaches_controller_a() {
             admin: Listed(Check::OwnChain),
             app: Denied,
         },
+        // The records collection: A's subject is out of reach, and B's whole purpose is B's.
+        Row {
+            name: "GET A's subject's records",
+            method: Method::GET,
+            template: "/v1/records",
+            path: format!("/v1/records?subject={a_subject}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET an erased subject's records (must not reveal it existed: no 410)",
+            method: Method::GET,
+            template: "/v1/records",
+            path: format!("/v1/records?subject={a_gone}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "GET every record of B's purpose",
+            method: Method::GET,
+            template: "/v1/records",
+            path: "/v1/records".into(),
+            purpose: true,
+            body: None,
+            admin: Listed(Check::OwnRecords),
+            app: Listed(Check::OwnRecords),
+        },
+        Row {
+            name: "PATCH A's subject's records",
+            method: Method::PATCH,
+            template: "/v1/records",
+            path: format!("/v1/records?subject={a_subject}"),
+            purpose: true,
+            body: Some(json!({
+                "change": "field",
+                "name": "note",
+                "input": { "category": "user.content.private", "value": "written by beta" },
+            })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PATCH B's records onto A's subject",
+            method: Method::PATCH,
+            template: "/v1/records",
+            path: "/v1/records".into(),
+            purpose: true,
+            body: Some(json!({ "change": "subject", "subject": a_subject })),
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "PATCH every record of B's purpose",
+            method: Method::PATCH,
+            template: "/v1/records",
+            path: "/v1/records".into(),
+            purpose: true,
+            body: Some(json!({ "change": "source", "source": "beta" })),
+            admin: Listed(Check::OwnBulk),
+            app: Listed(Check::OwnBulk),
+        },
+        Row {
+            name: "DELETE A's subject's records",
+            method: Method::DELETE,
+            template: "/v1/records",
+            path: format!("/v1/records?subject={a_subject}"),
+            purpose: true,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
+        Row {
+            name: "DELETE every record of B's purpose",
+            method: Method::DELETE,
+            template: "/v1/records",
+            path: "/v1/records".into(),
+            purpose: true,
+            body: None,
+            admin: Listed(Check::OwnBulk),
+            app: Listed(Check::OwnBulk),
+        },
+        Row {
+            name: "GET the tail of the audit trail",
+            method: Method::GET,
+            template: "/v1/audit/tail",
+            path: "/v1/audit/tail?limit=1000".into(),
+            purpose: false,
+            body: None,
+            admin: Listed(Check::OwnAudit),
+            app: Denied,
+        },
+        Row {
+            name: "GET the history of A's subject",
+            method: Method::GET,
+            template: "/v1/subjects/{id}/history",
+            path: format!("/v1/subjects/{a_subject}/history"),
+            purpose: false,
+            body: None,
+            admin: Denied,
+            app: Denied,
+        },
         // Last, so B's audit trail already holds every attempt above.
         Row {
             name: "GET the audit trail",
@@ -843,6 +973,16 @@ fn judge(r: &Resp, expect: Expect, b: &Tenant, needles: &[String]) -> Result<(),
                 Check::OwnRequests => v.as_array().is_some_and(|rs| {
                     !rs.is_empty() && rs.iter().all(|r| r["contact"] == BETA_REQUESTER)
                 }),
+                Check::OwnRecords => v["records"].as_array().is_some_and(|rs| {
+                    rs.iter().all(|r| {
+                        r["purpose"] == "beta_all"
+                            && r["fields"]["email"]["value"] == "beta.own@example.org"
+                    })
+                }),
+                Check::OwnBulk => {
+                    v["records"].as_u64().is_some_and(|n| n <= 1)
+                        && v["subjects"].as_u64().is_some_and(|n| n <= 1)
+                }
                 Check::OwnChain => {
                     v["problems"] == json!([])
                         && v["chains"].as_array().is_some_and(|cs| {
@@ -1575,6 +1715,272 @@ async fn tokens_are_required_checked_revocable_and_scoped_by_role() {
     );
 }
 
+/// Password login (DPA §10(b)(c)): an account created over HTTP stores only an argon2id PHC
+/// hash at or above OWASP's minimum; the right password opens a session scoped to the
+/// account's role and controller; an unknown login and a wrong password get byte-identical
+/// 401s after one verification each at the same cost; a controller admin creates accounts
+/// only in its own controller; the password is in no answer and no audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_gives_a_scoped_session_and_one_answer_for_unknown_and_wrong() {
+    const PASSWORD: &str = "Zyx-canary-passphrase-4471";
+    let app = spawn_app().await;
+    let a = app
+        .tenant(
+            "Alpha Logins",
+            &[("alpha_support", &["user"], ALL_DATA_OPS)],
+        )
+        .await;
+    let b = app
+        .tenant("Beta Logins", &[("beta_support", &["user"], ALL_DATA_OPS)])
+        .await;
+    let account = |login: &str, role: &str, controller: Option<&str>| {
+        let mut v = json!({ "login": login, "password": PASSWORD, "role": role });
+        if let Some(c) = controller {
+            v["controller"] = json!(c);
+        }
+        v
+    };
+    let mut answers = Vec::new();
+
+    // The operator creates A's DPO account; the login name is normalised.
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &app.operator,
+            None,
+            &account("DPO@Alpha.Example", "controller_admin", Some(&a.controller)),
+        )
+        .await;
+    let created = r.expect(201);
+    answers.push(r.text.clone());
+    assert_eq!(created["login"], "dpo@alpha.example");
+    assert_eq!(created["role"], "controller_admin");
+    assert_eq!(created["controller"], a.controller.as_str());
+    assert_eq!(created["disabled"], false);
+    let account_id = created["id"].as_str().expect("account id").to_owned();
+
+    // What is stored: an argon2id PHC string at or above OWASP's minimum.
+    let phc: String = app
+        .sql()
+        .query_row(
+            "SELECT password_hash FROM accounts WHERE id = ?1",
+            [&account_id],
+            |r| r.get(0),
+        )
+        .expect("the account row");
+    let params: std::collections::BTreeMap<&str, u32> = phc
+        .split('$')
+        .nth(3)
+        .expect("PHC parameters")
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            (k, v.parse().expect("a number"))
+        })
+        .collect();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    assert!(
+        params["m"] >= 19_456 && params["t"] >= 2 && params["p"] == 1,
+        "{phc}"
+    );
+    assert!(!phc.contains(PASSWORD));
+
+    // The right password: a session token of the account's role and controller.
+    let login = |name: &str, password: &str| {
+        app.send(
+            app.client
+                .post(app.url("/v1/sessions"))
+                .json(&json!({ "login": name, "password": password })),
+        )
+    };
+    let r = login("dpo@alpha.example", PASSWORD).await;
+    let session = r.expect(201);
+    answers.push(r.text.clone());
+    assert_eq!(session["role"], "controller_admin");
+    assert_eq!(session["controller"], a.controller.as_str());
+    let secret = session["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("cst_adm_"), "{secret}");
+    let purposes = app.get("/v1/purposes", &secret, None).await.expect(200);
+    assert_eq!(
+        purposes[0]["name"], "alpha_support",
+        "A's purposes only: {purposes}"
+    );
+    let issued = time::OffsetDateTime::parse(
+        session["created_at"].as_str().expect("created_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let expires = time::OffsetDateTime::parse(
+        session["expires_at"].as_str().expect("expires_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    assert_eq!(expires - issued, time::Duration::hours(8));
+
+    // Unknown login and wrong password: the same bytes, after one verification each.
+    custodian_crypto::password::Passwords::warm_up();
+    let mut failures = Vec::new();
+    for (name, password) in [
+        ("nobody.here@alpha.example", PASSWORD),
+        ("dpo@alpha.example", "Zyx-canary-wrong-guess"),
+    ] {
+        let mark = app.vault.passwords().mark();
+        let r = login(name, password).await;
+        let p = r.expect_problem(401);
+        assert_eq!(p["detail"], "wrong login or password");
+        let work: Vec<_> = app
+            .vault
+            .passwords()
+            .work_since(mark)
+            .into_iter()
+            .map(|w| (w.kind, w.cost))
+            .collect();
+        assert_eq!(
+            work,
+            vec![(
+                custodian_crypto::password::WorkKind::Verify,
+                custodian_crypto::password::Cost::current()
+            )],
+            "{name}: one argon2id verification at the current cost"
+        );
+        let www = r.headers.get(reqwest::header::WWW_AUTHENTICATE).cloned();
+        failures.push((r.text.clone(), r.content_type().to_owned(), www));
+        answers.push(r.text.clone());
+    }
+    assert_eq!(
+        failures[0], failures[1],
+        "unknown login and wrong password differ"
+    );
+
+    // Input that cannot be a login is refused as such, without echoing it.
+    for bad in [
+        json!({ "login": "not-an-email", "password": PASSWORD }),
+        json!({ "login": "dpo@alpha.example", "password": "" }),
+        json!({ "login": "dpo@alpha.example", "password": PASSWORD.repeat(6) }),
+        json!({ "login": "dpo@alpha.example", "password": PASSWORD, "otp": PASSWORD }),
+    ] {
+        let r = app
+            .send(app.client.post(app.url("/v1/sessions")).json(&bad))
+            .await;
+        r.expect_problem(422);
+        answers.push(r.text.clone());
+    }
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &app.operator,
+            None,
+            &json!({ "login": "weak@alpha.example", "password": "Zyx-short", "role": "controller_viewer", "controller": a.controller }),
+        )
+        .await;
+    r.expect_problem(422);
+    answers.push(r.text.clone());
+
+    // Tenant isolation: B's admin cannot create an account in A, nor an operator account;
+    // without a controller it creates in B, and that session sees B only.
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &b.admin.secret,
+            None,
+            &account(
+                "beta.spy@beta.example",
+                "controller_admin",
+                Some(&a.controller),
+            ),
+        )
+        .await;
+    r.expect_problem(404);
+    answers.push(r.text.clone());
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &b.admin.secret,
+            None,
+            &account("beta.root@beta.example", "operator_admin", None),
+        )
+        .await;
+    r.expect_problem(403);
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &b.app.secret,
+            None,
+            &account("beta.app@beta.example", "controller_viewer", None),
+        )
+        .await;
+    r.expect_problem(403);
+    for spy in [
+        "beta.spy@beta.example",
+        "beta.root@beta.example",
+        "beta.app@beta.example",
+    ] {
+        login(spy, PASSWORD).await.expect_problem(401);
+    }
+    let own = app
+        .post_json(
+            "/v1/accounts",
+            &b.admin.secret,
+            None,
+            &account("viewer@beta.example", "controller_viewer", None),
+        )
+        .await
+        .expect(201);
+    assert_eq!(own["controller"], b.controller.as_str());
+    let b_session = login("viewer@beta.example", PASSWORD).await.expect(201);
+    let b_secret = b_session["secret"].as_str().expect("secret");
+    let purposes = app.get("/v1/purposes", b_secret, None).await.expect(200);
+    assert_eq!(purposes[0]["name"], "beta_support", "{purposes}");
+    let r = app
+        .post_json(
+            "/v1/accounts",
+            &app.operator,
+            None,
+            &account(
+                "viewer@beta.example",
+                "controller_viewer",
+                Some(&a.controller),
+            ),
+        )
+        .await;
+    r.expect_problem(409);
+    answers.push(r.text.clone());
+
+    // The password is in no answer and no audit entry; the trail names the account by id.
+    for text in &answers {
+        assert!(
+            !text.contains("Zyx-"),
+            "an answer holds the password: {text}"
+        );
+    }
+    let trail = app.audit(&a.admin).await;
+    let trail_text = serde_json::to_string(&trail).expect("json");
+    assert!(
+        !trail_text.contains("Zyx-") && !trail_text.contains("dpo@"),
+        "{trail_text}"
+    );
+    let logins: Vec<_> = trail
+        .iter()
+        .filter(|e| e["action"] == "admin.login")
+        .collect();
+    assert_eq!(
+        logins.len(),
+        2,
+        "the session and the wrong password: {logins:?}"
+    );
+    assert!(
+        logins
+            .iter()
+            .all(|e| e["actor"] == format!("controller_admin:{account_id}"))
+    );
+    assert_eq!(logins[1]["outcome"], "refused");
+    assert!(
+        trail.iter().any(
+            |e| e["action"] == "admin.account_created" && e["fields"][0] == account_id.as_str()
+        )
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. The OpenAPI 3.1 document and the offline docs.
 // ---------------------------------------------------------------------------------------
@@ -1919,4 +2325,609 @@ async fn a_data_call_without_a_purpose_is_refused_and_audited() {
         before + 1,
         "the refused call is not in the audit trail"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The records collection (GDPRbench's metadata queries): every record of a purpose, or
+//    one subject's under it, consulted, altered or erased in one call.
+// ---------------------------------------------------------------------------------------
+
+trait NoContent {
+    fn no_content(&self);
+}
+
+impl NoContent for Resp {
+    #[track_caller]
+    fn no_content(&self) {
+        assert_eq!(self.status.as_u16(), 204, "body: {}", self.text);
+    }
+}
+
+/// A request on `/v1/records` (with an optional query) under `purpose`, with a JSON body.
+async fn on_records(
+    app: &TestApp,
+    method: Method,
+    query: &str,
+    token: &str,
+    purpose: Option<&str>,
+    body: Option<Value>,
+) -> Resp {
+    let mut rb = app.req(method, &format!("/v1/records{query}"), Some(token), purpose);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    app.send(rb).await
+}
+
+/// A call on `/v1/records{query}` under `orders` that must succeed; its report.
+async fn bulk(
+    app: &TestApp,
+    method: Method,
+    query: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    on_records(app, method, query, token, Some("orders"), body)
+        .await
+        .expect(200)
+}
+
+/// The records of `/v1/records{query}`, by id.
+async fn listed(app: &TestApp, query: &str, token: &str, purpose: &str) -> Vec<Value> {
+    let mut v = on_records(app, Method::GET, query, token, Some(purpose), None)
+        .await
+        .expect(200)["records"]
+        .as_array()
+        .expect("records")
+        .clone();
+    v.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_collection_consults_alters_and_erases_a_purposes_records() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant(
+            "Bulky",
+            &[
+                ("orders", &["user"], ALL_DATA_OPS),
+                ("newsletter", &["user"], ALL_DATA_OPS),
+            ],
+        )
+        .await;
+    let tok = &t.app.secret;
+    let (s1, r1) = app
+        .create_subject(
+            tok,
+            "orders",
+            fields(&[
+                ("email", "user.contact.email", "one@example.org"),
+                ("name", "user.name", "Ana One"),
+            ]),
+        )
+        .await;
+    let r1b = app
+        .post_json(
+            &format!("/v1/subjects/{s1}/records"),
+            tok,
+            Some("orders"),
+            &json!({ "fields": { "name": { "category": "user.name", "value": "Ana Again" } } }),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .expect("record id")
+        .to_owned();
+    let (s2, r2) = app
+        .create_subject(
+            tok,
+            "orders",
+            fields(&[("email", "user.contact.email", "two@example.org")]),
+        )
+        .await;
+    // A record under another purpose is never part of the purpose's set.
+    let (s3, r3) = app
+        .create_subject(
+            tok,
+            "newsletter",
+            fields(&[("email", "user.contact.email", "three@example.org")]),
+        )
+        .await;
+
+    // Consultation: the purpose's three records, decrypted; one subject's two.
+    let all = listed(&app, "", tok, "orders").await;
+    let mut ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let mut want = vec![r1.as_str(), r1b.as_str(), r2.as_str()];
+    ids.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(ids, want, "{all:#?}");
+    assert!(all.iter().all(|r| r["purpose"] == "orders"));
+    let one = listed(&app, &format!("?subject={s1}"), tok, "orders").await;
+    assert_eq!(one.len(), 2);
+    assert!(one.iter().all(|r| r["subject"] == s1.as_str()));
+    assert!(
+        one.iter()
+            .any(|r| r["fields"]["name"]["value"] == "Ana Again")
+    );
+    assert_eq!(
+        listed(&app, &format!("?subject={s3}"), tok, "orders").await,
+        Vec::<Value>::new(),
+        "s3 has no record under orders"
+    );
+
+    // Alteration: metadata of one subject's records, then a field on all the purpose's.
+    let rep = bulk(
+        &app,
+        Method::PATCH,
+        &format!("?subject={s1}"),
+        tok,
+        Some(json!({ "change": "source", "source": "crm import" })),
+    )
+    .await;
+    assert_eq!(rep["records"], 2, "{rep}");
+    assert_eq!(rep["subjects"], 1, "{rep}");
+    assert_eq!(rep["skipped_subjects"], 0, "{rep}");
+    let rep = bulk(
+        &app,
+        Method::PATCH,
+        "",
+        tok,
+        Some(json!({ "change": "field", "name": "tier",
+            "input": { "category": "user.content.private", "value": "gold" } })),
+    )
+    .await;
+    assert_eq!(rep["records"], 3, "{rep}");
+    assert_eq!(rep["subjects"], 2, "{rep}");
+    let rep = bulk(
+        &app,
+        Method::PATCH,
+        "",
+        tok,
+        Some(json!({ "change": "recipients", "recipients": ["courier"] })),
+    )
+    .await;
+    assert_eq!(rep["records"], 3, "{rep}");
+    for r in listed(&app, "", tok, "orders").await {
+        assert_eq!(r["fields"]["tier"]["value"], "gold", "{r}");
+        assert_eq!(r["recipients"], json!(["courier"]), "{r}");
+        let source = if r["subject"] == s1.as_str() {
+            json!("crm import")
+        } else {
+            json!("signup")
+        };
+        assert_eq!(r["source"], source, "{r}");
+    }
+    // A retention end already past is "now": the records expire at the next pass.
+    let before = time::OffsetDateTime::now_utc();
+    bulk(
+        &app,
+        Method::PATCH,
+        &format!("?subject={s2}"),
+        tok,
+        Some(json!({ "change": "expires_at", "expires_at": "1999-01-01T00:00:00Z" })),
+    )
+    .await;
+    let r = listed(&app, &format!("?subject={s2}"), tok, "orders").await;
+    let expires = time::OffsetDateTime::parse(
+        r[0]["expires_at"].as_str().expect("expires_at"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("a time");
+    assert!(
+        expires >= before - time::Duration::seconds(1)
+            && expires <= time::OffsetDateTime::now_utc(),
+        "{expires}"
+    );
+    // Recategorising a field whose stored value does not fit the new category: 409, and
+    // nothing changes.
+    let p = on_records(
+        &app,
+        Method::PATCH,
+        "",
+        tok,
+        Some("orders"),
+        Some(json!({ "change": "category", "field": "name", "category": "user.contact.email" })),
+    )
+    .await
+    .expect_problem(409);
+    assert!(!p.to_string().contains("Ana"), "{p}");
+    assert!(
+        listed(&app, "", tok, "orders")
+            .await
+            .iter()
+            .filter(|r| r["fields"].get("name").is_some())
+            .all(|r| r["fields"]["name"]["category"] == "user.name")
+    );
+
+    // Erasure: one subject's records, then the rest of the purpose's. Subjects stay.
+    let rep = bulk(&app, Method::DELETE, &format!("?subject={s2}"), tok, None).await;
+    assert_eq!(
+        (rep["records"].clone(), rep["subjects"].clone()),
+        (json!(1), json!(1))
+    );
+    let s2_now = app
+        .get(&format!("/v1/subjects/{s2}"), tok, Some("orders"))
+        .await
+        .expect(200);
+    assert_eq!(s2_now["records"], json!([]), "{s2_now}");
+    let rep = bulk(&app, Method::DELETE, "", tok, None).await;
+    assert_eq!(rep["records"], 2, "{rep}");
+    assert_eq!(listed(&app, "", tok, "orders").await, Vec::<Value>::new());
+    app.get(&format!("/v1/records/{r1}"), tok, Some("orders"))
+        .await
+        .expect_problem(404);
+    // The other purpose's record is untouched.
+    let kept = app
+        .get(&format!("/v1/records/{r3}"), tok, Some("newsletter"))
+        .await
+        .expect(200);
+    assert_eq!(kept["fields"]["email"]["value"], "three@example.org");
+    assert_eq!(kept["subject"], s3.as_str());
+
+    // Each call is in the audit trail, under its operation and purpose, values never.
+    let audit = app.audit(&t.admin).await;
+    for action in ["consultation", "alteration", "erasure"] {
+        assert!(
+            audit.iter().any(|e| e["action"] == action
+                && e["purpose"] == "orders"
+                && e["outcome"] == "allowed"),
+            "no allowed {action} entry: {audit:#?}"
+        );
+    }
+    let text = serde_json::to_string(&audit).expect("serialise");
+    for v in ["one@example.org", "Ana One", "gold", "crm import"] {
+        assert!(!text.contains(v), "the audit trail holds {v:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_collection_leaves_out_restricted_and_objecting_subjects() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Careful", &[("orders", &["user"], ALL_DATA_OPS)])
+        .await;
+    let tok = &t.app.secret;
+    let mut subjects = Vec::new();
+    for who in ["restricted", "objecting", "plain"] {
+        let (s, _) = app
+            .create_subject(
+                tok,
+                "orders",
+                fields(&[("email", "user.contact.email", &format!("{who}@example.org"))]),
+            )
+            .await;
+        subjects.push(s);
+    }
+    let (restricted, objecting, plain) = (&subjects[0], &subjects[1], &subjects[2]);
+    // Restricts the first and has the second object to `orders` (PUT), or lifts both (DELETE).
+    let api = &app;
+    let hold = |method: Method| async move {
+        for path in [
+            format!("/v1/subjects/{restricted}/restriction"),
+            format!("/v1/subjects/{objecting}/objections/orders"),
+        ] {
+            api.send(api.req(method.clone(), &path, Some(tok), Some("orders")))
+                .await
+                .no_content();
+        }
+    };
+    hold(Method::PUT).await;
+
+    let all = listed(&app, "", tok, "orders").await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["subject"], plain.as_str());
+    for s in [restricted, objecting] {
+        assert_eq!(
+            listed(&app, &format!("?subject={s}"), tok, "orders").await,
+            Vec::<Value>::new(),
+            "{s} is listed"
+        );
+    }
+    let rep = bulk(
+        &app,
+        Method::PATCH,
+        "",
+        tok,
+        Some(json!({ "change": "source", "source": "changed" })),
+    )
+    .await;
+    assert_eq!(rep["records"], 1, "{rep}");
+    assert_eq!(rep["skipped_subjects"], 2, "{rep}");
+
+    // Their records are still there, unchanged, once the restriction and objection are lifted.
+    hold(Method::DELETE).await;
+    let back = listed(&app, "", tok, "orders").await;
+    assert_eq!(back.len(), 3, "{back:#?}");
+    for r in &back {
+        let source = if r["subject"] == plain.as_str() {
+            "changed"
+        } else {
+            "signup"
+        };
+        assert_eq!(r["source"], source, "{r}");
+    }
+
+    // Erasure is the one operation a restriction or an objection does not stop (Art. 17,
+    // 18(1)): it reaches them too.
+    hold(Method::PUT).await;
+    let rep = bulk(&app, Method::DELETE, "", tok, None).await;
+    assert_eq!(rep["records"], 3, "{rep}");
+    assert_eq!(rep["skipped_subjects"], 0, "{rep}");
+    assert_eq!(app.count("records"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_collection_refuses_bad_calls_audits_them_and_changes_nothing() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant(
+            "Refusing",
+            &[
+                ("orders", &["user"], ALL_DATA_OPS),
+                ("lookup_only", &["user"], &["retrieval"]),
+            ],
+        )
+        .await;
+    let tok = &t.app.secret;
+    let (subject, _) = app
+        .create_subject(
+            tok,
+            "orders",
+            fields(&[
+                ("email", "user.contact.email", "kept@example.org"),
+                ("note", "user.content.private", "kept note"),
+            ]),
+        )
+        .await;
+    let before = listed(&app, "", tok, "orders").await;
+    let tables = ["subjects", "records", "fields", "lookups"];
+    let counts = tables.map(|t| app.count(t));
+
+    // Refused before the vault (no purpose) or by it (a purpose that does not allow the
+    // operation): each is audited as a refused attempt at the operation.
+    let ok_change = json!({ "change": "source", "source": "x" });
+    for (method, purpose, action, status) in [
+        (Method::GET, None, "consultation", 400),
+        (Method::PATCH, None, "alteration", 400),
+        (Method::DELETE, None, "erasure", 400),
+        (Method::GET, Some("lookup_only"), "consultation", 403),
+        (Method::PATCH, Some("lookup_only"), "alteration", 403),
+        (Method::DELETE, Some("lookup_only"), "erasure", 403),
+        (Method::GET, Some("nonesuch"), "consultation", 403),
+    ] {
+        let refused = app.refused_entries(&t.admin).await.len();
+        let body = (method == Method::PATCH).then(|| ok_change.clone());
+        let r = on_records(&app, method.clone(), "", tok, purpose, body).await;
+        r.expect_problem(status);
+        let after = app.refused_entries(&t.admin).await;
+        assert_eq!(
+            after.len(),
+            refused + 1,
+            "{method} under {purpose:?} is not audited"
+        );
+        assert_eq!(
+            after.last().unwrap()["action"],
+            action,
+            "{method} {purpose:?}"
+        );
+    }
+
+    // Bad bodies: refused precisely, never echoed, audited as refused alterations.
+    for (name, body, status, secret) in [
+        ("malformed JSON", br#"{"change":"source","source":"malformed-canary"#.to_vec(), 400, "malformed-canary"),
+        ("unknown change", br#"{"change":"rename","to":"unknown-canary"}"#.to_vec(), 422, "unknown-canary"),
+        ("a field of another change", br#"{"change":"source","source":"a","recipients":["extra-canary"]}"#.to_vec(), 422, "extra-canary"),
+        ("no change", br#"{"source":"untagged-canary"}"#.to_vec(), 422, "untagged-canary"),
+        ("invalid field name", br#"{"change":"field","name":"Bad Name","input":{"category":"user.name","value":"name-canary"}}"#.to_vec(), 422, "name-canary"),
+        ("invalid email", br#"{"change":"field","name":"email","input":{"category":"user.contact.email","value":"not-an-email-canary"}}"#.to_vec(), 422, "not-an-email-canary"),
+        ("card number", br#"{"change":"field","name":"note","input":{"category":"user.content.private","value":"card 4111 1111 1111 1111"}}"#.to_vec(), 422, "4111"),
+        ("card number in the source", br#"{"change":"source","source":"4111111111111111"}"#.to_vec(), 422, "4111"),
+        ("payment-card category", br#"{"change":"category","field":"note","category":"user.financial.credit_card"}"#.to_vec(), 422, "credit_card-canary"),
+        ("invalid subject", br#"{"change":"subject","subject":"sub_not-a-subject-canary"}"#.to_vec(), 422, "not-a-subject-canary"),
+        ("invalid time", br#"{"change":"expires_at","expires_at":"tomorrow-canary"}"#.to_vec(), 422, "tomorrow-canary"),
+    ] {
+        let refused = app.refused_entries(&t.admin).await.len();
+        let r = app
+            .send(
+                app.req(Method::PATCH, "/v1/records", Some(tok), Some("orders"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body),
+            )
+            .await;
+        r.expect_problem(status);
+        assert!(!r.text.contains(secret), "{name}: echoed: {}", r.text);
+        let after = app.refused_entries(&t.admin).await;
+        assert_eq!(after.len(), refused + 1, "{name}: not audited");
+        let newest = after.last().unwrap();
+        assert_eq!(newest["action"], "alteration", "{name}: {newest}");
+        assert!(!newest.to_string().contains(secret), "{name}: {newest}");
+    }
+
+    // Bad queries: an unknown parameter is a 400 that does not echo it; a malformed or
+    // unknown subject is not found, as in a path.
+    for (query, status) in [
+        ("?subjekt=canary.key@example.org", 400),
+        ("?subject=not-a-subject", 404),
+        ("?subject=sub_7zzzzzzzzzzzzzzzzzzzzzzzzz", 404),
+    ] {
+        for method in [Method::GET, Method::PATCH, Method::DELETE] {
+            let body = (method == Method::PATCH).then(|| ok_change.clone());
+            let r = on_records(&app, method.clone(), query, tok, Some("orders"), body).await;
+            r.expect_problem(status);
+            assert!(
+                !r.text.contains("canary.key"),
+                "{method} {query}: {}",
+                r.text
+            );
+        }
+    }
+
+    assert_eq!(
+        tables.map(|t| app.count(t)),
+        counts,
+        "something was stored or erased"
+    );
+    assert_eq!(
+        listed(&app, "", tok, "orders").await,
+        before,
+        "something changed"
+    );
+    assert_eq!(before[0]["subject"], subject.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_collection_answers_at_most_10000_records() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Plenty", &[("orders", &["user"], ALL_DATA_OPS)])
+        .await;
+    let tok = &t.app.secret;
+    let (subject, first) = app
+        .create_subject(
+            tok,
+            "orders",
+            fields(&[("note", "user.content.private", "first")]),
+        )
+        .await;
+    // 10,000 more records in one transaction, through the vault (the HTTP path would take
+    // 10,000 durable commits).
+    let principal = app
+        .vault
+        .authenticate(&tok.clone().into())
+        .expect("authenticate");
+    let purpose = custodian_core::purpose::PurposeName::parse("orders").unwrap();
+    let sid = custodian_core::ids::SubjectId::parse(&subject).unwrap();
+    let records: Vec<custodian_vault::views::NewRecord> = (0..10_000)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "fields": { "note": { "category": "user.content.private", "value": format!("note {i}") } },
+            }))
+            .expect("a record")
+        })
+        .collect();
+    let vault = app.vault.clone();
+    tokio::task::spawn_blocking(move || {
+        vault.add_records(&principal, &purpose, &sid, records, &Default::default())
+    })
+    .await
+    .expect("join")
+    .expect("add records");
+
+    for query in [String::new(), format!("?subject={subject}")] {
+        let p = on_records(&app, Method::GET, &query, tok, Some("orders"), None)
+            .await
+            .expect_problem(400);
+        assert_eq!(p["type"], "urn:custodian:problem:too-many-records", "{p}");
+        assert!(p["detail"].as_str().unwrap().contains("10000"), "{p}");
+    }
+    app.send(app.req(
+        Method::DELETE,
+        &format!("/v1/records/{first}"),
+        Some(tok),
+        Some("orders"),
+    ))
+    .await
+    .no_content();
+    let all = listed(&app, "", tok, "orders").await;
+    assert_eq!(all.len(), 10_000);
+
+    // The document says so.
+    let doc = app
+        .send(app.client.get(app.url("/openapi.json")))
+        .await
+        .expect(200);
+    let bad = doc["paths"]["/v1/records"]["get"]["responses"]["400"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(bad.contains("too-many-records"), "{bad}");
+}
+
+#[tokio::test]
+async fn a_subjects_history_names_its_processing_including_bulk_reads() {
+    let app = spawn_app().await;
+    let t = app
+        .tenant("Historian", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "history.canary@example.org")]),
+        )
+        .await;
+    let (other, _) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "other@example.org")]),
+        )
+        .await;
+    app.get(
+        &format!("/v1/records/{record}"),
+        &t.app.secret,
+        Some("account"),
+    )
+    .await
+    .expect(200);
+    // One bulk read of the purpose: one entry naming both subjects.
+    app.get("/v1/records", &t.app.secret, Some("account"))
+        .await
+        .expect(200);
+    let path = format!("/v1/subjects/{subject}/history");
+    let page = app.get(&path, &t.admin.secret, None).await.expect(200);
+    let entries = page["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["collection", "retrieval", "consultation"],
+        "{page:#}"
+    );
+    let bulk = &entries[2];
+    assert!(bulk["subject"].is_null());
+    let listed: BTreeSet<&str> = bulk["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, BTreeSet::from([subject.as_str(), other.as_str()]));
+    assert!(
+        !page.to_string().contains("history.canary"),
+        "names, never values"
+    );
+    // The other subject's history has its own collection and the same bulk entry.
+    let other_page = app
+        .get(
+            &format!("/v1/subjects/{other}/history"),
+            &t.admin.secret,
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(other_page["entries"].as_array().unwrap().len(), 2);
+    // Paging after the last entry gives an empty page; the application may not read the
+    // trail; unknown and malformed ids are simply not found.
+    let last = bulk["seq"].as_u64().unwrap();
+    let empty = app
+        .get(&format!("{path}?after={last}"), &t.admin.secret, None)
+        .await
+        .expect(200);
+    assert!(empty["entries"].as_array().unwrap().is_empty());
+    let r = app.get(&path, &t.app.secret, None).await;
+    assert!(matches!(r.status.as_u16(), 403 | 404), "{}", r.status);
+    app.get(
+        "/v1/subjects/sub_00000000000000000000000000/history",
+        &t.admin.secret,
+        None,
+    )
+    .await
+    .expect_problem(404);
+    app.get("/v1/subjects/nope/history", &t.admin.secret, None)
+        .await
+        .expect_problem(404);
 }

@@ -178,6 +178,272 @@ async fn failed_tokens_are_rate_limited_per_source_address() {
     assert_alive(&app).await;
 }
 
+const PASSWORD: &str = "Quorvath-canary-passphrase-2209";
+
+/// The operator creates a login account over HTTP; returns its id.
+async fn account(app: &TestApp, login: &str, role: &str, controller: Option<&str>) -> String {
+    let mut body = json!({ "login": login, "password": PASSWORD, "role": role });
+    if let Some(c) = controller {
+        body["controller"] = json!(c);
+    }
+    let r = app
+        .post_json("/v1/accounts", &app.operator, None, &body)
+        .await
+        .expect(201);
+    r["id"].as_str().expect("account id").to_owned()
+}
+
+/// `POST /v1/sessions` from `client`.
+async fn login_from(app: &TestApp, client: &reqwest::Client, login: &str, password: &str) -> Resp {
+    app.send(
+        client
+            .post(app.url("/v1/sessions"))
+            .json(&json!({ "login": login, "password": password })),
+    )
+    .await
+}
+
+/// Per login name: once a name spent its budget of failed passwords, every login for it is
+/// refused with 429 and `Retry-After`, the right password too, without any password being
+/// checked; a name that is no account's is limited exactly alike (no enumeration); other
+/// names are unaffected; a success costs no budget.
+#[tokio::test]
+async fn failed_passwords_are_rate_limited_per_login_name_even_for_the_right_password() {
+    const BUDGET: u32 = 3;
+    let (app, _) = spawn(
+        Limits {
+            login_failures_per_hour: BUDGET,
+            auth_failures_per_minute: 1000,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let c = app.create_controller("Lockout SAS").await;
+    account(&app, "target@lockout.example", "controller_admin", Some(&c)).await;
+    account(
+        &app,
+        "bystander@lockout.example",
+        "controller_admin",
+        Some(&c),
+    )
+    .await;
+    let client = app.client.clone();
+
+    // Successes cost nothing.
+    for _ in 0..2 * BUDGET {
+        login_from(&app, &client, "target@lockout.example", PASSWORD)
+            .await
+            .expect(201);
+    }
+    let mut locked = Vec::new();
+    for name in ["target@lockout.example", "ghost@lockout.example"] {
+        for i in 0..BUDGET {
+            login_from(&app, &client, name, &format!("wrong guess number {i}"))
+                .await
+                .expect_problem(401);
+        }
+        // Spent: the right password (or any) is refused, and nothing is verified.
+        let mark = app.vault.passwords().mark();
+        let r = login_from(&app, &client, name, PASSWORD).await;
+        r.expect_problem(429);
+        let wait = retry_after(&r);
+        assert!((1..=3600).contains(&wait), "Retry-After {wait}");
+        assert!(
+            app.vault.passwords().work_since(mark).is_empty(),
+            "a locked-out login still checked a password"
+        );
+        // However the name is spelt.
+        login_from(&app, &client, &name.to_uppercase(), PASSWORD)
+            .await
+            .expect_problem(429);
+        locked.push(r.text);
+    }
+    assert_eq!(
+        locked[0], locked[1],
+        "a locked account and a locked unknown name answer alike"
+    );
+    // Another name, from the same address, is not affected.
+    let ok = login_from(&app, &client, "bystander@lockout.example", PASSWORD).await;
+    let session = ok.expect(201);
+    app.get(
+        "/v1/purposes",
+        session["secret"].as_str().expect("secret"),
+        None,
+    )
+    .await
+    .expect(200);
+    assert_alive(&app).await;
+}
+
+/// Per source address: failed passwords and failed tokens spend one budget; once it is
+/// spent the address gets 429 for the right password and for a valid token alike; another
+/// address is not affected.
+#[tokio::test]
+async fn failed_passwords_are_rate_limited_per_source_address() {
+    const BUDGET: u32 = 4;
+    let (app, _) = spawn(
+        Limits {
+            auth_failures_per_minute: BUDGET,
+            login_failures_per_hour: 1000,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let c = app.create_controller("Source SAS").await;
+    account(&app, "real@source.example", "controller_admin", Some(&c)).await;
+    let client = app.client.clone();
+    // Different names each time: only the address's budget is spent.
+    for i in 0..BUDGET - 1 {
+        login_from(&app, &client, &format!("guess{i}@source.example"), PASSWORD)
+            .await
+            .expect_problem(401);
+    }
+    app.get("/v1/controllers", "cst_op_not-a-real-token", None)
+        .await
+        .expect_problem(401);
+    let r = login_from(&app, &client, "real@source.example", PASSWORD).await;
+    r.expect_problem(429);
+    assert!((1..=60).contains(&retry_after(&r)));
+    let r = app.get("/v1/controllers", &app.operator, None).await;
+    r.expect_problem(429);
+    retry_after(&r);
+
+    let other = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .expect("client on 127.0.0.3");
+    login_from(&app, &other, "real@source.example", PASSWORD)
+        .await
+        .expect(201);
+    login_from(&app, &other, "guess@source.example", PASSWORD)
+        .await
+        .expect_problem(401);
+    assert_alive(&app).await;
+}
+
+/// argon2id runs off the async runtime: on a current-thread runtime (server and client on
+/// the test's own thread), every hash and verification the requests caused ran on another
+/// thread (tokio's blocking pool), so none of them held up the runtime.
+#[tokio::test(flavor = "current_thread")]
+async fn password_hashing_runs_off_the_async_runtime() {
+    let (app, _) = spawn(Limits::default(), None).await;
+    let runtime_thread = std::thread::current().id();
+    let c = app.create_controller("Threads SAS").await;
+    let mark = app.vault.passwords().mark();
+    account(&app, "threads@example.org", "controller_viewer", Some(&c)).await;
+    let client = app.client.clone();
+    login_from(&app, &client, "threads@example.org", PASSWORD)
+        .await
+        .expect(201);
+    login_from(&app, &client, "threads@example.org", "Quorvath-wrong")
+        .await
+        .expect_problem(401);
+    login_from(&app, &client, "nobody@example.org", PASSWORD)
+        .await
+        .expect_problem(401);
+    let work = app.vault.passwords().work_since(mark);
+    let kinds: Vec<_> = work.iter().map(|w| w.kind).collect();
+    use custodian_crypto::password::WorkKind::{Hash, Verify};
+    assert_eq!(kinds, vec![Hash, Verify, Verify, Verify], "{work:?}");
+    for w in &work {
+        assert_ne!(
+            w.thread, runtime_thread,
+            "argon2id ran on the async runtime's thread: {w:?}"
+        );
+    }
+}
+
+/// The password never reaches an answer or the audit trail, on any path that carries it:
+/// created, refused (too short, too long, control character, duplicate, not a login, wrong
+/// type, malformed JSON), logged in, failed, locked out.
+#[tokio::test]
+async fn passwords_never_reach_answers_or_the_audit_trail() {
+    let (app, _) = spawn(
+        Limits {
+            login_failures_per_hour: 2,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let t = support_tenant(&app).await;
+    let admin = t.admin.secret.as_str();
+    let mut answers = Vec::new();
+    let post = |path: &'static str, token: Option<&str>, body: serde_json::Value| {
+        let rb = app.req(Method::POST, path, token, None).json(&body);
+        app.send(rb)
+    };
+    for body in [
+        json!({"login": "leak@example.org", "password": PASSWORD, "role": "controller_viewer"}),
+        json!({"login": "leak@example.org", "password": PASSWORD, "role": "controller_viewer"}),
+        json!({"login": "short@example.org", "password": "Quorvath", "role": "controller_viewer"}),
+        json!({"login": "ctl@example.org", "password": format!("{PASSWORD}\u{7}"), "role": "controller_viewer"}),
+        json!({"login": "long@example.org", "password": PASSWORD.repeat(5), "role": "controller_viewer"}),
+        json!({"login": PASSWORD, "password": PASSWORD, "role": "controller_viewer"}),
+        json!({"login": "x@example.org", "password": [PASSWORD], "role": "controller_viewer"}),
+    ] {
+        answers.push(post("/v1/accounts", Some(admin), body).await);
+    }
+    for (login, password) in [
+        ("leak@example.org", PASSWORD),
+        ("leak@example.org", "Quorvath-wrong-1"),
+        ("leak@example.org", "Quorvath-wrong-2"),
+        ("leak@example.org", PASSWORD),
+        ("nobody@example.org", PASSWORD),
+        (PASSWORD, PASSWORD),
+    ] {
+        answers.push(
+            post(
+                "/v1/sessions",
+                None,
+                json!({"login": login, "password": password}),
+            )
+            .await,
+        );
+    }
+    let raw = app
+        .send(
+            app.client
+                .post(app.url("/v1/sessions"))
+                .header("content-type", "application/json")
+                .body(format!(
+                    "{{\"login\": \"a@b.example\" \"password\": \"{PASSWORD}\"}}"
+                )),
+        )
+        .await;
+    answers.push(raw);
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            201, 409, 422, 422, 422, 422, 422, 201, 401, 401, 429, 401, 422, 400
+        ],
+        "the paths meant to be exercised"
+    );
+    for r in &answers {
+        r.assert_absent(&["Quorvath".to_owned()], "an answer");
+    }
+    let trail = serde_json::to_string(&app.audit(&t.admin).await).expect("json");
+    assert!(trail.contains("admin.login"), "logins are audited");
+    assert!(
+        !trail.contains("Quorvath"),
+        "the audit trail holds the password"
+    );
+    let mut system = String::new();
+    app.vault
+        .store()
+        .scan_audit(&custodian_core::audit::ChainId::System, &mut |e| {
+            system.push_str(&format!("{e:?}"));
+            Ok(())
+        })
+        .expect("system chain");
+    assert!(!system.contains("Quorvath") && !system.contains("nobody@"));
+    assert_alive(&app).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Resource limits
 

@@ -8,7 +8,7 @@ use crate::{DataTx, Store, StoreError, TxError};
 use custodian_core::audit::{Action, AdminAction, AuditDraft, ChainId, GENESIS, Outcome};
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
-use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::operation::Operation;
 use custodian_core::policy::Denial;
@@ -26,6 +26,10 @@ pub fn run_all(make: Factory<'_>) {
     let cases: &[Case] = &[
         ("controllers_round_trip", controllers_round_trip),
         ("tokens_scoped_and_revocable", tokens_scoped_and_revocable),
+        (
+            "accounts_unique_scoped_and_audited",
+            accounts_unique_scoped_and_audited,
+        ),
         ("purposes_are_per_controller", purposes_are_per_controller),
         ("data_round_trip", data_round_trip),
         ("tenant_isolation", tenant_isolation),
@@ -43,6 +47,11 @@ pub fn run_all(make: Factory<'_>) {
         (
             "records_by_purpose_and_header_rewrite",
             records_by_purpose_and_header_rewrite,
+        ),
+        ("consult_reads_then_audits", consult_reads_then_audits),
+        (
+            "bulk_entries_found_by_subject",
+            bulk_entries_found_by_subject,
         ),
     ];
     for (name, case) in cases {
@@ -272,6 +281,145 @@ fn tokens_scoped_and_revocable(store: &dyn Store) {
             .principal_at(now())
             .is_some()
     );
+}
+
+fn account(controller: Option<&ControllerId>, role: Role, digest: u8) -> AccountRow {
+    AccountRow {
+        id: AccountId::from_random(rand16()),
+        login_digest: [digest; 32],
+        login_sealed: vec![digest; 60],
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA${digest}"),
+        role,
+        controller: controller.cloned(),
+        created_at: now(),
+        disabled_at: None,
+    }
+}
+
+/// Login accounts: found by login digest only, one account per digest across every
+/// controller, each belonging to one controller (or to none: the operator's staff), stored
+/// with its audit entry or not at all, and disabled only within its own controller.
+fn accounts_unique_scoped_and_audited(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let chain_of =
+        |c: Option<&ControllerId>| c.cloned().map_or(ChainId::System, ChainId::Controller);
+    let created = |row: &AccountRow| {
+        AuditDraft::new(
+            chain_of(row.controller.as_ref()),
+            "operator_admin:cli",
+            Action::Admin(AdminAction::AccountCreated),
+        )
+        .fields([row.id.as_str()])
+    };
+    let acc_a = account(Some(&a), Role::ControllerAdmin, 1);
+    let acc_b = account(Some(&b), Role::ControllerViewer, 2);
+    let staff = account(None, Role::OperatorAdmin, 3);
+    for row in [&acc_a, &acc_b, &staff] {
+        let chain = chain_of(row.controller.as_ref());
+        let before = store.audit_head(&chain).unwrap().map_or(0, |h| h.0);
+        let entry = store.insert_account(row, created(row), now()).unwrap();
+        assert_eq!(entry.seq, before + 1);
+        assert_eq!(entry.draft.chain, chain);
+        assert_eq!(entry.draft.fields, vec![row.id.as_str().to_owned()]);
+        assert_eq!(
+            store.account_by_login(&row.login_digest).unwrap().as_ref(),
+            Some(row)
+        );
+    }
+    assert!(store.account_by_login(&[9; 32]).unwrap().is_none());
+
+    // A login name is taken once, whichever controller asks: a conflict stores nothing,
+    // audits nothing, and leaves the first account as it was.
+    let refused = |row: &AccountRow| {
+        let chain = chain_of(row.controller.as_ref());
+        let head = store.audit_head(&chain).unwrap();
+        let r = store.insert_account(row, created(row), now());
+        assert!(r.is_err(), "{row:?} was stored");
+        assert_eq!(
+            store.audit_head(&chain).unwrap(),
+            head,
+            "{row:?} was audited"
+        );
+        r.unwrap_err()
+    };
+    let dup = account(Some(&b), Role::ControllerAdmin, 1);
+    assert!(matches!(refused(&dup), StoreError::Conflict(_)));
+    assert_eq!(store.account_by_login(&[1; 32]).unwrap().unwrap(), acc_a);
+    // A controller account needs its controller, and an operator account has none.
+    refused(&account(None, Role::ControllerAdmin, 4));
+    refused(&account(Some(&a), Role::OperatorAdmin, 5));
+    // The controller must exist.
+    let ghost = ControllerId::from_random(rand16());
+    refused(&account(Some(&ghost), Role::ControllerAdmin, 6));
+    for d in [4, 5, 6] {
+        assert!(store.account_by_login(&[d; 32]).unwrap().is_none());
+    }
+
+    // Disabling is scoped like revoking a token: B (or the operator's scope) cannot disable
+    // A's account; A can, once, and the account is then still found, disabled.
+    let disable = |c: Option<&ControllerId>, id: &AccountId| {
+        store
+            .disable_account(
+                c,
+                id,
+                AuditDraft::new(
+                    chain_of(c),
+                    "x",
+                    Action::Admin(AdminAction::AccountDisabled),
+                ),
+                now(),
+            )
+            .unwrap()
+    };
+    let head_b = store.audit_head(&chain_of(Some(&b))).unwrap();
+    assert!(!disable(Some(&b), &acc_a.id));
+    assert!(!disable(None, &acc_a.id));
+    assert_eq!(store.audit_head(&chain_of(Some(&b))).unwrap(), head_b);
+    assert!(
+        store
+            .account_by_login(&[1; 32])
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none()
+    );
+    assert!(disable(Some(&a), &acc_a.id));
+    assert!(!disable(Some(&a), &acc_a.id));
+    assert!(
+        store
+            .account_by_login(&[1; 32])
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_some()
+    );
+    assert!(
+        store
+            .account_by_login(&[2; 32])
+            .unwrap()
+            .unwrap()
+            .disabled_at
+            .is_none()
+    );
+    assert!(!disable(Some(&a), &staff.id));
+    assert!(disable(None, &staff.id));
+
+    // Destroying a controller deletes its accounts (login names are its staff's personal
+    // data), and only its own.
+    store
+        .transact(&a, now(), &mut |tx| {
+            tx.destroy_all("certificate", now())?;
+            Ok(AuditDraft::new(
+                chain_of(Some(&a)),
+                "operator_admin:cli",
+                Action::Processing(Operation::Erasure),
+            ))
+        })
+        .unwrap();
+    assert!(store.account_by_login(&[1; 32]).unwrap().is_none());
+    assert!(store.account_by_login(&[2; 32]).unwrap().is_some());
+    assert!(store.account_by_login(&[3; 32]).unwrap().is_some());
 }
 
 fn purposes_are_per_controller(store: &dyn Store) {
@@ -510,6 +658,132 @@ fn denied_work_changes_nothing(store: &dyn Store) {
             Ok(draft(&a, Operation::Consultation))
         })
         .unwrap();
+}
+
+fn consult_reads_then_audits(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let chain = ChainId::Controller(a.clone());
+    let f = seed_subject(store, &a, [3; 32]);
+    let head = store.audit_head(&chain).unwrap().unwrap();
+    let mut seen = None;
+    let entry = store
+        .consult(&a, now(), &mut |tx| {
+            seen = tx.record(&f.record)?.map(|r| r.id);
+            Ok(draft(&a, Operation::Consultation).subject(&f.subject))
+        })
+        .unwrap();
+    assert_eq!(seen, Some(f.record.clone()));
+    // Its entry is the chain's next link, and durable: the head moved to it.
+    assert_eq!(entry.seq, head.0 + 1);
+    assert_eq!(entry.prev_hash, head.1);
+    assert_eq!(
+        store.audit_head(&chain).unwrap(),
+        Some((entry.seq, entry.hash))
+    );
+    // Scoped like every unit of work: controller B's consult never sees A's record.
+    store
+        .consult(&b, now(), &mut |tx| {
+            assert!(tx.record(&f.record)?.is_none());
+            assert!(tx.subject(&f.subject)?.is_none());
+            Ok(draft(&b, Operation::Consultation))
+        })
+        .unwrap();
+    // A refused read appends nothing.
+    let before = store.audit_head(&chain).unwrap();
+    let r = store.consult(&a, now(), &mut |_| Err(TxError::Denied(Denial::NotFound)));
+    assert!(matches!(r, Err(TxError::Denied(Denial::NotFound))));
+    assert_eq!(store.audit_head(&chain).unwrap(), before);
+    // A consult cannot write: the attempt fails and nothing changes.
+    let r = store.consult(&a, now(), &mut |tx| {
+        tx.delete_record(&f.record)?;
+        Ok(draft(&a, Operation::Consultation))
+    });
+    assert!(r.is_err(), "a write inside consult must fail");
+    assert_eq!(store.audit_head(&chain).unwrap(), before);
+    store
+        .transact(&a, now(), &mut |tx| {
+            assert!(tx.record(&f.record)?.is_some(), "the record is still there");
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+}
+
+fn bulk_entries_found_by_subject(store: &dyn Store) {
+    let a = new_controller(store);
+    let chain = ChainId::Controller(a.clone());
+    let (s1, s2, s3) = (
+        SubjectId::from_random(rand16()),
+        SubjectId::from_random(rand16()),
+        SubjectId::from_random(rand16()),
+    );
+    let written = store
+        .append_audit(
+            vec![
+                draft(&a, Operation::Retrieval).subject(&s1),
+                draft(&a, Operation::Consultation)
+                    .subjects(vec![s1.clone(), s2.clone()])
+                    .fields(["email"]),
+                draft(&a, Operation::Retrieval).subject(&s2),
+                draft(&a, Operation::Retrieval).subject(&s3),
+            ],
+            now(),
+        )
+        .unwrap();
+    // The bulk entry round-trips with its subjects, and hashes as written.
+    let stored = store.audit_page(&chain, 0, 100).unwrap();
+    assert_eq!(stored, written);
+    let bulk = &stored[stored.len() - 3];
+    assert_eq!(bulk.draft.subjects, vec![s1.clone(), s2.clone()]);
+    assert_eq!(
+        custodian_crypto::hash::chain_link(&bulk.prev_hash, &bulk.canonical_bytes()),
+        bulk.hash
+    );
+    // The raw scan `verify` hashes gives each entry's canonical bytes from the stored
+    // columns, the same bytes as the decoded entry, over any range.
+    let mut raw = Vec::new();
+    store
+        .scan_audit_raw(&chain, 1, Some(stored.len() as u64 - 1), &mut |e| {
+            raw.push((
+                e.seq,
+                e.chain.to_owned(),
+                e.prev_hash,
+                e.hash,
+                e.canonical.to_vec(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+    let want: Vec<_> = stored[1..stored.len() - 1]
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                chain.as_string(),
+                e.prev_hash,
+                e.hash,
+                e.canonical_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(raw, want);
+    let seqs = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
+        store
+            .audit_of_subject(&chain, s, after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    let n = stored.len() as u64;
+    assert_eq!(seqs(&s1, 0, 100), vec![n - 3, n - 2]);
+    assert_eq!(seqs(&s2, 0, 100), vec![n - 2, n - 1]);
+    assert_eq!(seqs(&s3, 0, 100), vec![n]);
+    assert_eq!(seqs(&s1, n - 3, 100), vec![n - 2], "paged after a seq");
+    assert_eq!(seqs(&s2, 0, 1), vec![n - 2], "limited");
+    // Another controller's chain never answers for these subjects.
+    let b = ChainId::Controller(new_controller(store));
+    assert!(store.audit_of_subject(&b, &s1, 0, 100).unwrap().is_empty());
 }
 
 fn chain_links_and_pages(store: &dyn Store) {

@@ -18,7 +18,7 @@ pub mod rows;
 pub mod sqlite;
 
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId};
-use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::policy::Denial;
 use custodian_core::purpose::{Purpose, PurposeName};
@@ -44,6 +44,18 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One stored audit entry as `verify` reads it (see [`Store::scan_audit_raw`]).
+#[derive(Debug)]
+pub struct RawEntry<'a> {
+    pub seq: u64,
+    /// The chain the row says it belongs to.
+    pub chain: &'a str,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    /// The canonical bytes of the stored columns (`core::audit::StoredParts`).
+    pub canonical: &'a [u8],
+}
 
 /// How a unit of work ended without committing.
 #[derive(Debug, Error)]
@@ -104,6 +116,11 @@ pub trait DataTx {
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
     /// Every record collected under `purpose`, with its fields, oldest first.
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
+    /// The subjects with at least one record collected under `purpose` (one query, for
+    /// operations over a whole purpose).
+    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>>;
+    /// The subjects who objected to `purpose` (Art. 21).
+    fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>>;
     /// Rewrites what describes a record: the subject it is about (its lookup entries follow
     /// it), its metadata, expiry and update time. Its purpose and fields are untouched.
     /// False when there is no such record.
@@ -179,6 +196,27 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<bool>;
 
+    // ----- login accounts -----
+    /// Stores a new account and its audit entry in one transaction. A login digest that is
+    /// already taken is a `Conflict`, and then nothing is stored.
+    fn insert_account(
+        &self,
+        row: &AccountRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry>;
+    /// The account whose login name has this digest, disabled or not.
+    fn account_by_login(&self, digest: &[u8; 32]) -> Result<Option<AccountRow>>;
+    /// Disables an account of `controller` (or of the operator's staff when `None`), with its
+    /// audit entry; false when there is no such enabled account there.
+    fn disable_account(
+        &self,
+        controller: Option<&ControllerId>,
+        id: &AccountId,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+
     fn upsert_purpose(
         &self,
         controller: &ControllerId,
@@ -192,6 +230,18 @@ pub trait Store: Send + Sync + 'static {
     /// Runs `work` in one transaction over `controller`'s data and appends the audit entry
     /// it returns in that same transaction.
     fn transact(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError>;
+    /// A unit of work that only reads: runs `work` on one consistent snapshot of
+    /// `controller`'s data beside the writer (so reads do not queue behind writes), then
+    /// appends the audit entry it returns, and returns only once that entry is durable.
+    /// `work` must not write (SQLite runs it on a `query_only` connection; an attempt
+    /// fails). The caller hands out what `work` read only after this returns `Ok`: no audit
+    /// entry, no operation.
+    fn consult(
         &self,
         controller: &ControllerId,
         at: OffsetDateTime,
@@ -223,11 +273,41 @@ pub trait Store: Send + Sync + 'static {
     /// Appends entries that record no change of data: refusals, audited reads of the trail.
     fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>>;
     fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The entries of `chain` about `subject` after `after_seq`, oldest first: those naming
+    /// it as their one subject and the bulk entries listing it.
+    fn audit_of_subject(
+        &self,
+        chain: &ChainId,
+        subject: &SubjectId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
     /// Calls `visit` on every entry of `chain` in sequence order, as stored (for `verify`).
     fn scan_audit(
         &self,
         chain: &ChainId,
         visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<()> {
+        self.scan_audit_range(chain, 0, None, visit)
+    }
+    /// [`Store::scan_audit`] over the entries with `after < seq <= until` (no upper bound
+    /// when `until` is `None`), so that `verify` can check parts of a chain in parallel.
+    fn scan_audit_range(
+        &self,
+        chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
+        visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<()>;
+    /// Calls `visit` on the entries with `after < seq <= until` in sequence order, each as
+    /// its stored columns say, with the canonical bytes computed from those columns as they
+    /// are (no decoding into an entry): what `verify` hashes.
+    fn scan_audit_raw(
+        &self,
+        chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
+        visit: &mut dyn FnMut(&RawEntry<'_>) -> Result<()>,
     ) -> Result<()>;
     /// Every chain that has at least one entry.
     fn audit_chains(&self) -> Result<Vec<ChainId>>;

@@ -3,7 +3,7 @@
 use custodian_core::audit::ChainId;
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::Controller;
-use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::principal::{Principal, Role, TokenScope};
 use custodian_core::record::{FieldName, RecordHeader};
@@ -42,6 +42,38 @@ impl TokenRow {
             controller: self.controller.clone(),
             scope: self.scope.clone(),
         })
+    }
+}
+
+/// A login account. Its login name (an email address: personal data) is kept only as a
+/// keyed blind index, for finding the account at login, and sealed under a key derived from
+/// the root key; its password only as an argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: AccountId,
+    /// HMAC-SHA256 of the normalised login name; unique.
+    pub login_digest: [u8; 32],
+    /// The login name, encrypted and bound to the account id.
+    pub login_sealed: Vec<u8>,
+    /// `$argon2id$v=19$m=...,t=...,p=...$salt$hash`.
+    pub password_hash: String,
+    pub role: Role,
+    /// `None` for the processor's own staff (operator accounts), otherwise the one
+    /// controller the account belongs to.
+    pub controller: Option<ControllerId>,
+    pub created_at: OffsetDateTime,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for AccountRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRow")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("controller", &self.controller)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,7 @@ use time::Duration;
 
 pub const MAX_TOKEN_LIFETIME_SECONDS: u32 = 31_622_400;
 
-fn token_view(r: &TokenRow) -> TokenView {
+pub(crate) fn token_view(r: &TokenRow) -> TokenView {
     TokenView {
         id: r.id.clone(),
         role: r.role,
@@ -31,7 +31,7 @@ fn token_view(r: &TokenRow) -> TokenView {
     }
 }
 
-fn chain_of(controller: Option<&ControllerId>) -> ChainId {
+pub(crate) fn chain_of(controller: Option<&ControllerId>) -> ChainId {
     controller
         .cloned()
         .map_or(ChainId::System, ChainId::Controller)
@@ -48,7 +48,7 @@ impl Vault {
         authorize_operator(p).map_err(|r| self.refuse_admin(p, action, r, ctx))
     }
 
-    fn refuse_admin(
+    pub(crate) fn refuse_admin(
         &self,
         p: &Principal,
         action: AdminAction,
@@ -127,7 +127,7 @@ impl Vault {
             .ok_or(VaultError::NotFound)
     }
 
-    fn own_controller(p: &Principal) -> Result<&ControllerId, VaultError> {
+    pub(crate) fn own_controller(p: &Principal) -> Result<&ControllerId, VaultError> {
         p.controller
             .as_ref()
             .ok_or(VaultError::Refused(Refusal::NotControllerAdmin))

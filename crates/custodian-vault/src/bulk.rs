@@ -14,7 +14,7 @@ use crate::data::{Keys, Subjectmatter};
 use crate::views::{AuditPage, RecordView};
 use crate::{CallContext, Vault, VaultError};
 use custodian_core::ValidationError;
-use custodian_core::audit::{Action, AuditDraft, ChainId};
+use custodian_core::audit::ChainId;
 use custodian_core::category::DataCategory;
 use custodian_core::ids::SubjectId;
 use custodian_core::operation::Operation;
@@ -25,7 +25,7 @@ use custodian_core::record::{
     FieldInput, FieldName, FieldValue, RecordMeta, ValidField, validate_field,
 };
 use custodian_crypto::keys::{FieldContext, SubjectKey};
-use custodian_store::rows::{FieldRow, LookupRow, RecordRow};
+use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
 use custodian_store::{DataTx, StoreError, TxError};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,54 +124,42 @@ fn corrupt(table: &'static str, e: impl std::fmt::Display) -> TxError {
     })
 }
 
-/// The records of a set, grouped by subject (subjects in id order, records oldest first).
-type Groups = BTreeMap<SubjectId, Vec<RecordRow>>;
+/// The records of a set, grouped by subject with the subject's row (subjects in id order,
+/// records oldest first).
+type Groups = BTreeMap<SubjectId, (SubjectRow, Vec<RecordRow>)>;
 
-struct Audit<'a> {
-    chain: ChainId,
-    actor: String,
-    op: Operation,
-    purpose: &'a PurposeName,
-    ctx: &'a CallContext,
-    /// Entries for every subject but the last; the last goes into `Subjectmatter`, which
-    /// `data_op` turns into the entry it commits.
-    pending: Vec<AuditDraft>,
+/// The one audit entry of a bulk operation, filled in as the work goes: every subject
+/// touched (the store indexes each, so a subject's history still finds the entry), the
+/// names of every field involved, and the record when there is exactly one.
+#[derive(Default)]
+struct Audit {
+    subjects: BTreeSet<SubjectId>,
+    fields: BTreeSet<String>,
+    records: u64,
+    record: Option<custodian_core::ids::RecordId>,
 }
 
-impl Audit<'_> {
-    fn subject(
-        &mut self,
-        matter: &mut Subjectmatter,
-        subject: &SubjectId,
-        records: &[&RecordRow],
-        fields: BTreeSet<String>,
-    ) {
-        if let Some(prev) = matter.subject.take() {
-            let mut d = AuditDraft::new(
-                self.chain.clone(),
-                self.actor.clone(),
-                Action::Processing(self.op),
-            )
-            .purpose(self.purpose)
-            .fields(std::mem::take(&mut matter.fields))
-            .request(self.ctx.request.as_ref());
-            d.subject = Some(prev);
-            d.record = matter.record.take();
-            self.pending.push(d);
+impl Audit {
+    fn subject(&mut self, subject: &SubjectId, records: &[&RecordRow], fields: BTreeSet<String>) {
+        self.subjects.insert(subject.clone());
+        self.fields.extend(fields);
+        self.records += records.len() as u64;
+        if let [one] = records {
+            self.record = Some(one.id.clone());
         }
-        matter.subject = Some(subject.clone());
-        matter.record = match records {
-            [one] => Some(one.id.clone()),
-            _ => None,
-        };
-        matter.fields = fields.into_iter().collect();
     }
 
-    fn flush(&mut self, tx: &mut dyn DataTx) -> Result<(), TxError> {
-        for d in self.pending.drain(..) {
-            tx.append_audit(d)?;
+    /// Hands what the entry names to `data_op`, which commits it with the work.
+    fn finish(self, matter: &mut Subjectmatter) {
+        matter.fields = self.fields.into_iter().collect();
+        matter.record = if self.records == 1 { self.record } else { None };
+        let mut subjects: Vec<SubjectId> = self.subjects.into_iter().collect();
+        if subjects.len() == 1 {
+            matter.subject = subjects.pop();
+        } else {
+            matter.subject = None;
+            matter.subjects = subjects;
         }
-        Ok(())
     }
 }
 
@@ -198,18 +186,27 @@ impl Vault {
                     .collect()
             }
         };
-        let mut groups = Groups::new();
+        let mut by_subject: BTreeMap<SubjectId, Vec<RecordRow>> = BTreeMap::new();
         for r in records {
-            groups.entry(r.subject.clone()).or_default().push(r);
+            by_subject.entry(r.subject.clone()).or_default().push(r);
         }
+        // The subjects' rows and the purpose's objectors, each in one query.
+        let mut rows: BTreeMap<SubjectId, SubjectRow> = match set {
+            RecordSet::Purpose => tx.subjects_of_purpose(purpose)?,
+            RecordSet::Subject(s) => tx.subject(s)?.into_iter().collect(),
+        }
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+        let objectors: BTreeSet<SubjectId> = tx.objectors(purpose)?.into_iter().collect();
         let mut allowed = Groups::new();
-        for (subject, records) in groups {
-            let row = tx
-                .subject(&subject)?
+        for (subject, records) in by_subject {
+            let row = rows
+                .remove(&subject)
                 .ok_or_else(|| corrupt("records", "a record names a missing subject"))?;
-            let objected = tx.objections(&subject)?.contains(purpose);
+            let objected = objectors.contains(&subject);
             if grant.check_subject(row.restricted, objected).is_ok() {
-                allowed.insert(subject, records);
+                allowed.insert(subject, (row, records));
             } else {
                 *skipped += 1;
             }
@@ -217,32 +214,10 @@ impl Vault {
         Ok(allowed)
     }
 
-    fn unwrap_key(
-        keys: &Keys,
-        grant: &DataGrant,
-        subject: &SubjectId,
-        tx: &mut dyn DataTx,
-    ) -> Result<SubjectKey, TxError> {
-        let row = tx.subject(subject)?.ok_or(Denial::NotFound)?;
+    fn unwrap_key(keys: &Keys, grant: &DataGrant, row: &SubjectRow) -> Result<SubjectKey, TxError> {
         keys.controller
-            .unwrap_subject_key(grant.controller(), subject, &row.wrapped_key)
+            .unwrap_subject_key(grant.controller(), &row.id, &row.wrapped_key)
             .map_err(|e| corrupt("subjects", e))
-    }
-
-    fn audit<'a>(
-        grant: &DataGrant,
-        op: Operation,
-        purpose: &'a PurposeName,
-        ctx: &'a CallContext,
-    ) -> Audit<'a> {
-        Audit {
-            chain: ChainId::Controller(grant.controller().clone()),
-            actor: grant.actor().to_owned(),
-            op,
-            purpose,
-            ctx,
-            pending: Vec::new(),
-        }
     }
 
     /// Consultation of a set of records: every record collected under `purpose` (or only
@@ -260,14 +235,14 @@ impl Vault {
         self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut skipped = 0;
             let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
-            let mut audit = Self::audit(grant, op, purpose, ctx);
+            let mut audit = Audit::default();
             let mut out = Vec::new();
-            for (subject, records) in &groups {
+            for (subject, (row, records)) in &groups {
                 let names: BTreeSet<String> = records
                     .iter()
                     .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
                     .collect();
-                audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
+                audit.subject(subject, &records.iter().collect::<Vec<_>>(), names);
                 grant
                     .check_fields(
                         records
@@ -275,12 +250,12 @@ impl Vault {
                             .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
                     )
                     .map_err(Denial::from)?;
-                let key = Self::unwrap_key(keys, grant, subject, tx)?;
+                let key = Self::unwrap_key(keys, grant, row)?;
                 for r in records {
                     out.push(Self::open_record(grant, &key, r)?);
                 }
             }
-            audit.flush(tx)?;
+            audit.finish(matter);
             Ok(out)
         })
         .map(|(t, _)| t)
@@ -304,7 +279,7 @@ impl Vault {
         self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut report = BulkReport::default();
             let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
-            let mut audit = Self::audit(grant, op, purpose, ctx);
+            let mut audit = Audit::default();
             if let Some(f) = &valid {
                 grant
                     .check_fields([(f.name.as_str(), &f.category)])
@@ -330,9 +305,9 @@ impl Vault {
                     | RecordChange::Category { .. }
                     | RecordChange::Subject(_)
             );
-            for (subject, records) in &groups {
+            for (subject, (row, records)) in &groups {
                 let key = if needs_key {
-                    Some(Self::unwrap_key(keys, grant, subject, tx)?)
+                    Some(Self::unwrap_key(keys, grant, row)?)
                 } else {
                     None
                 };
@@ -365,18 +340,18 @@ impl Vault {
                             .flat_map(|r| r.fields.iter().map(|f| f.name.to_string())),
                     );
                 }
-                audit.subject(matter, subject, &touched, names);
+                audit.subject(subject, &touched, names);
             }
             if let (Some((t, _)), true) = (&target, report.records > 0) {
                 let names = groups
                     .values()
-                    .flatten()
+                    .flat_map(|(_, records)| records)
                     .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
                     .chain([change.audit_name()])
                     .collect();
-                audit.subject(matter, t, &[], names);
+                audit.subject(t, &[], names);
             }
-            audit.flush(tx)?;
+            audit.finish(matter);
             Ok(report)
         })
         .map(|(t, _)| t)
@@ -513,8 +488,8 @@ impl Vault {
                 erased.clear();
                 let mut report = BulkReport::default();
                 let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
-                let mut audit = Self::audit(grant, op, purpose, ctx);
-                for (subject, records) in &groups {
+                let mut audit = Audit::default();
+                for (subject, (_, records)) in &groups {
                     for r in records {
                         tx.delete_record(&r.id)?;
                         erased.push((subject.clone(), r.id.clone()));
@@ -525,15 +500,14 @@ impl Vault {
                         .iter()
                         .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
                         .collect();
-                    audit.subject(matter, subject, &records.iter().collect::<Vec<_>>(), names);
+                    audit.subject(subject, &records.iter().collect::<Vec<_>>(), names);
                 }
-                audit.flush(tx)?;
+                audit.finish(matter);
                 Ok(report)
             })?;
         if let Some(c) = &p.controller {
-            for (s, r) in &erased {
-                self.note_erasure(c, s, Some(r));
-            }
+            let erased: Vec<_> = erased.into_iter().map(|(s, r)| (s, Some(r))).collect();
+            self.note_erasures(c, &erased);
         }
         if report.records > 0 {
             self.store.purge_deleted();

@@ -18,7 +18,7 @@ use custodian_core::{ValidationError, record::RecordHeader};
 use custodian_crypto::keys::{ControllerKey, FieldContext, SubjectKey};
 use custodian_crypto::random::id_bytes;
 use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
-use custodian_store::{DataTx, TxError};
+use custodian_store::{DataTx, Store, TxError};
 use std::collections::BTreeMap;
 
 /// What the audit entry of an operation names, filled in as the work learns it, so that a
@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default)]
 pub(crate) struct Subjectmatter {
     pub(crate) subject: Option<SubjectId>,
+    /// Every subject of a bulk operation, when there is more than one.
+    pub(crate) subjects: Vec<SubjectId>,
     pub(crate) record: Option<RecordId>,
     pub(crate) fields: Vec<String>,
 }
@@ -44,6 +46,7 @@ impl Subjectmatter {
             .fields(&self.fields)
             .request(ctx.request.as_ref());
         d.subject = self.subject.clone();
+        d.subjects = self.subjects.clone();
         d.record = self.record.clone();
         d
     }
@@ -100,9 +103,18 @@ impl Vault {
         let chain = ChainId::Controller(controller.clone());
         let mut matter = matter;
         let mut out: Option<T> = None;
-        let result = self
-            .store
-            .transact(&controller, self.clock.now(), &mut |tx| {
+        // Reads run beside the writer on a snapshot and only their audit entry queues for
+        // the write (`Store::consult`); the entry is durable before anything is returned.
+        let run = if op.is_read() {
+            Store::consult
+        } else {
+            Store::transact
+        };
+        let result = run(
+            self.store.as_ref(),
+            &controller,
+            self.clock.now(),
+            &mut |tx| {
                 let c = tx.controller()?;
                 let documented = tx.purpose(purpose)?;
                 let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
@@ -120,7 +132,8 @@ impl Vault {
                 };
                 out = Some(work(tx, &grant, &keys, &mut matter)?);
                 Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
-            });
+            },
+        );
         match result {
             Ok(entry) => Ok((out.expect("work ran and produced a value"), entry.seq)),
             Err(TxError::Denied(Denial::Refused(r))) => {

@@ -9,6 +9,10 @@ use thiserror::Error;
 pub enum VaultError {
     #[error("missing, malformed, unknown, expired or revoked token")]
     Unauthenticated,
+    /// A password login failed: unknown login, disabled account or wrong password, which
+    /// are deliberately one error.
+    #[error("wrong login or password")]
+    BadCredentials,
     #[error("refused: {0}")]
     Refused(Refusal),
     #[error("not found")]

@@ -37,16 +37,28 @@ pub struct LedgerEntry {
 
 /// Appends one entry and syncs it to disk before returning.
 pub fn append(dir: &Path, entry: &LedgerEntry) -> std::io::Result<()> {
+    append_all(dir, std::slice::from_ref(entry))
+}
+
+/// Appends entries with one write and one sync (a bulk erasure is one disk flush, not one
+/// per record).
+pub fn append_all(dir: &Path, entries: &[LedgerEntry]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    if entries.is_empty() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(dir.join(LEDGER_FILE))?;
-    let mut line = serde_json::to_vec(entry).expect("serialisable");
-    line.push(b'\n');
-    f.write_all(&line)?;
+    let mut lines = Vec::with_capacity(entries.len() * 160);
+    for e in entries {
+        serde_json::to_writer(&mut lines, e).expect("serialisable");
+        lines.push(b'\n');
+    }
+    f.write_all(&lines)?;
     f.sync_data()
 }
 
@@ -99,14 +111,27 @@ impl Vault {
         subject: &SubjectId,
         record: Option<&RecordId>,
     ) {
+        self.note_erasures(controller, &[(subject.clone(), record.cloned())]);
+    }
+
+    /// [`Vault::note_erasure`] for many erasures at once: one append, one sync.
+    pub(crate) fn note_erasures(
+        &self,
+        controller: &ControllerId,
+        erased: &[(SubjectId, Option<RecordId>)],
+    ) {
         if let Some(dir) = &self.checkpoint_dir {
-            let entry = LedgerEntry {
-                controller: controller.clone(),
-                subject: subject.clone(),
-                record: record.cloned(),
-                at: self.clock.now(),
-            };
-            if let Err(e) = append(dir, &entry) {
+            let at = self.clock.now();
+            let entries: Vec<LedgerEntry> = erased
+                .iter()
+                .map(|(subject, record)| LedgerEntry {
+                    controller: controller.clone(),
+                    subject: subject.clone(),
+                    record: record.clone(),
+                    at,
+                })
+                .collect();
+            if let Err(e) = append_all(dir, &entries) {
                 // The erasure is committed and in the database's ledger; losing the
                 // outside copy only matters for a later restore, so say so loudly.
                 tracing::error!(error = %e, "could not append to the erasure ledger outside the database");

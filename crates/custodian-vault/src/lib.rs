@@ -3,6 +3,7 @@
 //! unit of work whose audit entry commits with it. The HTTP server, the CLI, the demo seed
 //! and the benchmarks all go through here, so there is one path to personal data.
 
+pub mod accounts;
 pub mod admin;
 pub mod bulk;
 pub mod checkpoint;
@@ -24,6 +25,7 @@ use custodian_core::ids::RequestId;
 use custodian_core::principal::Principal;
 use custodian_core::region::Region;
 use custodian_crypto::keys::RootKey;
+use custodian_crypto::password::Passwords;
 use custodian_crypto::sign::Signer;
 use custodian_store::Store;
 use secrecy::SecretString;
@@ -38,6 +40,8 @@ pub struct Vault {
     regions: Vec<Region>,
     /// Where signed checkpoints are written outside the database.
     checkpoint_dir: Option<PathBuf>,
+    /// Password hashing (argon2id) and its log of computations.
+    passwords: Passwords,
 }
 
 impl std::fmt::Debug for Vault {
@@ -72,7 +76,14 @@ impl Vault {
             clock,
             regions,
             checkpoint_dir,
+            passwords: Passwords::new(),
         }
+    }
+
+    /// Password hashing, and the log of every argon2id computation this vault made (kind,
+    /// cost and thread; never a password).
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

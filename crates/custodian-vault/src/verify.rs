@@ -55,6 +55,19 @@ pub fn verify_chains(
     external_dir: Option<&Path>,
     only: Option<&ChainId>,
 ) -> Result<VerifyReport, StoreError> {
+    verify_chains_in(store, public_key, external_dir, only, None)
+}
+
+/// [`verify_chains`], checking each chain in `segments` parts on as many threads (by
+/// default one for chains under 100,000 entries, else one per core). The report is the
+/// same whatever the number of parts; tests check that.
+pub fn verify_chains_in(
+    store: &dyn Store,
+    public_key: &[u8; 32],
+    external_dir: Option<&Path>,
+    only: Option<&ChainId>,
+    segments: Option<usize>,
+) -> Result<VerifyReport, StoreError> {
     let external: BTreeMap<ChainId, CheckpointFile> = match external_dir {
         Some(d) => read_external(d)
             .map_err(|e| StoreError::Unavailable(format!("reading checkpoints: {e}")))?
@@ -74,9 +87,118 @@ pub fn verify_chains(
         if let Some(f) = external.get(&chain) {
             checkpoints.push(f.checkpoint.clone());
         }
-        verify_one(store, public_key, &chain, &checkpoints, &mut report)?;
+        verify_one(
+            store,
+            public_key,
+            &chain,
+            &checkpoints,
+            segments,
+            &mut report,
+        )?;
     }
     Ok(report)
+}
+
+/// How many parts a chain of `entries` is checked in, each on its own thread: one for
+/// short chains (threads cost more than they save), else one per core (at most 8).
+fn auto_segments(entries: u64) -> usize {
+    if entries < 100_000 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    }
+}
+
+/// What checking one part of a chain (`after < seq <= until`) found.
+struct Segment {
+    /// The part's first entry: its seq and the previous hash it claims.
+    first: Option<(u64, [u8; 32])>,
+    /// The last entry that held (`after` when none did) and its hash.
+    last: u64,
+    last_hash: [u8; 32],
+    problem: Option<Problem>,
+    checked: u64,
+    hash_at_head_before: Option<[u8; 32]>,
+}
+
+/// Checks the entries with `after < seq <= until` on their own: numbering, links between
+/// them, each entry's hash, checkpoints. The first entry's link to the part before is
+/// checked by the caller (`start` is the hash it must link to when known: the genesis
+/// hash for the first part).
+#[allow(clippy::too_many_arguments)]
+fn verify_segment(
+    store: &dyn Store,
+    chain: &ChainId,
+    after: u64,
+    until: Option<u64>,
+    start: Option<[u8; 32]>,
+    by_seq: &BTreeMap<u64, Vec<&Checkpoint>>,
+    head_before: Option<(u64, [u8; 32])>,
+    problem: &(dyn Fn(Option<u64>, String) -> Problem + Sync),
+) -> Result<Segment, StoreError> {
+    let mut seg = Segment {
+        first: None,
+        last: after,
+        last_hash: start.unwrap_or(GENESIS),
+        problem: None,
+        checked: 0,
+        hash_at_head_before: None,
+    };
+    let mut expected = after + 1;
+    let mut prev = start;
+    let chain_name = chain.as_string();
+    store.scan_audit_raw(chain, after, until, &mut |e| {
+        if seg.problem.is_some() {
+            return Ok(());
+        }
+        if seg.first.is_none() {
+            seg.first = Some((e.seq, e.prev_hash));
+        }
+        if head_before.is_some_and(|(s, _)| s == e.seq) {
+            seg.hash_at_head_before = Some(e.hash);
+        }
+        let linked = *prev.get_or_insert(e.prev_hash);
+        let found = if e.seq != expected {
+            Some(problem(
+                Some(expected),
+                format!(
+                    "entry {expected} is missing or out of order (found entry {} in its place)",
+                    e.seq
+                ),
+            ))
+        } else if e.prev_hash != linked {
+            Some(problem(
+                Some(e.seq),
+                format!("entry {} does not link to entry {}", e.seq, e.seq - 1),
+            ))
+        } else if chain_link(&linked, e.canonical) != e.hash || e.chain != chain_name {
+            Some(problem(Some(e.seq), format!("entry {} was altered", e.seq)))
+        } else {
+            None
+        };
+        if found.is_some() {
+            seg.problem = found;
+            return Ok(());
+        }
+        if let Some(cps) = by_seq.get(&e.seq) {
+            for cp in cps {
+                if cp.hash != e.hash {
+                    seg.problem = Some(problem(
+                        Some(e.seq),
+                        format!("entry {} differs from its signed checkpoint", e.seq),
+                    ));
+                    return Ok(());
+                }
+                seg.checked += 1;
+            }
+        }
+        prev = Some(e.hash);
+        seg.last = e.seq;
+        seg.last_hash = e.hash;
+        expected += 1;
+        Ok(())
+    })?;
+    Ok(seg)
 }
 
 fn verify_one(
@@ -84,6 +206,7 @@ fn verify_one(
     public_key: &[u8; 32],
     chain: &ChainId,
     checkpoints: &[Checkpoint],
+    segments: Option<usize>,
     report: &mut VerifyReport,
 ) -> Result<(), StoreError> {
     let name = chain.as_string();
@@ -107,59 +230,86 @@ fn verify_one(
     // moves it forward, which is fine, but the entry at the first head must match it and no
     // entry may lie beyond the second.
     let head_before = store.audit_head(chain)?;
-    let mut hash_at_head_before = None;
-    let mut expected = 1u64;
+    let known = head_before.map_or(0, |(s, _)| s);
+    let parts = segments.unwrap_or_else(|| auto_segments(known)).max(1) as u64;
+    // Parts split the entries known now; the last one runs to the end of the chain.
+    let bounds: Vec<(u64, Option<u64>)> = (0..parts)
+        .map(|i| {
+            let after = known * i / parts;
+            let until = (i + 1 < parts).then(|| known * (i + 1) / parts);
+            (after, until)
+        })
+        .collect();
+    let mut last = 0u64;
     let mut prev = GENESIS;
     let mut checked = 0u64;
+    let mut hash_at_head_before = None;
     let mut broken = first_problem.is_some();
-    store.scan_audit(chain, &mut |e| {
-        if broken {
-            return Ok(());
-        }
-        if head_before.is_some_and(|(s, _)| s == e.seq) {
-            hash_at_head_before = Some(e.hash);
-        }
-        let found = if e.seq != expected {
-            Some(problem(
-                Some(expected),
-                format!(
-                    "entry {expected} is missing or out of order (found entry {} in its place)",
-                    e.seq
-                ),
-            ))
-        } else if e.prev_hash != prev {
-            Some(problem(
-                Some(e.seq),
-                format!("entry {} does not link to entry {}", e.seq, e.seq - 1),
-            ))
-        } else if chain_link(&prev, &e.canonical_bytes()) != e.hash || e.draft.chain != *chain {
-            Some(problem(Some(e.seq), format!("entry {} was altered", e.seq)))
-        } else {
-            None
-        };
-        if let Some(p) = found {
-            first_problem = Some(p);
-            broken = true;
-            return Ok(());
-        }
-        if let Some(cps) = by_seq.get(&e.seq) {
-            for cp in cps {
-                if cp.hash != e.hash {
+    if !broken {
+        let results: Vec<Result<Segment, StoreError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, &(after, until))| {
+                    let (by_seq, problem) = (&by_seq, &problem);
+                    scope.spawn(move || {
+                        let start = (i == 0).then_some(GENESIS);
+                        verify_segment(
+                            store,
+                            chain,
+                            after,
+                            until,
+                            start,
+                            by_seq,
+                            head_before,
+                            problem,
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a verify thread panicked"))
+                .collect()
+        });
+        // Join the parts in order: each must start where the one before it ended and link
+        // to it; the first problem in chain order is the one reported.
+        for seg in results {
+            let seg = seg?;
+            if let Some((first, claimed)) = seg.first {
+                if first != last + 1 {
                     first_problem = Some(problem(
-                        Some(e.seq),
-                        format!("entry {} differs from its signed checkpoint", e.seq),
+                        Some(last + 1),
+                        format!(
+                            "entry {} is missing or out of order (found entry {first} in its place)",
+                            last + 1
+                        ),
                     ));
-                    broken = true;
-                    return Ok(());
+                } else if claimed != prev {
+                    first_problem = Some(problem(
+                        Some(first),
+                        format!("entry {first} does not link to entry {last}"),
+                    ));
                 }
-                checked += 1;
+            }
+            if first_problem.is_some() {
+                broken = true;
+                break;
+            }
+            checked += seg.checked;
+            hash_at_head_before = hash_at_head_before.or(seg.hash_at_head_before);
+            // An empty part, or one whose very first entry failed, moved nothing forward.
+            if seg.first.is_some() && seg.last > last {
+                last = seg.last;
+                prev = seg.last_hash;
+            }
+            if let Some(p) = seg.problem {
+                first_problem = Some(p);
+                broken = true;
+                break;
             }
         }
-        prev = e.hash;
-        expected += 1;
-        Ok(())
-    })?;
-    let last = expected - 1;
+    }
     if !broken {
         if let Some((&cp_seq, cps)) = by_seq.range(last + 1..).next() {
             first_problem = Some(problem(
@@ -223,13 +373,46 @@ impl crate::Vault {
         let entries =
             self.store
                 .audit_page(&ChainId::Controller(controller.clone()), after, limit)?;
-        let next_after = (entries.len() == limit as usize)
-            .then(|| entries.last().map(|e| e.seq))
-            .flatten();
-        Ok(crate::views::AuditPage {
-            entries: entries.iter().map(entry_view).collect(),
-            next_after,
-        })
+        Ok(page(entries, limit))
+    }
+
+    /// One subject's history in the caller's controller's trail (who processed which of its
+    /// fields, when, under which purpose), oldest first: the entries naming the subject,
+    /// bulk entries listing it included. Same readers and paging as [`Vault::audit_page`].
+    pub fn subject_history(
+        &self,
+        p: &custodian_core::principal::Principal,
+        subject: &custodian_core::ids::SubjectId,
+        after: u64,
+        limit: u32,
+    ) -> Result<crate::views::AuditPage, crate::VaultError> {
+        let controller = p.controller.as_ref().ok_or(crate::VaultError::Refused(
+            custodian_core::policy::Refusal::NotControllerAdmin,
+        ))?;
+        custodian_core::policy::authorize_audit_read(p, controller)?;
+        let limit = limit.clamp(1, 1000);
+        let entries = self.store.audit_of_subject(
+            &ChainId::Controller(controller.clone()),
+            subject,
+            after,
+            limit,
+        )?;
+        // Every subject a controller ever held has at least the entry of its collection:
+        // none at all means not this controller's subject (as anywhere else, 404).
+        if after == 0 && entries.is_empty() {
+            return Err(crate::VaultError::NotFound);
+        }
+        Ok(page(entries, limit))
+    }
+}
+
+fn page(entries: Vec<custodian_core::audit::AuditEntry>, limit: u32) -> crate::views::AuditPage {
+    let next_after = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    crate::views::AuditPage {
+        entries: entries.iter().map(entry_view).collect(),
+        next_after,
     }
 }
 
@@ -247,6 +430,7 @@ pub fn entry_view(e: &custodian_core::audit::AuditEntry) -> crate::views::AuditE
         action: d.action.as_string(),
         purpose: d.purpose.clone(),
         subject: d.subject.clone(),
+        subjects: d.subjects.clone(),
         record: d.record.clone(),
         fields: d.fields.clone(),
         outcome,

@@ -1,9 +1,10 @@
 //! What use cases take and return. With the `openapi` feature these double as the HTTP
 //! schemas, so the API document is generated from the very types the code uses.
 
+use custodian_core::account::{LoginName, Password, PasswordAttempt};
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::ControllerName;
-use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::operation::Operation;
 use custodian_core::principal::Role;
@@ -88,10 +89,52 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
+/// A new login account. The password is hashed (argon2id) before anything is stored; only
+/// the hash is kept, and the password never prints (`Debug` is redacted).
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub login: LoginName,
+    pub password: Password,
+    /// The role its session tokens get.
+    pub role: Role,
+    /// The controller the account belongs to: required when the operator creates a
+    /// controller's account, absent for the operator's own staff (`operator_admin`); a
+    /// controller admin may only name its own controller (or leave it out).
+    #[serde(default)]
+    pub controller: Option<ControllerId>,
+}
+
+/// A login account as its administrators see it (never its password or hash).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountView {
+    pub id: AccountId,
+    /// The login name, in lower case.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub login: LoginName,
+    pub role: Role,
+    pub controller: Option<ControllerId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub disabled: bool,
+}
+
+/// A password login. Answered with a session token (an API token of the account's role and
+/// controller, valid 8 hours), or 401 whether the login is unknown or the password wrong.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    pub login: LoginName,
+    pub password: PasswordAttempt,
+}
+
 /// A record as submitted: fields by name, and its Art. 15 metadata. (Its OpenAPI schema is
 /// written out flat in [`schemas`]: utoipa renders `flatten` as an `allOf` that a strict
 /// object cannot satisfy.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewRecord {
     /// One to 64 fields.
@@ -104,7 +147,7 @@ pub struct NewRecord {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSubject {
@@ -114,7 +157,7 @@ pub struct NewSubject {
     pub record: Option<NewRecord>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FieldUpdate {
@@ -212,6 +255,8 @@ pub struct AuditEntryView {
     pub action: String,
     pub purpose: Option<PurposeName>,
     pub subject: Option<SubjectId>,
+    /// Every subject of a bulk operation (one entry for the whole set); empty otherwise.
+    pub subjects: Vec<SubjectId>,
     pub record: Option<RecordId>,
     /// Names of the fields involved; never their values.
     pub fields: Vec<String>,
@@ -460,6 +505,82 @@ pub struct RequestActionResult {
     pub erasure: Option<ErasureReceipt>,
 }
 
+/// The records of a set (`GET /v1/records`): every record collected under the purpose, or
+/// one subject's, grouped by subject, oldest first within each.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordList {
+    pub records: Vec<RecordView>,
+}
+
+/// One change applied to every record of a set (`PATCH /v1/records`): the JSON form of
+/// [`crate::bulk::RecordChange`], one variant each, tagged by `change`. (Its OpenAPI schema is
+/// written out in [`schemas`]: each variant is a closed object.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BulkChange {
+    /// A new end of retention, capped by the purpose's retention counted from each record's
+    /// collection.
+    ExpiresAt {
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: OffsetDateTime,
+    },
+    /// The records are about another subject of the same controller.
+    Subject { subject: SubjectId },
+    /// Writes one field (added where missing).
+    Field { name: FieldName, input: FieldInput },
+    /// Recategorises one field where present (its value is validated again).
+    Category {
+        field: FieldName,
+        category: DataCategory,
+    },
+    /// Art. 15(1)(g); absent or null clears it.
+    Source {
+        #[serde(default)]
+        source: Option<String>,
+    },
+    /// Art. 15(1)(c).
+    Recipients { recipients: Vec<String> },
+    /// Art. 15(1)(h); absent or null clears it.
+    AutomatedDecision {
+        #[serde(default)]
+        automated_decision: Option<String>,
+    },
+}
+
+impl From<BulkChange> for crate::bulk::RecordChange {
+    fn from(c: BulkChange) -> Self {
+        match c {
+            BulkChange::ExpiresAt { expires_at } => Self::ExpiresAt(expires_at),
+            BulkChange::Subject { subject } => Self::Subject(subject),
+            BulkChange::Field { name, input } => Self::Field { name, input },
+            BulkChange::Category { field, category } => Self::Category { field, category },
+            BulkChange::Source { source } => Self::Source(source),
+            BulkChange::Recipients { recipients } => Self::Recipients(recipients),
+            BulkChange::AutomatedDecision { automated_decision } => {
+                Self::AutomatedDecision(automated_decision)
+            }
+        }
+    }
+}
+
+impl From<crate::bulk::RecordChange> for BulkChange {
+    fn from(c: crate::bulk::RecordChange) -> Self {
+        use crate::bulk::RecordChange as C;
+        match c {
+            C::ExpiresAt(expires_at) => Self::ExpiresAt { expires_at },
+            C::Subject(subject) => Self::Subject { subject },
+            C::Field { name, input } => Self::Field { name, input },
+            C::Category { field, category } => Self::Category { field, category },
+            C::Source(source) => Self::Source { source },
+            C::Recipients(recipients) => Self::Recipients { recipients },
+            C::AutomatedDecision(automated_decision) => {
+                Self::AutomatedDecision { automated_decision }
+            }
+        }
+    }
+}
+
 /// The OpenAPI schemas written by hand: those whose JSON form utoipa cannot derive exactly
 /// (flattened structs, closed tagged unions, values whose form depends on a sibling).
 #[cfg(feature = "openapi")]
@@ -610,6 +731,52 @@ pub mod schemas {
         }))
     }
     named!(super::RequestAction, "RequestAction", request_action);
+
+    fn bulk_change() -> RefOr<Schema> {
+        let name = to_json(<custodian_core::record::FieldName as utoipa::PartialSchema>::schema());
+        let variant =
+            |change: &str, description: &str, props: serde_json::Value, required: &[&str]| {
+                let mut p = props;
+                p["change"] = json!({"type": "string", "enum": [change]});
+                let mut req = vec!["change"];
+                req.extend_from_slice(required);
+                json!({"type": "object", "description": description, "required": req,
+                "additionalProperties": false, "properties": p})
+            };
+        from_json(json!({
+            "description": "One change applied to every record of the set, in one transaction. Subjects who restricted processing or objected to the purpose are left out.",
+            "oneOf": [
+                variant("expires_at", "A new end of retention, capped by the purpose's retention counted from each record's collection (a change can shorten a record's life, never stretch it); a time already past: erased by the next retention pass",
+                    json!({"expires_at": {"type": "string", "format": "date-time"}}), &["expires_at"]),
+                variant("subject", "The records are about another subject of the same controller: their fields are re-encrypted under that subject's key and their lookup entries follow them",
+                    json!({"subject": {"$ref": "#/components/schemas/SubjectId"}}), &["subject"]),
+                variant("field", "Writes one field on every record (added where missing), validated and encrypted as any field",
+                    json!({"name": name, "input": {"$ref": "#/components/schemas/FieldInput"}}), &["name", "input"]),
+                variant("category", "Recategorises one field where present: its value is validated again under the new category (409 when a stored value does not fit it; nothing is changed)",
+                    json!({"field": name, "category": {"type": "string", "enum": custodian_core::schema::storable_categories()}}), &["field", "category"]),
+                variant("source", "Where the data came from (Art. 15(1)(g)); absent or null clears it",
+                    json!({"source": to_json(custodian_core::schema::source_schema())}), &[]),
+                variant("recipients", "Recipients or categories of recipients (Art. 15(1)(c)); an empty list clears them",
+                    json!({"recipients": to_json(custodian_core::schema::recipients_schema())}), &["recipients"]),
+                variant("automated_decision", "The logic of any automated decision (Art. 15(1)(h)); absent or null clears it",
+                    json!({"automated_decision": to_json(custodian_core::schema::decision_schema())}), &[]),
+            ]
+        }))
+    }
+    named!(super::BulkChange, "BulkChange", bulk_change);
+
+    fn bulk_report() -> RefOr<Schema> {
+        let count = |d: &str| json!({"type": "integer", "minimum": 0, "description": d});
+        from_json(json!({"type": "object",
+            "required": ["records", "subjects", "skipped_subjects"],
+            "properties": {
+                "records": count("Records altered or erased"),
+                "subjects": count("Subjects whose records were altered or erased"),
+                "skipped_subjects": count("Subjects left out because they restricted processing or objected to the purpose"),
+            },
+            "description": "What a bulk alteration or erasure did"}))
+    }
+    named!(crate::bulk::BulkReport, "BulkReport", bulk_report);
 }
 
 // Personal data never prints in `Debug` output (a log line or a panic message could carry

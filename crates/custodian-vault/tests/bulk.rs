@@ -155,7 +155,7 @@ fn head(e: &Env) -> u64 {
 }
 
 #[test]
-fn purpose_records_stay_in_their_purpose_skip_objectors_and_audit_each_subject() {
+fn purpose_records_stay_in_their_purpose_skip_objectors_and_audit_once_by_subject() {
     let e = env();
     let ctx = CallContext::default();
     let a = subject(&e, "crm", "alice");
@@ -184,15 +184,26 @@ fn purpose_records_stay_in_their_purpose_skip_objectors_and_audit_each_subject()
         .map(|r| r.fields[&FieldName::parse("note").unwrap()].value.clone())
         .collect();
     assert!(notes.contains(&FieldValue::Text("alice".into())));
-    // One entry per subject read, each naming its subject and fields.
+    // One entry for the whole read, naming every subject read and the fields...
     let page = e.vault.audit_tail(&e.admin, 10).unwrap();
     let new: Vec<_> = page.entries.iter().filter(|x| x.seq > before).collect();
-    assert_eq!(new.len(), 2);
-    for x in &new {
-        assert_eq!(x.action, "consultation");
-        assert!(want.contains(x.subject.as_ref().unwrap()));
-        assert_eq!(x.fields, vec!["email".to_string(), "note".to_string()]);
+    assert_eq!(new.len(), 1);
+    let x = new[0];
+    assert_eq!(x.action, "consultation");
+    assert_eq!(x.subject, None);
+    let mut named = x.subjects.clone();
+    named.sort();
+    assert_eq!(named, want);
+    assert_eq!(x.fields, vec!["email".to_string(), "note".to_string()]);
+    // ...and each subject's own history finds it; the restricted subject's does not.
+    for s in [&a, &b] {
+        let h = e.vault.subject_history(&e.admin, s, 0, 100).unwrap();
+        assert_eq!(h.entries.last().map(|x| x.seq), Some(x.seq));
     }
+    let h = e.vault.subject_history(&e.admin, &c, 0, 100).unwrap();
+    assert!(h.entries.iter().all(|y| y.seq != x.seq));
+    // The application may not read the trail, even by subject.
+    assert!(e.vault.subject_history(&e.app, &a, 0, 100).is_err());
     // An objection takes the subject out too.
     e.vault
         .set_objection(&e.app, &p("crm"), &b, &p("crm"), true, &ctx)

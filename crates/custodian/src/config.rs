@@ -43,6 +43,9 @@ pub struct Config {
     /// Failed authentication attempts one client address may make per minute; beyond it,
     /// 429 for every token it presents until its budget refills.
     pub auth_failures_per_minute: u32,
+    /// Failed password attempts one login name may take per hour (known or not); beyond
+    /// it, 429 for every login with that name, the right password too, until it refills.
+    pub login_failures_per_hour: u32,
     pub metrics: bool,
     /// Seconds between passes of the retention sweeper (0 turns it off).
     pub retention_sweep_seconds: u64,
@@ -88,6 +91,7 @@ impl Default for Config {
             max_concurrent_requests: 512,
             public_requests_per_minute: 10,
             auth_failures_per_minute: 30,
+            login_failures_per_hour: 10,
             metrics: true,
             retention_sweep_seconds: 60,
             retention_batch: 500,

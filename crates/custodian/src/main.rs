@@ -9,9 +9,12 @@ mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use config::{Config, Overrides};
+use custodian_core::account::{LoginName, Password};
 use custodian_core::ids::ControllerId;
 use custodian_core::policy::OperatorGrant;
 use custodian_core::principal::Role;
+use custodian_vault::views::NewAccount;
+use secrecy::SecretString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +53,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Login accounts (password login for a session token).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
     },
     /// Checks every audit chain and its signed checkpoints. Exit 0 when all hold;
     /// otherwise exit 1, naming the first bad entry of each broken chain.
@@ -147,6 +155,27 @@ enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Creates a login account directly against the database. The password is read from
+    /// standard input (one line; never from the command line, where other users and shell
+    /// history would see it), e.g. `read -rs PW && printf '%s' "$PW" | custodian account
+    /// create --login dpo@acme.example --role controller_admin --controller ctl_...`.
+    /// Prints the account id.
+    Create {
+        /// The login name: an email address (compared in lower case).
+        #[arg(long)]
+        login: String,
+        /// operator_admin (the processor's staff, no --controller), controller_admin,
+        /// controller_app or controller_viewer.
+        #[arg(long)]
+        role: String,
+        /// The controller, for controller roles.
+        #[arg(long)]
+        controller: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = |listen, interval| Overrides {
@@ -183,6 +212,15 @@ fn main() -> ExitCode {
                 },
         } => Config::load(cli.config.as_deref(), &overrides(None, None))
             .and_then(|cfg| token_create(&cfg, role, controller.as_deref(), label, *days)),
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    login,
+                    role,
+                    controller,
+                },
+        } => Config::load(cli.config.as_deref(), &overrides(None, None))
+            .and_then(|cfg| account_create(&cfg, login, role, controller.as_deref())),
         Command::Verify { json } => Config::load(cli.config.as_deref(), &overrides(None, None))
             .and_then(|cfg| verify(&cfg, *json)),
         Command::Checkpoint => Config::load(cli.config.as_deref(), &overrides(None, None))
@@ -230,6 +268,7 @@ fn lifecycle(cli: &Cli) -> Result<ExitCode, String> {
         Command::Init { .. }
         | Command::Serve(_)
         | Command::Token { .. }
+        | Command::Account { .. }
         | Command::Verify { .. }
         | Command::Checkpoint => {
             unreachable!("handled in main")
@@ -309,6 +348,63 @@ fn token_create(
             .unwrap_or_default()
     );
     println!("{}", issued.secret);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The password for `account create`: one line of standard input, never a terminal (it
+/// would echo), never an argument.
+fn read_password() -> Result<Password, String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err("the password is read from standard input, which must not be a terminal \
+             (it would be shown as typed): e.g. `read -rs PW && printf '%s' \"$PW\" | custodian account create ...`"
+            .into());
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|_| "cannot read the password from standard input".to_owned())?;
+    let text = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    Password::parse(SecretString::from(text.to_owned())).map_err(|e| e.to_string())
+}
+
+fn account_create(
+    cfg: &Config,
+    login: &str,
+    role: &str,
+    controller: Option<&str>,
+) -> Result<ExitCode, String> {
+    let login = LoginName::parse(login).map_err(|e| format!("--{e}"))?;
+    let role = Role::parse(role).ok_or(
+        "--role must be operator_admin, controller_admin, controller_app or controller_viewer",
+    )?;
+    let controller = controller
+        .map(|c| ControllerId::parse(c).map_err(|e| format!("--controller: {e}")))
+        .transpose()?;
+    let password = read_password()?;
+    let vault = serve::open_vault(cfg)?;
+    let account = vault
+        .create_account_locally(
+            &OperatorGrant::local_cli(),
+            NewAccount {
+                login,
+                password,
+                role,
+                controller,
+            },
+        )
+        .map_err(|e| format!("cannot create the account: {e}"))?;
+    eprintln!(
+        "created {} account {}; sign in with POST /v1/sessions",
+        role.as_str(),
+        account.id
+    );
+    println!("{}", account.id);
     Ok(ExitCode::SUCCESS)
 }
 

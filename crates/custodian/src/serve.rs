@@ -100,6 +100,9 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
         Some(crate::backup::lock_data_dir(&cfg)?)
     };
     let vault = Arc::new(open_vault(&cfg)?);
+    // The dummy password hash (what a login for an unknown account is checked against) is
+    // made now, before the first login, so that no login costs more than another.
+    custodian_crypto::password::Passwords::warm_up();
     let metrics = if cfg.metrics {
         Some(
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -150,6 +153,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             max_concurrent_requests: cfg.max_concurrent_requests,
             public_requests_per_minute: cfg.public_requests_per_minute,
             auth_failures_per_minute: cfg.auth_failures_per_minute,
+            login_failures_per_hour: cfg.login_failures_per_hour,
         };
         let app = custodian_server::app(
             AppState {

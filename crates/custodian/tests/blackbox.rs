@@ -720,6 +720,11 @@ fn help_works_for_every_subcommand() {
         ),
         (&["verify", "--help"], &["audit chain", "--json"]),
         (&["checkpoint", "--help"], &["Signs", "audit chain"]),
+        (&["account", "--help"], &["accounts", "create"]),
+        (
+            &["account", "create", "--help"],
+            &["standard input", "--login", "--role", "--controller"],
+        ),
     ];
     for (args, needles) in cases {
         let out = sb.run(args);

@@ -21,6 +21,9 @@ const NOTE: &str = "canary-note-5150-quorvath";
 const CONTACT: &str = "zyx.requester.9@example.org";
 const MESSAGE: &str = "canary-request-message-6060";
 const BAD_EMAIL: &str = "canary-not-an-email-7070";
+/// A login account's password and login name (personal data of the controller's staff).
+const PASSWORD: &str = "Pw-canary-Xerthul-9090";
+const ACCOUNT: &str = "xerthul.dpo@example.org";
 
 fn needles() -> Vec<String> {
     [
@@ -39,6 +42,8 @@ fn needles() -> Vec<String> {
         "zyx.requester",
         MESSAGE,
         BAD_EMAIL,
+        PASSWORD,
+        "xerthul",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -298,6 +303,31 @@ fn canaries_never_reach_logs_metrics_errors_or_the_audit_trail() {
         );
     }
 
+    // A login account, and a password login with it.
+    ok(
+        call(
+            "create account",
+            Method::POST,
+            "/v1/accounts",
+            admin,
+            None,
+            Some(&json!({"login": ACCOUNT, "password": PASSWORD, "role": "controller_viewer"})),
+        ),
+        201,
+    );
+    let session = ok(
+        call(
+            "login",
+            Method::POST,
+            "/v1/sessions",
+            None,
+            None,
+            Some(&json!({"login": ACCOUNT, "password": PASSWORD})),
+        ),
+        201,
+    );
+    assert_eq!(session["controller"], t.controller.as_str());
+
     // Error paths that carry canaries in every place a client can put them.
     let bad: Vec<BadCall<'_>> = vec![
         (
@@ -393,6 +423,48 @@ fn canaries_never_reach_logs_metrics_errors_or_the_audit_trail() {
             app,
             Some(NAME),
             None,
+        ),
+        (
+            "wrong password",
+            Method::POST,
+            "/v1/sessions".into(),
+            None,
+            None,
+            Some(json!({"login": ACCOUNT, "password": format!("{PASSWORD}-wrong")})),
+        ),
+        (
+            "unknown login",
+            Method::POST,
+            "/v1/sessions".into(),
+            None,
+            None,
+            Some(json!({"login": "xerthul.nobody@example.org", "password": PASSWORD})),
+        ),
+        (
+            "password of the wrong type",
+            Method::POST,
+            "/v1/sessions".into(),
+            None,
+            None,
+            Some(json!({"login": ACCOUNT, "password": [PASSWORD]})),
+        ),
+        (
+            "password too short",
+            Method::POST,
+            "/v1/accounts".into(),
+            admin,
+            None,
+            Some(
+                json!({"login": "xerthul.short@example.org", "password": "Xerthul-1", "role": "controller_viewer"}),
+            ),
+        ),
+        (
+            "account taken",
+            Method::POST,
+            "/v1/accounts".into(),
+            admin,
+            None,
+            Some(json!({"login": ACCOUNT, "password": PASSWORD, "role": "controller_viewer"})),
         ),
         (
             "canary in a public request that is too long",

@@ -17,9 +17,15 @@
 //!   the subject under the purpose) nor token scopes.
 //! - DEC → `automated_decision`, SHR → `recipients`, SRC → `source` (Art. 15 metadata, in clear).
 //! - TTL → the record's `expires_at` (now + TTL), enforced by `Vault::sweep_retention`.
+//!
+//! The mapping is written once, here ([`Mapping`], [`Ids`], [`Deployment`]), and serves the
+//! HTTP path too (`http.rs`): both targets build the very same `NewSubject`, `NewRecord`,
+//! `FieldUpdate` and `RecordChange` values for an operation; this one hands them to the
+//! `Vault`, the other sends them as JSON to a server over the same `Vault`.
 
+use super::http::HttpTarget;
 use super::keys::{MetaField, USERS, Values};
-use super::target::{Res, Target};
+use super::target::{Loaded, Res, Target};
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::ControllerName;
 use custodian_core::ids::{ControllerId, RecordId, SubjectId};
@@ -29,14 +35,17 @@ use custodian_core::principal::{Principal, Role};
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
 use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
 use custodian_core::region::{MemberState, Region, RegionId};
+use custodian_crypto::keys::RootKey;
 use custodian_store::Store;
 use custodian_store::sqlite::SqliteStore;
 use custodian_vault::bulk::{RecordChange, RecordSet};
 use custodian_vault::views::{FieldUpdate, NewController, NewRecord, NewSubject};
-use custodian_vault::{CallContext, SystemClock, Vault, VaultError};
+use custodian_vault::{CallContext, Clock, Vault, VaultError};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 
 /// CAT `cat<i>` → a data category of the catalogue (none of them a lookup key).
 pub const CATEGORIES: [&str; 10] = [
@@ -54,131 +63,86 @@ pub const CATEGORIES: [&str; 10] = [
 
 const SHARDS: usize = 64;
 
-pub struct CustodianTarget {
-    vault: Vault,
-    app: Principal,
-    admin: Principal,
-    controller: ControllerId,
+pub fn err(e: VaultError) -> String {
+    e.to_string()
+}
+
+/// A clock `behind` the system's (see [`Loaded::copy`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Behind(pub time::Duration);
+
+impl Behind {
+    pub fn of(d: Duration) -> Self {
+        Self(time::Duration::try_from(d).unwrap_or(time::Duration::ZERO))
+    }
+}
+
+impl Clock for Behind {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() - self.0
+    }
+}
+
+/// GDPRbench's record → Custodian's inputs.
+pub struct Mapping {
     purposes: Vec<PurposeName>,
     categories: Vec<DataCategory>,
     system: DataCategory,
     f_data: FieldName,
     f_obj: FieldName,
     f_acl: FieldName,
-    records: Vec<Mutex<HashMap<u64, RecordId>>>,
-    users: Vec<Mutex<Option<SubjectId>>>,
-    ctx: CallContext,
 }
 
-fn err(e: VaultError) -> String {
-    e.to_string()
-}
-
-impl CustodianTarget {
-    pub fn open(dir: &Path) -> Res<Self> {
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.join("custodian.db")).map_err(|e| e.to_string())?);
-        let ledger = dir.join("checkpoints");
-        std::fs::create_dir_all(&ledger).map_err(|e| e.to_string())?;
-        let root = custodian_crypto::keys::RootKey::generate(1).map_err(|e| e.to_string())?;
-        let vault = Vault::new(
-            store,
-            root,
-            Arc::new(SystemClock),
-            Region::defaults(),
-            Some(ledger),
-        );
-        let ctx = CallContext::default();
-        let op = OperatorGrant::local_cli();
-        let c = vault
-            .create_controller(
-                &op,
-                NewController {
-                    name: ControllerName::parse("GDPRbench").expect("name"),
-                    region: RegionId::parse("osc-fr1").expect("region"),
-                    agreement_effective: time::macros::date!(2026 - 01 - 01),
-                    governing_law: MemberState::parse("FR").expect("FR"),
-                },
-                &ctx,
-            )
-            .map_err(err)?;
-        let token = |role| {
-            vault
-                .issue_token_locally(&op, role, Some(c.id.clone()), "gdprbench", 7 * 86_400)
-                .and_then(|t| vault.authenticate(&t.secret.into()))
-                .map_err(err)
-        };
-        let admin = token(Role::ControllerAdmin)?;
-        let app = token(Role::ControllerApp)?;
-        let categories: Vec<DataCategory> = CATEGORIES
-            .iter()
-            .map(|c| DataCategory::parse(c).expect("catalogued"))
-            .collect();
-        let system = DataCategory::parse("system.operations").expect("catalogued");
-        let mut purposes = Vec::new();
-        for i in 0..super::keys::PURPOSES {
-            let name = PurposeName::parse(&format!("purpose{i}")).expect("name");
-            vault
-                .document_purpose(
-                    &admin,
-                    Purpose {
-                        name: name.clone(),
-                        description: format!("GDPRbench purpose {i}"),
-                        lawful_basis: LawfulBasis::Contract,
-                        categories: categories.iter().cloned().chain([system.clone()]).collect(),
-                        operations: [
-                            Operation::Collection,
-                            Operation::Recording,
-                            Operation::Retrieval,
-                            Operation::Consultation,
-                            Operation::Alteration,
-                            Operation::Erasure,
-                        ]
-                        .into(),
-                        // The longest TTL is 1,000,000 s (11.6 days): the purpose never cuts it.
-                        retention_days: 30,
-                    },
-                    &ctx,
-                )
-                .map_err(err)?;
-            purposes.push(name);
-        }
-        Ok(Self {
-            vault,
-            app,
-            admin,
-            controller: c.id,
-            purposes,
-            categories,
-            system,
+impl Mapping {
+    pub fn new() -> Self {
+        Self {
+            purposes: (0..super::keys::PURPOSES)
+                .map(|i| PurposeName::parse(&format!("purpose{i}")).expect("name"))
+                .collect(),
+            categories: CATEGORIES
+                .iter()
+                .map(|c| DataCategory::parse(c).expect("catalogued"))
+                .collect(),
+            system: DataCategory::parse("system.operations").expect("catalogued"),
             f_data: FieldName::parse("data").expect("name"),
             f_obj: FieldName::parse("objection").expect("name"),
             f_acl: FieldName::parse("acl").expect("name"),
-            records: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            users: (0..USERS).map(|_| Mutex::new(None)).collect(),
-            ctx,
+        }
+    }
+
+    /// The 25 documented purposes.
+    fn documented(&self) -> impl Iterator<Item = Purpose> + '_ {
+        self.purposes.iter().enumerate().map(|(i, name)| Purpose {
+            name: name.clone(),
+            description: format!("GDPRbench purpose {i}"),
+            lawful_basis: LawfulBasis::Contract,
+            categories: self
+                .categories
+                .iter()
+                .cloned()
+                .chain([self.system.clone()])
+                .collect(),
+            operations: [
+                Operation::Collection,
+                Operation::Recording,
+                Operation::Retrieval,
+                Operation::Consultation,
+                Operation::Alteration,
+                Operation::Erasure,
+            ]
+            .into(),
+            // The longest TTL is 1,000,000 s (11.6 days): the purpose never cuts it.
+            retention_days: 30,
         })
     }
 
-    fn purpose(&self, v: &Values) -> &PurposeName {
+    pub fn purpose(&self, v: &Values) -> &PurposeName {
         &self.purposes[v.pur as usize]
     }
 
     /// PUR of key k, without building its other values.
-    fn key_purpose(&self, k: u64) -> &PurposeName {
+    pub fn key_purpose(&self, k: u64) -> &PurposeName {
         &self.purposes[(k % super::keys::PURPOSES) as usize]
-    }
-
-    fn record_id(&self, k: u64) -> Option<RecordId> {
-        self.records[k as usize % SHARDS]
-            .lock()
-            .expect("map")
-            .get(&k)
-            .cloned()
-    }
-
-    fn subject(&self, v: &Values) -> Option<SubjectId> {
-        self.users[v.usr as usize].lock().expect("users").clone()
     }
 
     fn text(&self, category: &DataCategory, s: &str) -> FieldInput {
@@ -188,6 +152,7 @@ impl CustodianTarget {
         }
     }
 
+    /// The record's content: DATA, OBJ and ACL, encrypted fields.
     fn content(&self, v: &Values) -> BTreeMap<FieldName, FieldInput> {
         BTreeMap::from([
             (
@@ -199,12 +164,46 @@ impl CustodianTarget {
         ])
     }
 
-    fn change(&self, v: &Values, field: MetaField) -> Option<RecordChange> {
+    /// Key k as a record, its TTL counted from `now`.
+    pub fn record(&self, v: &Values, now: OffsetDateTime) -> NewRecord {
+        NewRecord {
+            fields: self.content(v),
+            meta: RecordMeta {
+                source: Some(v.src.clone()),
+                recipients: vec![v.shr.clone()],
+                automated_decision: Some(v.dec.clone()),
+            },
+            expires_at: Some(now + time::Duration::seconds(v.ttl as i64)),
+        }
+    }
+
+    /// The first record of a user, with the subject it creates.
+    pub fn subject(&self, v: &Values, now: OffsetDateTime) -> NewSubject {
+        NewSubject {
+            category: SubjectCategory::Customer,
+            record: Some(self.record(v, now)),
+        }
+    }
+
+    /// update: the record's content rewritten.
+    pub fn update(&self, v: &Values) -> FieldUpdate {
+        FieldUpdate {
+            fields: self.content(v),
+        }
+    }
+
+    /// update-meta: `field` set to `v`'s value of it; USR needs the user's subject (none
+    /// yet: nothing to do).
+    pub fn change(
+        &self,
+        v: &Values,
+        field: MetaField,
+        user: Option<SubjectId>,
+        now: OffsetDateTime,
+    ) -> Option<RecordChange> {
         Some(match field {
-            MetaField::Ttl => {
-                RecordChange::ExpiresAt(self.vault.now() + time::Duration::seconds(v.ttl as i64))
-            }
-            MetaField::Usr => RecordChange::Subject(self.subject(v)?),
+            MetaField::Ttl => RecordChange::ExpiresAt(now + time::Duration::seconds(v.ttl as i64)),
+            MetaField::Usr => RecordChange::Subject(user?),
             MetaField::Obj => RecordChange::Field {
                 name: self.f_obj.clone(),
                 input: self.text(&self.system, &v.obj),
@@ -222,9 +221,288 @@ impl CustodianTarget {
             },
         })
     }
+}
+
+/// The bench's own memory of what the store named: `key<k>` → record id, `user<j>` →
+/// subject id.
+pub struct Ids {
+    records: Vec<Mutex<HashMap<u64, RecordId>>>,
+    users: Vec<Mutex<Option<SubjectId>>>,
+}
+
+impl Ids {
+    pub fn new() -> Self {
+        Self {
+            records: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            users: (0..USERS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    pub fn record(&self, k: u64) -> Option<RecordId> {
+        self.records[k as usize % SHARDS]
+            .lock()
+            .expect("map")
+            .get(&k)
+            .cloned()
+    }
+
+    pub fn subject(&self, v: &Values) -> Option<SubjectId> {
+        self.users[v.usr as usize].lock().expect("users").clone()
+    }
+
+    /// Inserts key k: `add` records it about its user's subject, or, for the user's first
+    /// record, `create` creates the subject with it (the user's slot held meanwhile, so that
+    /// each user gets one subject).
+    pub fn insert(
+        &self,
+        k: u64,
+        v: &Values,
+        add: impl FnOnce(&SubjectId) -> Res<RecordId>,
+        create: impl FnOnce() -> Res<(SubjectId, RecordId)>,
+    ) -> Res<()> {
+        let id = match self.subject(v) {
+            Some(s) => add(&s)?,
+            None => {
+                let mut slot = self.users[v.usr as usize].lock().expect("users");
+                match slot.clone() {
+                    Some(s) => {
+                        drop(slot);
+                        add(&s)?
+                    }
+                    None => {
+                        let (s, r) = create()?;
+                        *slot = Some(s);
+                        r
+                    }
+                }
+            }
+        };
+        self.records[k as usize % SHARDS]
+            .lock()
+            .expect("map")
+            .insert(k, id);
+        Ok(())
+    }
+
+    /// A deep copy, for a run on a copy of the loaded state.
+    pub fn copy(&self) -> Self {
+        Self {
+            records: self
+                .records
+                .iter()
+                .map(|m| Mutex::new(m.lock().expect("map").clone()))
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|u| Mutex::new(u.lock().expect("users").clone()))
+                .collect(),
+        }
+    }
+}
+
+/// One Custodian deployment as `custodian serve` runs it on a data directory: the SQLite
+/// store, a root key, the erasure ledger in `checkpoints/`, and one controller with the 25
+/// purposes, an admin token and a controller-application token.
+pub struct Deployment {
+    pub dir: PathBuf,
+    store: Arc<SqliteStore>,
+    pub vault: Arc<Vault>,
+    pub app: Principal,
+    pub admin: Principal,
+    pub app_token: String,
+    pub admin_token: String,
+    pub controller: ControllerId,
+    root: String,
+}
+
+impl Deployment {
+    fn vault(dir: &Path, root: &RootKey, behind: Behind) -> Res<(Arc<SqliteStore>, Arc<Vault>)> {
+        let store =
+            Arc::new(SqliteStore::open(dir.join("custodian.db")).map_err(|e| e.to_string())?);
+        let ledger = dir.join("checkpoints");
+        std::fs::create_dir_all(&ledger).map_err(|e| e.to_string())?;
+        let root = RootKey::decode(&root.encode()).map_err(|e| e.to_string())?;
+        let vault = Vault::new(
+            store.clone() as Arc<dyn Store>,
+            root,
+            Arc::new(behind),
+            Region::defaults(),
+            Some(ledger),
+        );
+        Ok((store, Arc::new(vault)))
+    }
+
+    /// A new deployment in `dir`: its controller, purposes and tokens.
+    pub fn create(dir: &Path, map: &Mapping) -> Res<Self> {
+        let root = RootKey::generate(1).map_err(|e| e.to_string())?;
+        let behind = Behind(time::Duration::ZERO);
+        let (store, vault) = Self::vault(dir, &root, behind)?;
+        let ctx = CallContext::default();
+        let op = OperatorGrant::local_cli();
+        let c = vault
+            .create_controller(
+                &op,
+                NewController {
+                    name: ControllerName::parse("GDPRbench").expect("name"),
+                    region: RegionId::parse("osc-fr1").expect("region"),
+                    agreement_effective: time::macros::date!(2026 - 01 - 01),
+                    governing_law: MemberState::parse("FR").expect("FR"),
+                },
+                &ctx,
+            )
+            .map_err(err)?;
+        let token = |role| {
+            vault
+                .issue_token_locally(&op, role, Some(c.id.clone()), "gdprbench", 7 * 86_400)
+                .map(|t| t.secret)
+                .map_err(err)
+        };
+        let admin_token = token(Role::ControllerAdmin)?;
+        let app_token = token(Role::ControllerApp)?;
+        let admin = vault
+            .authenticate(&admin_token.clone().into())
+            .map_err(err)?;
+        for purpose in map.documented() {
+            vault.document_purpose(&admin, purpose, &ctx).map_err(err)?;
+        }
+        let app = vault.authenticate(&app_token.clone().into()).map_err(err)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            store,
+            vault,
+            app,
+            admin,
+            app_token,
+            admin_token,
+            controller: c.id,
+            root: root.encode().to_string(),
+        })
+    }
+
+    /// Records stored right now (verify-ttl polls it).
+    pub fn count(&self) -> Res<u64> {
+        Ok(self
+            .vault
+            .expiry_schedule(Some(&self.controller))
+            .map_err(err)?
+            .iter()
+            .map(|b| b.records)
+            .sum())
+    }
+
+    /// One pass of the retention sweeper, as `custodian serve` runs it in the background.
+    pub fn sweep(&self) -> Res<u64> {
+        let mut total = 0;
+        loop {
+            let r = self.vault.sweep_retention(500).map_err(err)?;
+            total += r.erased_records;
+            if !r.more_pending {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The loaded state, for copies: the database checkpointed into its main file (the
+    /// WAL truncated), the directory as it is, the tokens and the bench's key maps.
+    pub fn freeze(&self, ids: &Ids, http: bool) -> Res<Box<dyn Loaded>> {
+        self.store.checkpoint_wal().map_err(|e| e.to_string())?;
+        Ok(Box::new(Frozen {
+            http,
+            dir: self.dir.clone(),
+            root: self.root.clone(),
+            controller: self.controller.clone(),
+            app_token: self.app_token.clone(),
+            admin_token: self.admin_token.clone(),
+            ids: ids.copy(),
+        }))
+    }
+}
+
+/// A loaded deployment, library or HTTP.
+struct Frozen {
+    http: bool,
+    dir: PathBuf,
+    root: String,
+    controller: ControllerId,
+    app_token: String,
+    admin_token: String,
+    ids: Ids,
+}
+
+/// Copies the files of a data directory (the database without its WAL and shared-memory
+/// files, which the checkpoint emptied; the erasure ledger).
+fn copy_dir(from: &Path, to: &Path) -> Res<()> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with("-wal") || n.ends_with("-shm") {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst).map_err(|e| format!("copy {}: {e}", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
+impl Loaded for Frozen {
+    fn copy(&self, dir: &Path, _tag: &str, loaded_at: Instant) -> Res<Box<dyn Target>> {
+        copy_dir(&self.dir, dir)?;
+        let root = RootKey::decode(&self.root).map_err(|e| e.to_string())?;
+        let behind = Behind::of(loaded_at.elapsed());
+        let (store, vault) = Deployment::vault(dir, &root, behind)?;
+        let auth = |t: &String| vault.authenticate(&t.clone().into()).map_err(err);
+        let d = Deployment {
+            dir: dir.to_owned(),
+            store,
+            app: auth(&self.app_token)?,
+            admin: auth(&self.admin_token)?,
+            vault,
+            app_token: self.app_token.clone(),
+            admin_token: self.admin_token.clone(),
+            controller: self.controller.clone(),
+            root: self.root.clone(),
+        };
+        let ids = self.ids.copy();
+        Ok(if self.http {
+            Box::new(HttpTarget::start(d, ids)?)
+        } else {
+            Box::new(CustodianTarget::over(d, ids))
+        })
+    }
+}
+
+pub struct CustodianTarget {
+    d: Deployment,
+    map: Mapping,
+    ids: Ids,
+    ctx: CallContext,
+}
+
+impl CustodianTarget {
+    pub fn open(dir: &Path) -> Res<Self> {
+        let map = Mapping::new();
+        let d = Deployment::create(dir, &map)?;
+        Ok(Self::over(d, Ids::new()))
+    }
+
+    fn over(d: Deployment, ids: Ids) -> Self {
+        Self {
+            d,
+            map: Mapping::new(),
+            ids,
+            ctx: CallContext::default(),
+        }
+    }
 
     fn user_set(&self, v: &Values) -> Option<RecordSet> {
-        self.subject(v).map(RecordSet::Subject)
+        self.ids.subject(v).map(RecordSet::Subject)
     }
 }
 
@@ -249,68 +527,35 @@ impl Target for CustodianTarget {
     }
 
     fn insert(&self, k: u64, v: &Values) -> Res<()> {
-        let purpose = self.purpose(v);
-        let record = NewRecord {
-            fields: self.content(v),
-            meta: RecordMeta {
-                source: Some(v.src.clone()),
-                recipients: vec![v.shr.clone()],
-                automated_decision: Some(v.dec.clone()),
+        let (vault, app, ctx) = (&self.d.vault, &self.d.app, &self.ctx);
+        let purpose = self.map.purpose(v);
+        let now = vault.now();
+        self.ids.insert(
+            k,
+            v,
+            |s| {
+                vault
+                    .add_record(app, purpose, s, self.map.record(v, now), ctx)
+                    .map(|r| r.id)
+                    .map_err(err)
             },
-            expires_at: Some(self.vault.now() + time::Duration::seconds(v.ttl as i64)),
-        };
-        let existing = self.subject(v);
-        let id = match existing {
-            Some(s) => {
-                self.vault
-                    .add_record(&self.app, purpose, &s, record, &self.ctx)
-                    .map_err(err)?
-                    .id
-            }
-            None => {
-                // The first record of a user creates its subject; hold the slot meanwhile.
-                let mut slot = self.users[v.usr as usize].lock().expect("users");
-                match slot.clone() {
-                    Some(s) => {
-                        drop(slot);
-                        self.vault
-                            .add_record(&self.app, purpose, &s, record, &self.ctx)
-                            .map_err(err)?
-                            .id
-                    }
-                    None => {
-                        let created = self
-                            .vault
-                            .create_subject(
-                                &self.app,
-                                purpose,
-                                NewSubject {
-                                    category: SubjectCategory::Customer,
-                                    record: Some(record),
-                                },
-                                &self.ctx,
-                            )
-                            .map_err(err)?;
-                        *slot = Some(created.id);
-                        created.record.ok_or("no record id")?
-                    }
-                }
-            }
-        };
-        self.records[k as usize % SHARDS]
-            .lock()
-            .expect("map")
-            .insert(k, id);
-        Ok(())
+            || {
+                let c = vault
+                    .create_subject(app, purpose, self.map.subject(v, now), ctx)
+                    .map_err(err)?;
+                Ok((c.id, c.record.ok_or("no record id")?))
+            },
+        )
     }
 
     fn read(&self, k: u64) -> Res<usize> {
-        let Some(id) = self.record_id(k) else {
+        let Some(id) = self.ids.record(k) else {
             return Ok(0);
         };
         missing(
-            self.vault
-                .get_record(&self.app, self.key_purpose(k), &id, None, &self.ctx)
+            self.d
+                .vault
+                .get_record(&self.d.app, self.map.key_purpose(k), &id, None, &self.ctx)
                 // Its three fields and the record's description: all ten GDPRbench fields.
                 .map(|r| if r.fields.is_empty() { 0 } else { 10 }),
             0,
@@ -318,37 +563,43 @@ impl Target for CustodianTarget {
     }
 
     fn read_meta_purpose(&self, v: &Values) -> Res<usize> {
-        self.vault
-            .purpose_records(&self.app, self.purpose(v), &RecordSet::Purpose, &self.ctx)
+        self.d
+            .vault
+            .purpose_records(
+                &self.d.app,
+                self.map.purpose(v),
+                &RecordSet::Purpose,
+                &self.ctx,
+            )
             .map(|r| r.len())
             .map_err(err)
     }
 
     fn read_meta_user(&self, v: &Values) -> Res<usize> {
-        let Some(s) = self.subject(v) else {
+        let Some(s) = self.ids.subject(v) else {
             return Ok(0);
         };
         missing(
-            self.vault
-                .get_subject(&self.app, self.purpose(v), &s, &self.ctx)
+            self.d
+                .vault
+                .get_subject(&self.d.app, self.map.purpose(v), &s, &self.ctx)
                 .map(|s| s.records.len()),
             0,
         )
     }
 
     fn update(&self, k: u64, v: &Values) -> Res<bool> {
-        let Some(id) = self.record_id(k) else {
+        let Some(id) = self.ids.record(k) else {
             return Ok(false);
         };
         missing(
-            self.vault
+            self.d
+                .vault
                 .update_record(
-                    &self.app,
-                    self.purpose(v),
+                    &self.d.app,
+                    self.map.purpose(v),
                     &id,
-                    FieldUpdate {
-                        fields: self.content(v),
-                    },
+                    self.map.update(v),
                     &self.ctx,
                 )
                 .map(|_| true),
@@ -357,13 +608,17 @@ impl Target for CustodianTarget {
     }
 
     fn update_meta_purpose(&self, v: &Values, field: MetaField) -> Res<usize> {
-        let Some(change) = self.change(v, field) else {
+        let Some(change) = self
+            .map
+            .change(v, field, self.ids.subject(v), self.d.vault.now())
+        else {
             return Ok(0);
         };
-        self.vault
+        self.d
+            .vault
             .alter_records(
-                &self.app,
-                self.purpose(v),
+                &self.d.app,
+                self.map.purpose(v),
                 &RecordSet::Purpose,
                 &change,
                 &self.ctx,
@@ -373,32 +628,43 @@ impl Target for CustodianTarget {
     }
 
     fn update_meta_user(&self, v: &Values, field: MetaField) -> Res<usize> {
-        let (Some(change), Some(set)) = (self.change(v, field), self.user_set(v)) else {
+        let change = self
+            .map
+            .change(v, field, self.ids.subject(v), self.d.vault.now());
+        let (Some(change), Some(set)) = (change, self.user_set(v)) else {
             return Ok(0);
         };
         missing(
-            self.vault
-                .alter_records(&self.app, self.purpose(v), &set, &change, &self.ctx)
+            self.d
+                .vault
+                .alter_records(&self.d.app, self.map.purpose(v), &set, &change, &self.ctx)
                 .map(|r| r.records as usize),
             0,
         )
     }
 
     fn delete(&self, k: u64) -> Res<bool> {
-        let Some(id) = self.record_id(k) else {
+        let Some(id) = self.ids.record(k) else {
             return Ok(false);
         };
         missing(
-            self.vault
-                .delete_record(&self.app, self.key_purpose(k), &id, &self.ctx)
+            self.d
+                .vault
+                .delete_record(&self.d.app, self.map.key_purpose(k), &id, &self.ctx)
                 .map(|()| true),
             false,
         )
     }
 
     fn delete_meta_purpose(&self, v: &Values) -> Res<usize> {
-        self.vault
-            .erase_records(&self.app, self.purpose(v), &RecordSet::Purpose, &self.ctx)
+        self.d
+            .vault
+            .erase_records(
+                &self.d.app,
+                self.map.purpose(v),
+                &RecordSet::Purpose,
+                &self.ctx,
+            )
             .map(|r| r.records as usize)
             .map_err(err)
     }
@@ -408,38 +674,31 @@ impl Target for CustodianTarget {
             return Ok(0);
         };
         missing(
-            self.vault
-                .erase_records(&self.app, self.purpose(v), &set, &self.ctx)
+            self.d
+                .vault
+                .erase_records(&self.d.app, self.map.purpose(v), &set, &self.ctx)
                 .map(|r| r.records as usize),
             0,
         )
     }
 
     fn count(&self) -> Res<u64> {
-        Ok(self
-            .vault
-            .expiry_schedule(Some(&self.controller))
-            .map_err(err)?
-            .iter()
-            .map(|b| b.records)
-            .sum())
+        self.d.count()
     }
 
     fn read_log(&self, l: u32) -> Res<usize> {
-        self.vault
-            .audit_tail(&self.admin, l)
+        self.d
+            .vault
+            .audit_tail(&self.d.admin, l)
             .map(|p| p.entries.len())
             .map_err(err)
     }
 
     fn sweep(&self) -> Res<u64> {
-        let mut total = 0;
-        loop {
-            let r = self.vault.sweep_retention(500).map_err(err)?;
-            total += r.erased_records;
-            if !r.more_pending {
-                return Ok(total);
-            }
-        }
+        self.d.sweep()
+    }
+
+    fn freeze(&self) -> Res<Box<dyn Loaded>> {
+        self.d.freeze(&self.ids, false)
     }
 }

@@ -3,19 +3,27 @@
 //! disk, in the same run:
 //!
 //! - `custodian`: the `Vault` library path (see `custodian.rs` for the field mapping);
+//! - `custodian-http`: the same deployment behind the real HTTP server, started in this
+//!   process on 127.0.0.1, driven by a keep-alive HTTP client per thread (`http.rs`);
 //! - `plain-sqlite`: the same engine without Custodian's protections (`plain.rs`);
 //! - `postgres`: GDPR-configured PostgreSQL, made fair (`pg.rs`), on `--postgres` or
 //!   `TEST_DATABASE_URL` (what `scripts/with-postgres` exports); skipped, and said so, without.
 //!
-//! Each (workload, threads, target) gets a fresh database: load phase (N inserts by the same
-//! number of threads), then the run phase (N/10 operations drawn from the workload's mix,
-//! keys from the workload's chooser, every generator seeded). A TTL sweeper runs every
-//! second on every target throughout, as a deployment would run it. The regulator's
-//! one-time operations (verify-ttl, read-log) run once, first, before the timed operations:
-//! their latency is reported on their own lines and kept out of the throughput, which would
-//! otherwise measure verify-ttl's wait for the 30 s TTL to run out.
+//! Load phase, once per target and thread count: N inserts by that many threads on a fresh
+//! target, the TTL sweeper running; then the state is frozen (SQLite: a WAL checkpoint, the
+//! database file kept; PostgreSQL: connections closed, the database kept as a template) with
+//! the bench's own key maps. Run phase, for each workload: a copy of that load (files copied,
+//! or `CREATE DATABASE ... TEMPLATE`, key maps copied), whose clock is set back to the instant
+//! the load ended, so that TTLs run out as they would have right after the load; then N/10
+//! operations drawn from the workload's mix, keys from the workload's chooser, every
+//! generator seeded (so every run of a target starts from the same state and draws the same
+//! operations). A TTL sweeper runs every second on every target throughout, as a deployment
+//! would run it. The regulator's one-time operations (verify-ttl, read-log) run once, first,
+//! before the timed operations: their latency is reported on their own lines and kept out of
+//! the throughput, which would otherwise measure verify-ttl's wait for the 30 s TTL to run out.
 
 mod custodian;
+mod http;
 mod keys;
 mod pg;
 mod plain;
@@ -29,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use target::Target;
+use target::{Loaded, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
@@ -273,47 +281,74 @@ fn do_op(
     Ok(n)
 }
 
-fn run_one(
+/// The TTL sweeper: every target's TTL enforcement, on the same cadence, throughout.
+struct Sweeper {
+    stop: Arc<AtomicBool>,
+    swept: Arc<AtomicU64>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Sweeper {
+    fn start(target: Arc<dyn Target>, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let swept = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, swept) = (stop.clone(), swept.clone());
+            std::thread::spawn(move || {
+                let mut next = Instant::now() + every;
+                while !stop.load(Ordering::Acquire) {
+                    if Instant::now() >= next {
+                        match target.sweep() {
+                            Ok(k) => {
+                                swept.fetch_add(k, Ordering::Relaxed);
+                            }
+                            Err(e) => eprintln!("gdpr: {} sweeper: {e}", target.name()),
+                        }
+                        next = Instant::now() + every;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self {
+            stop,
+            swept,
+            handle,
+        }
+    }
+
+    /// Stops it; how many records it erased.
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.handle.join();
+        self.swept.load(Ordering::Relaxed)
+    }
+}
+
+/// One load phase's result: the state every run of this target and thread count starts
+/// from a copy of.
+struct Load {
+    target: &'static str,
+    threads: usize,
+    secs: f64,
+    swept: u64,
+    /// When the load ended: each copy's clock is set back to it.
+    ended: Instant,
+    state: Box<dyn Loaded>,
+}
+
+/// The load phase: N inserts by `threads` threads on a fresh target (the sweeper running, as
+/// in a run), then the state frozen for copies.
+fn load(
     cfg: &Config,
-    w: &Workload,
     threads: usize,
     make: &dyn Fn() -> Result<Box<dyn Target>, String>,
-) -> Result<Outcome, String> {
+) -> Result<Load, String> {
     let target: Arc<dyn Target> = Arc::from(make()?);
     let name = target.name();
-    let mut out = Outcome {
-        target: name,
-        ..Default::default()
-    };
-    let n = cfg.records;
-    let seed = cfg.seed;
-    let label = |phase: &str| format!("{} {}t {} {phase}", w.name, threads, name);
-
-    // Sweeper: every target's TTL enforcement, on the same cadence, throughout.
-    let stop = Arc::new(AtomicBool::new(false));
-    let swept = Arc::new(AtomicU64::new(0));
-    let sweeper = {
-        let (t, stop, swept, every) =
-            (target.clone(), stop.clone(), swept.clone(), cfg.sweep_every);
-        std::thread::spawn(move || {
-            let mut next = Instant::now() + every;
-            while !stop.load(Ordering::Acquire) {
-                if Instant::now() >= next {
-                    match t.sweep() {
-                        Ok(k) => {
-                            swept.fetch_add(k, Ordering::Relaxed);
-                        }
-                        Err(e) => eprintln!("gdpr: {} sweeper: {e}", t.name()),
-                    }
-                    next = Instant::now() + every;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
-
-    // Load phase.
-    let pb = bar(n, label("load"));
+    let (n, seed) = (cfg.records, cfg.seed);
+    let sweeper = Sweeper::start(target.clone(), cfg.sweep_every);
+    let pb = bar(n, format!("load {threads}t {name}"));
     let next = AtomicU64::new(0);
     let errors = Mutex::new(None::<String>);
     let start = Instant::now();
@@ -336,13 +371,43 @@ fn run_one(
             });
         }
     });
-    out.load_secs = start.elapsed().as_secs_f64();
+    let secs = start.elapsed().as_secs_f64();
+    let ended = Instant::now();
     pb.finish_and_clear();
+    let swept = sweeper.finish();
     if let Some(e) = errors.into_inner().expect("errors") {
-        stop.store(true, Ordering::Release);
-        let _ = sweeper.join();
         return Err(e);
     }
+    let state = target.freeze()?;
+    Ok(Load {
+        target: name,
+        threads,
+        secs,
+        swept,
+        ended,
+        state,
+    })
+}
+
+/// One run: the workload's operations on a fresh copy of `load`'s state (in `dir`).
+fn run_one(
+    cfg: &Config,
+    w: &Workload,
+    load: &Load,
+    dir: &std::path::Path,
+    tag: &str,
+) -> Result<Outcome, String> {
+    let target: Arc<dyn Target> = Arc::from(load.state.copy(dir, tag, load.ended)?);
+    let threads = load.threads;
+    let name = target.name();
+    let mut out = Outcome {
+        target: name,
+        load_secs: load.secs,
+        ..Default::default()
+    };
+    let n = cfg.records;
+    let seed = cfg.seed;
+    let sweeper = Sweeper::start(target.clone(), cfg.sweep_every);
 
     let chooser = if w.zipfian {
         let inserts = w
@@ -387,7 +452,7 @@ fn run_one(
     // Run phase.
     let mix = Discrete::new(&w.mix);
     let total = cfg.operations;
-    let pb = bar(total, label("run"));
+    let pb = bar(total, format!("{} {}t {name} run", w.name, threads));
     let issued = AtomicU64::new(0);
     type ThreadResult = (BTreeMap<Op, Lat>, Option<String>);
     let per_thread: Mutex<Vec<ThreadResult>> = Mutex::new(Vec::new());
@@ -441,9 +506,7 @@ fn run_one(
     out.run_secs = start.elapsed().as_secs_f64();
     out.ops = total;
     pb.finish_and_clear();
-    stop.store(true, Ordering::Release);
-    let _ = sweeper.join();
-    out.swept = swept.load(Ordering::Relaxed);
+    out.swept = sweeper.finish();
     for (lat, first) in per_thread.into_inner().expect("results") {
         for (op, l) in lat {
             let e = out.lat.entry(op).or_default();
@@ -500,25 +563,28 @@ pub fn run(cfg: Config) {
     });
     let mut targets: Vec<&str> = Vec::new();
     for t in &cfg.targets {
-        match t.as_str() {
-            "custodian" | "plain" | "plain-sqlite" => targets.push(if t == "custodian" {
-                "custodian"
-            } else {
-                "plain-sqlite"
-            }),
+        let which = match t.as_str() {
+            "custodian" => "custodian",
+            "custodian-http" | "http" => "custodian-http",
+            "plain" | "plain-sqlite" => "plain-sqlite",
             "postgres" => {
-                if pg_url.is_some() {
-                    targets.push("postgres")
-                } else {
+                if pg_url.is_none() {
                     println!(
                         "gdpr: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset; run under scripts/with-postgres)"
                     );
+                    continue;
                 }
+                "postgres"
             }
             other => {
-                eprintln!("gdpr: unknown target {other} (custodian, plain, postgres)");
+                eprintln!(
+                    "gdpr: unknown target {other} (custodian, custodian-http, plain, postgres)"
+                );
                 std::process::exit(2)
             }
+        };
+        if !targets.contains(&which) {
+            targets.push(which);
         }
     }
     let dir =
@@ -526,10 +592,11 @@ pub fn run(cfg: Config) {
     let counter = AtomicU64::new(0);
     let make = |which: &str| -> Result<Box<dyn Target>, String> {
         let i = counter.fetch_add(1, Ordering::Relaxed);
-        let sub = dir.path().join(format!("{which}-{i}"));
+        let sub = dir.path().join(format!("{which}-load-{i}"));
         std::fs::create_dir_all(&sub).map_err(|e| e.to_string())?;
         Ok(match which {
             "custodian" => Box::new(custodian::CustodianTarget::open(&sub)?),
+            "custodian-http" => Box::new(http::HttpTarget::open(&sub)?),
             "plain-sqlite" => Box::new(plain::PlainTarget::open(&sub)?),
             _ => Box::new(pg::PgTarget::open(
                 pg_url.as_deref().expect("checked"),
@@ -548,9 +615,54 @@ pub fn run(cfg: Config) {
         machine_before["cpu"].as_str().unwrap_or(""),
         machine_before["loadavg"].as_str().unwrap_or("")
     );
+    println!("{START_NOTE}");
+
+    // Load phase: once per target and thread count.
     let described = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let mut loads: BTreeMap<(&str, usize), Load> = BTreeMap::new();
+    for (i, &threads) in cfg.threads.iter().enumerate() {
+        let mut order = targets.clone();
+        order.rotate_left(i % targets.len().max(1));
+        for which in order {
+            let r = load(&cfg, threads, &|| {
+                let t = make(which)?;
+                if described.borrow_mut().insert(which) {
+                    println!("  {}", t.describe());
+                }
+                Ok(t)
+            });
+            match r {
+                Ok(l) => {
+                    loads.insert((which, threads), l);
+                }
+                Err(e) => println!("gdpr: load {threads}t {which}: FAILED: {e}"),
+            }
+        }
+    }
+    println!();
+    println!(
+        "load · N={} · {} inserts each, the TTL sweeper running",
+        cfg.records, cfg.records
+    );
+    println!(
+        "  {:<16} {:>7} {:>10} {:>12} {:>9}",
+        "target", "threads", "seconds", "inserts/s", "swept"
+    );
+    for ((which, threads), l) in &loads {
+        println!(
+            "  {:<16} {:>7} {:>10.1} {:>12.1} {:>9}",
+            which,
+            threads,
+            l.secs,
+            cfg.records as f64 / l.secs.max(1e-9),
+            l.swept
+        );
+    }
+
+    // Run phase: every workload on a copy of its target's load.
     let mut results = Vec::new();
     let mut combo = 0usize;
+    let mut run_id = 0usize;
     for w in &chosen {
         for &threads in &cfg.threads {
             // Rotate the order of the targets from one combination to the next so that
@@ -561,13 +673,14 @@ pub fn run(cfg: Config) {
             combo += 1;
             let mut outcomes: Vec<Outcome> = Vec::new();
             for which in order {
-                let r = run_one(&cfg, w, threads, &|| {
-                    let t = make(which)?;
-                    if described.borrow_mut().insert(which) {
-                        println!("  {}", t.describe());
-                    }
-                    Ok(t)
-                });
+                let Some(l) = loads.get(&(which, threads)) else {
+                    continue;
+                };
+                run_id += 1;
+                let sub = dir.path().join(format!("run-{run_id}"));
+                let r = run_one(&cfg, w, l, &sub, &run_id.to_string());
+                // The copy is done with: its files go now (the target was dropped).
+                let _ = std::fs::remove_dir_all(&sub);
                 match r {
                     Ok(o) => outcomes.push(o),
                     Err(e) => {
@@ -611,6 +724,14 @@ pub fn run(cfg: Config) {
             "command": std::env::args().collect::<Vec<_>>().join(" "),
             "machine": { "before": machine_before, "after": machine_after },
             "seed": cfg.seed,
+            "start_of_each_run": START_NOTE,
+            "loads": loads.values().map(|l| json!({
+                "target": l.target,
+                "threads": l.threads,
+                "records": cfg.records,
+                "seconds": l.secs,
+                "swept_by_ttl": l.swept,
+            })).collect::<Vec<_>>(),
             "results": results,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
@@ -618,6 +739,11 @@ pub fn run(cfg: Config) {
         println!("json: {}", path.display());
     }
 }
+
+/// How every run starts, said in the output and the JSON.
+const START_NOTE: &str = "each run starts from a copy of one load (one load per target and thread count): \
+SQLite files copied after a WAL checkpoint, PostgreSQL by CREATE DATABASE ... TEMPLATE, the bench's key maps \
+copied, and the copy's clock set back to the instant the load ended (TTLs run out as right after the load)";
 
 fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outcome]) {
     let mix = w
@@ -634,7 +760,7 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
         .join(", ");
     println!();
     println!(
-        "{} · {} thread{} · N={} · {} ops · {} keys · {}",
+        "{} · {} thread{} · N={} · {} ops · {} keys · {} · each target on a copy of its load",
         w.name,
         threads,
         if threads == 1 { "" } else { "s" },
@@ -643,32 +769,34 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
         if w.zipfian { "zipfian" } else { "uniform" },
         mix
     );
-    let custodian = outcomes
-        .iter()
-        .find(|o| o.target == "custodian")
-        .map(Outcome::throughput);
     print!("  {:<22}", "throughput (ops/s)");
     for o in outcomes.iter() {
         print!(" {:>14} {:>9.1}", o.target, o.throughput());
     }
     println!();
-    if let Some(c) = custodian {
-        for o in outcomes.iter().filter(|o| o.target != "custodian") {
+    // Custodian (each path) against each baseline, and the HTTP path against the library's.
+    let find = |name: &str| outcomes.iter().find(|o| o.target == name);
+    for (ours, theirs) in [
+        ("custodian", "plain-sqlite"),
+        ("custodian", "postgres"),
+        ("custodian-http", "plain-sqlite"),
+        ("custodian-http", "postgres"),
+        ("custodian-http", "custodian"),
+    ] {
+        if let (Some(a), Some(b)) = (find(ours), find(theirs)) {
             println!(
-                "  ratio custodian / {:<13} {:>6.2}x   (load: custodian {:.1} s, {} {:.1} s)",
-                o.target,
-                c / o.throughput(),
-                outcomes
-                    .iter()
-                    .find(|x| x.target == "custodian")
-                    .map_or(0.0, |x| x.load_secs),
-                o.target,
-                o.load_secs
+                "  ratio {:<29} {:>6.2}x   (load: {} {:.1} s, {} {:.1} s)",
+                format!("{ours} / {theirs}"),
+                a.throughput() / b.throughput(),
+                ours,
+                a.load_secs,
+                theirs,
+                b.load_secs
             );
         }
     }
     println!(
-        "  {:<20} {:<13} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "  {:<20} {:<14} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "operation", "target", "count", "p50", "p95", "p99", "max"
     );
     let mut ops: Vec<Op> = outcomes
@@ -682,7 +810,7 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
             if let Some(l) = o.lat.get_mut(&op) {
                 l.ns.sort_unstable();
                 println!(
-                    "  {:<20} {:<13} {:>6} {:>9} {:>9} {:>9} {:>9}{}",
+                    "  {:<20} {:<14} {:>6} {:>9} {:>9} {:>9} {:>9}{}",
                     if i == 0 { op.name() } else { "" },
                     o.target,
                     l.ns.len(),

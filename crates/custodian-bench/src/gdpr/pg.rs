@@ -2,22 +2,32 @@
 //! a key column and the ten fields, B-tree indexes on purpose and user (and on the expiry,
 //! for the sweeper), an audit table written by a row trigger in the same transaction for
 //! every write, an audit insert in the same statement for every read, a TTL sweeper, and
-//! `synchronous_commit = on`. Works in a schema of its own, dropped afterwards. One
-//! connection per client thread (and one for the sweeper).
+//! `synchronous_commit = on`. Works in a database of its own, dropped afterwards (the load's
+//! is the template each run's copy is made from). One connection per client thread (and one
+//! for the sweeper).
 
 use super::keys::{MetaField, Values};
 use super::plain::key;
-use super::target::{Res, Target};
-use postgres::{Client, NoTls, Statement};
+use super::target::{Loaded, Res, Target};
+use postgres::{Client, Config, NoTls, Statement};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub struct PgTarget {
-    url: String,
-    admin: Mutex<Client>,
-    schema: String,
+    /// The server, as given (its own database is where databases are created and dropped).
+    server: String,
+    /// This target's database.
+    db: String,
+    config: Config,
     pool: Mutex<Vec<Conn>>,
     settings: String,
+    /// "now" on this target's clock, in SQL (behind the server's for a run on a copy).
+    now: String,
+    /// Set once the database is the template of the runs' copies: it outlives the target.
+    keep: AtomicBool,
 }
 
 /// A connection and its prepared statements (as the store's PostgreSQL backend keeps them).
@@ -46,39 +56,78 @@ fn e(x: postgres::Error) -> String {
 
 const COLS: &str = "pur, ttl, usr, obj, dec, acl, shr, src, cat, data";
 
+fn connect_server(server: &str) -> Res<Client> {
+    Client::connect(server, NoTls).map_err(|x| format!("cannot connect to PostgreSQL: {x}"))
+}
+
+/// Drops a database, closing whatever is still connected to it.
+fn drop_database(server: &str, db: &str) {
+    if let Ok(mut c) = connect_server(server) {
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    }
+}
+
+/// A loaded database: each run works on a copy made with `CREATE DATABASE ... TEMPLATE`.
+struct PgLoaded {
+    server: String,
+    db: String,
+}
+
+impl Drop for PgLoaded {
+    fn drop(&mut self) {
+        drop_database(&self.server, &self.db);
+    }
+}
+
+impl Loaded for PgLoaded {
+    fn copy(&self, _dir: &Path, tag: &str, loaded_at: Instant) -> Res<Box<dyn Target>> {
+        let db = format!("gdprbench_{}_run{tag}", std::process::id());
+        let mut admin = connect_server(&self.server)?;
+        // The template's last connections may still be closing.
+        let mut tries = 0;
+        loop {
+            match admin.batch_execute(&format!("CREATE DATABASE {db} TEMPLATE {}", self.db)) {
+                Ok(()) => break,
+                Err(x)
+                    if tries < 100
+                        && x.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(x) => {
+                    return Err(format!(
+                        "cannot copy the loaded database (CREATE DATABASE ... TEMPLATE needs the CREATEDB privilege): {}",
+                        e(x)
+                    ));
+                }
+            }
+        }
+        Ok(Box::new(PgTarget::attach(
+            &self.server,
+            &db,
+            loaded_at.elapsed(),
+        )?))
+    }
+}
+
 impl PgTarget {
+    /// A new database on `server` with the baseline's tables.
     pub fn open(server: &str, tag: &str) -> Res<Self> {
-        let mut admin = Client::connect(server, NoTls)
-            .map_err(|x| format!("cannot connect to PostgreSQL: {x}"))?;
-        let schema = format!(
+        let db = format!(
             "gdprbench_{}_{tag}_{}",
             std::process::id(),
             time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
         );
-        admin
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .map_err(e)?;
-        let sep = if server.contains('?') { '&' } else { '?' };
-        let url = format!("{server}{sep}options=-c%20search_path%3D{schema}");
-        let show = |c: &mut Client, n: &str| {
-            c.query_one(&format!("SHOW {n}"), &[])
-                .map(|r| r.get::<_, String>(0))
-                .unwrap_or_else(|_| "?".into())
-        };
-        let settings = format!(
-            "PostgreSQL {}: fsync={} synchronous_commit={} full_page_writes={}",
-            show(&mut admin, "server_version"),
-            show(&mut admin, "fsync"),
-            show(&mut admin, "synchronous_commit"),
-            show(&mut admin, "full_page_writes")
-        );
-        let t = Self {
-            url,
-            admin: Mutex::new(admin),
-            schema,
-            pool: Mutex::new(Vec::new()),
-            settings,
-        };
+        connect_server(server)?
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .map_err(|x| {
+                format!(
+                    "cannot create a database for the baseline (needs the CREATEDB privilege): {}",
+                    e(x)
+                )
+            })?;
+        let t = Self::attach(server, &db, Duration::ZERO)?;
         t.with(|c| {
             c.c.batch_execute(
                 "CREATE TABLE usertable (
@@ -108,12 +157,47 @@ impl PgTarget {
         Ok(t)
     }
 
+    /// A target on the existing database `db`, its clock `behind` the server's.
+    fn attach(server: &str, db: &str, behind: Duration) -> Res<Self> {
+        let mut config: Config = server
+            .parse()
+            .map_err(|x| format!("not a PostgreSQL URL: {x}"))?;
+        config.dbname(db);
+        let mut admin = connect_server(server)?;
+        let show = |c: &mut Client, n: &str| {
+            c.query_one(&format!("SHOW {n}"), &[])
+                .map(|r| r.get::<_, String>(0))
+                .unwrap_or_else(|_| "?".into())
+        };
+        let settings = format!(
+            "PostgreSQL {}: fsync={} synchronous_commit={} full_page_writes={}",
+            show(&mut admin, "server_version"),
+            show(&mut admin, "fsync"),
+            show(&mut admin, "synchronous_commit"),
+            show(&mut admin, "full_page_writes")
+        );
+        let now = if behind.is_zero() {
+            "now()".to_owned()
+        } else {
+            format!("(now() - interval '{} microseconds')", behind.as_micros())
+        };
+        Ok(Self {
+            server: server.to_owned(),
+            db: db.to_owned(),
+            config,
+            pool: Mutex::new(Vec::new()),
+            settings,
+            now,
+            keep: AtomicBool::new(false),
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>) -> Res<T> {
         let popped = self.pool.lock().expect("pool").pop();
         let mut c = match popped {
             Some(c) => c,
             None => Conn {
-                c: Client::connect(&self.url, NoTls).map_err(e)?,
+                c: self.config.connect(NoTls).map_err(e)?,
                 cache: HashMap::new(),
             },
         };
@@ -169,7 +253,8 @@ impl PgTarget {
         let n = match field {
             MetaField::Ttl => self.exec(
                 &format!(
-                    "UPDATE usertable SET ttl = $2, expires_at = now() + $2::integer * interval '1 second' WHERE {col} = $1"
+                    "UPDATE usertable SET ttl = $2, expires_at = {} + $2::integer * interval '1 second' WHERE {col} = $1",
+                    self.now
                 ),
                 &[&val, &(v.ttl as i32)],
             )?,
@@ -190,11 +275,9 @@ impl PgTarget {
 impl Drop for PgTarget {
     fn drop(&mut self) {
         self.pool.lock().expect("pool").clear();
-        let _ = self
-            .admin
-            .lock()
-            .expect("admin")
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        if !self.keep.load(Ordering::Acquire) {
+            drop_database(&self.server, &self.db);
+        }
     }
 }
 
@@ -215,7 +298,8 @@ impl Target for PgTarget {
         self.exec(
             &format!(
                 "INSERT INTO usertable (key, {COLS}, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + $3::integer * interval '1 second')"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {} + $3::integer * interval '1 second')",
+                self.now
             ),
             &[
                 &key(k),
@@ -291,6 +375,19 @@ impl Target for PgTarget {
     }
 
     fn sweep(&self) -> Res<u64> {
-        self.exec("DELETE FROM usertable WHERE expires_at <= now()", &[])
+        self.exec(
+            &format!("DELETE FROM usertable WHERE expires_at <= {}", self.now),
+            &[],
+        )
+    }
+
+    fn freeze(&self) -> Res<Box<dyn Loaded>> {
+        // Its connections closed, the database can serve as a template.
+        self.pool.lock().expect("pool").clear();
+        self.keep.store(true, Ordering::Release);
+        Ok(Box::new(PgLoaded {
+            server: self.server.clone(),
+            db: self.db.clone(),
+        }))
     }
 }

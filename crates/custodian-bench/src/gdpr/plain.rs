@@ -5,13 +5,17 @@
 //! connection, as Custodian's store has: every operation is a write transaction.
 
 use super::keys::{MetaField, Values};
-use super::target::{Res, Target};
+use super::target::{Loaded, Res, Target};
 use rusqlite::{Connection, TransactionBehavior, params};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Instant;
 
 pub struct PlainTarget {
     conn: Mutex<Connection>,
+    path: PathBuf,
+    /// How far this target's clock is behind the system's, in nanoseconds.
+    behind_ns: i64,
 }
 
 fn e(x: rusqlite::Error) -> String {
@@ -40,14 +44,42 @@ fn row_width(r: &rusqlite::Row<'_>) -> rusqlite::Result<usize> {
 
 const COLS: &str = "pur, ttl, usr, obj, dec, acl, shr, src, cat, data";
 
+/// The connection's settings, on a new database and on a copy alike.
+fn connect(path: &Path) -> Res<Connection> {
+    let conn = Connection::open(path).map_err(e)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA cache_size = -65536;",
+    )
+    .map_err(e)?;
+    Ok(conn)
+}
+
+/// A loaded database file, checkpointed: each run works on a copy of it.
+struct PlainLoaded {
+    path: PathBuf,
+}
+
+impl Loaded for PlainLoaded {
+    fn copy(&self, dir: &Path, _tag: &str, loaded_at: Instant) -> Res<Box<dyn Target>> {
+        let path = dir.join("plain.db");
+        std::fs::create_dir_all(dir).map_err(|x| x.to_string())?;
+        std::fs::copy(&self.path, &path).map_err(|x| x.to_string())?;
+        Ok(Box::new(PlainTarget {
+            conn: Mutex::new(connect(&path)?),
+            path,
+            behind_ns: loaded_at.elapsed().as_nanos() as i64,
+        }))
+    }
+}
+
 impl PlainTarget {
     pub fn open(dir: &Path) -> Res<Self> {
-        let conn = Connection::open(dir.join("plain.db")).map_err(e)?;
+        let path = dir.join("plain.db");
+        let conn = connect(&path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA cache_size = -65536;
-             CREATE TABLE usertable (
+            "CREATE TABLE usertable (
                  key TEXT PRIMARY KEY, pur TEXT NOT NULL, ttl INTEGER NOT NULL, usr TEXT NOT NULL,
                  obj TEXT, dec TEXT, acl TEXT, shr TEXT, src TEXT, cat TEXT, data TEXT,
                  expires_at INTEGER NOT NULL);
@@ -61,7 +93,13 @@ impl PlainTarget {
         .map_err(e)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path,
+            behind_ns: 0,
         })
+    }
+
+    fn now(&self) -> i64 {
+        now_ns() - self.behind_ns
     }
 
     /// One durable transaction: the statement(s), then the audit row.
@@ -78,7 +116,7 @@ impl PlainTarget {
         let (out, rows) = f(&tx).map_err(e)?;
         tx.prepare_cached("INSERT INTO audit (at, op, target, rows) VALUES (?1, ?2, ?3, ?4)")
             .map_err(e)?
-            .execute(params![now_ns(), op, target, rows as i64])
+            .execute(params![self.now(), op, target, rows as i64])
             .map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(out)
@@ -115,7 +153,7 @@ impl PlainTarget {
                 MetaField::Ttl => st.execute(params![
                     val,
                     v.ttl as i64,
-                    now_ns() + v.ttl as i64 * 1_000_000_000
+                    self.now() + v.ttl as i64 * 1_000_000_000
                 ])?,
                 f => st.execute(params![val, f.text(v)])?,
             };
@@ -162,7 +200,7 @@ impl Target for PlainTarget {
                 v.src,
                 v.category(),
                 v.data,
-                now_ns() + v.ttl as i64 * 1_000_000_000
+                self.now() + v.ttl as i64 * 1_000_000_000
             ])?;
             Ok(((), 1))
         })
@@ -245,8 +283,21 @@ impl Target for PlainTarget {
         self.tx("ttl-sweep", "expired", |tx| {
             let n = tx
                 .prepare_cached("DELETE FROM usertable WHERE expires_at <= ?1")?
-                .execute([now_ns()])?;
+                .execute([self.now()])?;
             Ok((n as u64, n))
         })
+    }
+
+    fn freeze(&self) -> Res<Box<dyn Loaded>> {
+        let c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let busy: i64 = c
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(e)?;
+        if busy != 0 {
+            return Err("plain-sqlite: the WAL checkpoint could not complete".into());
+        }
+        Ok(Box::new(PlainLoaded {
+            path: self.path.clone(),
+        }))
     }
 }

@@ -2,6 +2,8 @@
 //! GDPRBENCH.md, one call each, plus what the one-time operations and the TTL sweeper need.
 
 use super::keys::{MetaField, Values};
+use std::path::Path;
+use std::time::Instant;
 
 pub type Res<T> = Result<T, String>;
 
@@ -31,4 +33,18 @@ pub trait Target: Send + Sync {
     fn sweep(&self) -> Res<u64>;
     /// A line about the target's settings, printed once.
     fn describe(&self) -> String;
+    /// Called once the load is done and nothing runs on the target any more: makes its state
+    /// durable and self-contained (a WAL checkpoint, closed connections) and returns what
+    /// gives each run a copy of it. The target is dropped right after.
+    fn freeze(&self) -> Res<Box<dyn Loaded>>;
+}
+
+/// The state one load left, kept so that every run starts from a copy of it.
+pub trait Loaded: Send + Sync {
+    /// A fresh target over a copy of the loaded state (its files in `dir`, or a database
+    /// named after `tag`), whose clock is set back by the time since `loaded_at` (the
+    /// instant the load ended), taken once the copy is made: the run sees time go on from
+    /// the end of the load, so TTLs run out as they would have had the run followed the
+    /// load at once.
+    fn copy(&self, dir: &Path, tag: &str, loaded_at: Instant) -> Res<Box<dyn Target>>;
 }

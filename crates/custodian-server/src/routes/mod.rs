@@ -1,8 +1,10 @@
 //! The `/v1` routes. Each handler is thin: extract, call one vault use case on the
 //! blocking pool, answer. Lookup values travel in bodies, never in URLs.
 
+mod accounts;
 mod admin;
 mod audit;
+mod bulk;
 mod data;
 mod health;
 mod inbox;
@@ -13,8 +15,10 @@ use crate::AppState;
 use axum::Router;
 use axum::routing::{get, post};
 
+pub use accounts::*;
 pub use admin::*;
 pub use audit::*;
+pub use bulk::*;
 pub use data::*;
 pub use health::*;
 pub use inbox::*;
@@ -44,6 +48,8 @@ pub fn router() -> Router<AppState> {
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
         )
+        .route("/v1/accounts", post(accounts::create_account))
+        .route("/v1/sessions", post(accounts::open_session))
         .route("/v1/subjects", post(data::create_subject))
         .route(
             "/v1/subjects/{id}",
@@ -55,6 +61,12 @@ pub fn router() -> Router<AppState> {
             axum::routing::put(data::restrict).delete(data::lift_restriction),
         )
         .route("/v1/lookup", post(data::lookup))
+        .route(
+            "/v1/records",
+            get(bulk::list_records)
+                .patch(bulk::alter_records)
+                .delete(bulk::erase_records),
+        )
         .route(
             "/v1/records/{id}",
             get(data::get_record)
@@ -96,6 +108,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/retention", get(lifecycle::retention))
         .route("/v1/audit", get(audit::audit_page))
         .route("/v1/audit/verify", post(audit::verify))
+        .route("/v1/audit/tail", get(audit::audit_tail))
+        .route("/v1/subjects/{id}/history", get(audit::subject_history))
 }
 
 /// Parses a path id, answering 404 (not 400) for a malformed one: from the caller's side
@@ -122,6 +136,9 @@ pub(crate) fn operation_of(
         (Method::POST, "/v1/subjects/{id}/records") => Recording,
         (Method::PUT | Method::DELETE, "/v1/subjects/{id}/restriction") => Restriction,
         (Method::POST, "/v1/lookup") => Retrieval,
+        (Method::GET, "/v1/records") => Consultation,
+        (Method::PATCH, "/v1/records") => Alteration,
+        (Method::DELETE, "/v1/records") => Erasure,
         (Method::GET, "/v1/records/{id}") => Retrieval,
         (Method::PATCH, "/v1/records/{id}") => Alteration,
         (Method::DELETE, "/v1/records/{id}") => Erasure,

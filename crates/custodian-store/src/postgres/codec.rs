@@ -112,6 +112,30 @@ pub(crate) fn token_row(r: &Row) -> Result<TokenRow> {
     })
 }
 
+pub(crate) fn account_row(r: &Row) -> Result<AccountRow> {
+    let t = "accounts";
+    let id: String = get(r, 0)?;
+    let digest: Vec<u8> = get(r, 1)?;
+    let login_sealed: Vec<u8> = get(r, 2)?;
+    let password_hash: String = get(r, 3)?;
+    let role: String = get(r, 4)?;
+    let controller: Option<String> = get(r, 5)?;
+    let created: i64 = get(r, 6)?;
+    let disabled: Option<i64> = get(r, 7)?;
+    Ok(AccountRow {
+        id: custodian_core::ids::AccountId::parse(&id).map_err(|e| corrupt(t, e))?,
+        login_digest: to32(&digest, t)?,
+        login_sealed,
+        password_hash,
+        role: Role::parse(&role).ok_or_else(|| corrupt(t, "unknown role"))?,
+        controller: controller
+            .map(|c| ControllerId::parse(&c).map_err(|e| corrupt(t, e)))
+            .transpose()?,
+        created_at: from_nanos(created)?,
+        disabled_at: disabled.map(from_nanos).transpose()?,
+    })
+}
+
 pub(crate) fn purpose_row(r: &Row) -> Result<Purpose> {
     let t = "purposes";
     let name: String = get(r, 0)?;
@@ -208,6 +232,7 @@ pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {
     let request: Option<String> = get(r, 10)?;
     let prev: Vec<u8> = get(r, 11)?;
     let hash: Vec<u8> = get(r, 12)?;
+    let subjects: String = get(r, 13)?;
     Ok(AuditEntry {
         seq: seq as u64,
         at: from_nanos(at)?,
@@ -223,6 +248,7 @@ pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {
             subject: subject
                 .map(|s| SubjectId::parse(&s).map_err(|e| corrupt(t, e)))
                 .transpose()?,
+            subjects: crate::sqlite::codec::decode_subjects(&subjects)?,
             record: record
                 .map(|s| RecordId::parse(&s).map_err(|e| corrupt(t, e)))
                 .transpose()?,

@@ -336,6 +336,28 @@ impl DataTx for PgTx<'_, '_, '_> {
         self.attach_fields(records, FieldScope::Purpose(purpose))
     }
 
+    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
+        self.q.all(
+            &format!(
+                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = $1 AND id IN
+                     (SELECT subject_id FROM records WHERE controller_id = $1 AND purpose = $2)"
+            ),
+            &[&self.controller.as_str(), &purpose.as_str()],
+            subject_row,
+        )
+    }
+
+    fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>> {
+        self.q.all(
+            "SELECT subject_id FROM objections WHERE controller_id = $1 AND purpose = $2",
+            &[&self.controller.as_str(), &purpose.as_str()],
+            |r| {
+                let s: String = get(r, 0)?;
+                SubjectId::parse(&s).map_err(|e| corrupt("objections", e))
+            },
+        )
+    }
+
     fn update_record_header(
         &mut self,
         record: &RecordId,
@@ -557,6 +579,9 @@ impl DataTx for PgTx<'_, '_, '_> {
         run("DELETE FROM outbox WHERE controller_id = $1")?;
         run("DELETE FROM erasures WHERE controller_id = $1")?;
         run("UPDATE tokens SET revoked_at = COALESCE(revoked_at, 0) WHERE controller_id = $1")?;
+        // Login accounts: their login names (sealed under a root-derived key, not this
+        // controller's) are its staff's personal data.
+        run("DELETE FROM accounts WHERE controller_id = $1")?;
         // The controller key goes last: every subject key, and so every ciphertext that
         // might survive anywhere, was wrapped by it.
         run("UPDATE controllers SET wrapped_key = ''::bytea, status = 'destroyed' WHERE id = $1")?;

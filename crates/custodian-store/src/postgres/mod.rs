@@ -33,13 +33,13 @@ mod tests;
 
 use crate::rows::*;
 use crate::sqlite::codec::{
-    AUDIT_COLS, CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, TOKEN_COLS, corrupt, from_nanos, json,
-    nanos, to32,
+    ACCOUNT_COLS, AUDIT_COLS, CONTROLLER_COLS, DSR_COLS, PURPOSE_COLS, TOKEN_COLS, corrupt,
+    from_nanos, json, nanos, to32,
 };
 use crate::{DataTx, Result, Store, StoreError, TxError, Work};
 use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS, Outcome};
-use custodian_core::ids::{ControllerId, RecordId, SubjectId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};
 use custodian_core::purpose::{Purpose, PurposeName};
 use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
@@ -64,6 +64,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_lookups_by_subject.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_accounts.sql"),
+    ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_bulk_audit.sql"),
     ),
 ];
 
@@ -394,7 +402,7 @@ fn insert_audit_row(q: &mut Q<'_, Transaction<'_>>, e: &AuditEntry) -> Result<()
     };
     q.exec(
         &format!(
-            "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ),
         &[
             &d.chain.as_string(),
@@ -410,8 +418,15 @@ fn insert_audit_row(q: &mut Q<'_, Transaction<'_>>, e: &AuditEntry) -> Result<()
             &d.request.as_ref().map(|r| r.as_str()),
             &&e.prev_hash[..],
             &&e.hash[..],
+            &json(&d.subjects),
         ],
     )?;
+    for s in &d.subjects {
+        q.exec(
+            "INSERT INTO audit_subjects (chain, subject_id, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&d.chain.as_string(), &s.as_str(), &(e.seq as i64)],
+        )?;
+    }
     Ok(())
 }
 
@@ -534,6 +549,61 @@ impl Store for PostgresStore {
         })
     }
 
+    fn insert_account(
+        &self,
+        row: &AccountRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry> {
+        self.write(|q| {
+            q.exec(
+                "INSERT INTO accounts (id, login_digest, login_sealed, password_hash, role, controller_id, created_at, disabled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &row.id.as_str(),
+                    &&row.login_digest[..],
+                    &row.login_sealed,
+                    &row.password_hash,
+                    &row.role.as_str(),
+                    &row.controller.as_ref().map(|c| c.as_str()),
+                    &nanos(row.created_at),
+                    &row.disabled_at.map(nanos),
+                ],
+            )?;
+            append_in_tx(q, audit, at, None)
+        })
+    }
+
+    fn account_by_login(&self, digest: &[u8; 32]) -> Result<Option<AccountRow>> {
+        self.read(|q| {
+            q.maybe(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE login_digest = $1"),
+                &[&&digest[..]],
+                account_row,
+            )
+        })
+    }
+
+    fn disable_account(
+        &self,
+        controller: Option<&ControllerId>,
+        id: &AccountId,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        self.write(|q| {
+            let n = q.exec(
+                "UPDATE accounts SET disabled_at = $1 WHERE id = $2 AND controller_id IS NOT DISTINCT FROM $3 AND disabled_at IS NULL",
+                &[&nanos(at), &id.as_str(), &controller.map(|c| c.as_str())],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_in_tx(q, audit, at, None)?;
+            Ok(true)
+        })
+    }
+
     fn upsert_purpose(
         &self,
         controller: &ControllerId,
@@ -596,6 +666,26 @@ impl Store for PostgresStore {
             let locked = (!appended).then_some((chain.as_str(), head));
             Ok(append_in_tx(q, draft, at, locked)?)
         })
+    }
+
+    fn consult(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
+        // The reading runs without the chain lock, on one read-only snapshot; only the
+        // audit append queues on the chain, as a short transaction of its own.
+        let draft = self.write(|q| {
+            q.exec(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                &[],
+            )?;
+            let mut scoped = data_tx::PgTx::new(q, controller, at);
+            work(&mut scoped as &mut dyn DataTx)
+        })?;
+        let mut entries = self.append_audit(vec![draft], at)?;
+        Ok(entries.pop().expect("one draft, one entry"))
     }
 
     /// Nothing to do, by design. PostgreSQL keeps the old versions of deleted rows (dead
@@ -750,20 +840,98 @@ impl Store for PostgresStore {
         })
     }
 
-    fn scan_audit(
+    fn scan_audit_raw(
         &self,
         chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
+        visit: &mut dyn FnMut(&crate::RawEntry<'_>) -> Result<()>,
+    ) -> Result<()> {
+        // Paged by sequence number, as `scan_audit_range`.
+        let name = chain.as_string();
+        let sql = format!(
+            "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+        );
+        let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
+        let mut after = after.min(i64::MAX as u64) as i64;
+        let mut buf = Vec::with_capacity(1024);
+        loop {
+            let rows = self.read(|q| q.rows(&sql, &[&name, &after, &until, &SCAN_PAGE]))?;
+            let n = rows.len();
+            for r in &rows {
+                after = get(r, 1)?;
+                crate::sqlite::codec::RawColumns {
+                    chain: get(r, 0)?,
+                    seq: after,
+                    at: get(r, 2)?,
+                    actor: get(r, 3)?,
+                    action: get(r, 4)?,
+                    purpose: get(r, 5)?,
+                    subject: get(r, 6)?,
+                    record: get(r, 7)?,
+                    fields: get(r, 8)?,
+                    refused: get(r, 9)?,
+                    request: get(r, 10)?,
+                    prev_hash: get(r, 11)?,
+                    hash: get(r, 12)?,
+                    subjects: get(r, 13)?,
+                }
+                .visit(&mut buf, visit)?;
+            }
+            if (n as i64) < SCAN_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    fn audit_of_subject(
+        &self,
+        chain: &ChainId,
+        subject: &SubjectId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        self.read(|q| {
+            q.all(
+                &format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq IN (
+                         SELECT seq FROM audit_entries WHERE chain = $1 AND subject_id = $2 AND seq > $3
+                         UNION
+                         SELECT seq FROM audit_subjects WHERE chain = $1 AND subject_id = $2 AND seq > $3)
+                     ORDER BY seq LIMIT $4"
+                ),
+                &[
+                    &chain.as_string(),
+                    &subject.as_str(),
+                    &(after_seq as i64),
+                    &i64::from(limit),
+                ],
+                audit_row,
+            )
+        })
+    }
+
+    fn scan_audit_range(
+        &self,
+        chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
         visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
     ) -> Result<()> {
         // Page by sequence number: entries commit in sequence order (the chain lock is held
         // until commit), so paging never skips one.
         let name = chain.as_string();
         let sql = format!(
-            "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"
         );
-        let mut after: i64 = -1;
+        let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
+        let mut after: i64 = if after == 0 {
+            -1
+        } else {
+            after.min(i64::MAX as u64) as i64
+        };
         loop {
-            let rows = self.read(|q| q.rows(&sql, &[&name, &after, &SCAN_PAGE]))?;
+            let rows = self.read(|q| q.rows(&sql, &[&name, &after, &until, &SCAN_PAGE]))?;
             let n = rows.len();
             for r in &rows {
                 after = get(r, 1)?;

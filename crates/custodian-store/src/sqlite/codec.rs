@@ -37,8 +37,12 @@ pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Nanoseconds since 1970 as stored. Instants outside what 64 bits hold (before 1677,
+/// after 2262) are clamped to the nearest one that fits, never wrapped: an expiry in 1600
+/// stays in the past, one in 3000 stays in the future.
 pub(crate) fn nanos(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp_nanos() as i64
+    let n = t.unix_timestamp_nanos();
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
 }
 
 pub(crate) fn from_nanos(n: i64) -> Result<OffsetDateTime> {
@@ -60,6 +64,19 @@ pub(crate) fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreEr
     StoreError::Corrupt {
         table,
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn out_of_range_instants_clamp_instead_of_wrapping() {
+        let past = time::macros::datetime!(1600-01-01 0:00 UTC);
+        let future = time::macros::datetime!(3000-01-01 0:00 UTC);
+        assert_eq!(super::nanos(past), i64::MIN);
+        assert_eq!(super::nanos(future), i64::MAX);
+        let now = time::OffsetDateTime::now_utc();
+        assert_eq!(super::nanos(now) as i128, now.unix_timestamp_nanos());
     }
 }
 
@@ -129,6 +146,35 @@ pub(crate) fn token_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRow>> {
             created_at: from_nanos(created)?,
             expires_at: expires.map(from_nanos).transpose()?,
             revoked_at: revoked.map(from_nanos).transpose()?,
+        })
+    })())
+}
+
+pub(crate) const ACCOUNT_COLS: &str =
+    "id, login_digest, login_sealed, password_hash, role, controller_id, created_at, disabled_at";
+
+pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<Result<AccountRow>> {
+    let t = "accounts";
+    let id: String = r.get(0)?;
+    let digest: Vec<u8> = r.get(1)?;
+    let login_sealed: Vec<u8> = r.get(2)?;
+    let password_hash: String = r.get(3)?;
+    let role: String = r.get(4)?;
+    let controller: Option<String> = r.get(5)?;
+    let created: i64 = r.get(6)?;
+    let disabled: Option<i64> = r.get(7)?;
+    Ok((|| {
+        Ok(AccountRow {
+            id: custodian_core::ids::AccountId::parse(&id).map_err(|e| corrupt(t, e))?,
+            login_digest: to32(&digest, t)?,
+            login_sealed,
+            password_hash,
+            role: Role::parse(&role).ok_or_else(|| corrupt(t, "unknown role"))?,
+            controller: controller
+                .map(|c| ControllerId::parse(&c).map_err(|e| corrupt(t, e)))
+                .transpose()?,
+            created_at: from_nanos(created)?,
+            disabled_at: disabled.map(from_nanos).transpose()?,
         })
     })())
 }
@@ -229,7 +275,7 @@ pub(crate) fn field_row(r: &Row<'_>) -> rusqlite::Result<Result<(RecordId, Field
     })())
 }
 
-pub(crate) const AUDIT_COLS: &str = "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash";
+pub(crate) const AUDIT_COLS: &str = "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash, subjects";
 
 /// One audit entry as the database holds it: the columns of `audit_entries`, in order.
 /// Decoding is where stored bytes (possibly corrupted or tampered with) become an entry,
@@ -249,6 +295,8 @@ pub struct AuditColumns {
     pub request: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// JSON array of the subjects of a bulk entry (`[]` otherwise).
+    pub subjects: String,
 }
 
 impl AuditColumns {
@@ -271,6 +319,7 @@ impl AuditColumns {
             request: d.request.as_ref().map(|r| r.as_str().to_owned()),
             prev_hash: e.prev_hash.to_vec(),
             hash: e.hash.to_vec(),
+            subjects: json(&d.subjects),
         }
     }
 
@@ -295,6 +344,7 @@ impl AuditColumns {
                     .subject
                     .map(|s| SubjectId::parse(&s).map_err(|e| corrupt(t, e)))
                     .transpose()?,
+                subjects: decode_subjects(&c.subjects)?,
                 record: c
                     .record
                     .map(|s| RecordId::parse(&s).map_err(|e| corrupt(t, e)))
@@ -328,21 +378,114 @@ pub(crate) fn audit_row(r: &Row<'_>) -> rusqlite::Result<Result<AuditEntry>> {
         request: r.get(10)?,
         prev_hash: r.get(11)?,
         hash: r.get(12)?,
+        subjects: r.get(13)?,
     }
     .decode())
+}
+
+/// The columns of an audit row, borrowed from the database's row.
+pub(crate) struct RawColumns<'a> {
+    pub chain: &'a str,
+    pub seq: i64,
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub purpose: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub record: Option<&'a str>,
+    pub fields: &'a str,
+    pub refused: Option<&'a str>,
+    pub request: Option<&'a str>,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+    pub subjects: &'a str,
+}
+
+/// A JSON array of strings, borrowed where it has no escapes.
+fn str_list<'a>(raw: &'a str, owned: &'a mut Vec<String>) -> Result<Vec<&'a str>> {
+    if raw == "[]" {
+        return Ok(Vec::new());
+    }
+    if let Ok(v) = serde_json::from_str::<Vec<&str>>(raw) {
+        return Ok(v);
+    }
+    *owned = unjson(raw, "audit_entries")?;
+    Ok(owned.iter().map(String::as_str).collect())
+}
+
+impl<'a> RawColumns<'a> {
+    /// Hands `visit` the entry with its canonical bytes, encoded into `buf`.
+    pub(crate) fn visit(
+        &self,
+        buf: &mut Vec<u8>,
+        visit: &mut dyn FnMut(&crate::RawEntry<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let t = "audit_entries";
+        let (mut f_owned, mut s_owned) = (Vec::new(), Vec::new());
+        let fields = str_list(self.fields, &mut f_owned)?;
+        let subjects = str_list(self.subjects, &mut s_owned)?;
+        let seq = u64::try_from(self.seq).map_err(|_| corrupt(t, "negative sequence number"))?;
+        buf.clear();
+        custodian_core::audit::StoredParts {
+            chain: self.chain,
+            seq,
+            at_nanos: i128::from(self.at),
+            actor: self.actor,
+            action: self.action,
+            purpose: self.purpose,
+            subject: self.subject,
+            record: self.record,
+            fields: &fields,
+            refused: self.refused,
+            request: self.request,
+            subjects: &subjects,
+        }
+        .encode_into(buf);
+        visit(&crate::RawEntry {
+            seq,
+            chain: self.chain,
+            prev_hash: to32(self.prev_hash, t)?,
+            hash: to32(self.hash, t)?,
+            canonical: buf,
+        })
+    }
+}
+
+/// The `subjects` column: a JSON array of subject ids.
+pub(crate) fn decode_subjects(raw: &str) -> Result<Vec<SubjectId>> {
+    let t = "audit_entries";
+    // Nearly every entry has none: `verify` decodes every entry, so skip the parser.
+    if raw == "[]" {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = unjson(raw, t)?;
+    ids.iter()
+        .map(|s| SubjectId::parse(s).map_err(|e| corrupt(t, e)))
+        .collect()
 }
 
 pub(crate) fn insert_audit_row(tx: &rusqlite::Connection, e: &AuditEntry) -> Result<()> {
     let c = AuditColumns::encode(e);
     tx.prepare_cached(&format!(
-        "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        "INSERT INTO audit_entries ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))
     .map_err(map_err)?
     .execute(rusqlite::params![
         c.chain, c.seq, c.at, c.actor, c.action, c.purpose, c.subject, c.record, c.fields,
-        c.refused, c.request, c.prev_hash, c.hash,
+        c.refused, c.request, c.prev_hash, c.hash, c.subjects,
     ])
     .map_err(map_err)?;
+    if !e.draft.subjects.is_empty() {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO audit_subjects (chain, subject_id, seq) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(map_err)?;
+        for s in &e.draft.subjects {
+            st.execute(rusqlite::params![c.chain, s.as_str(), c.seq])
+                .map_err(map_err)?;
+        }
+    }
     Ok(())
 }
 

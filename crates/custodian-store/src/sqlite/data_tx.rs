@@ -404,6 +404,39 @@ impl DataTx for SqliteTx<'_> {
         self.attach_fields(records, FieldScope::Purpose(purpose))
     }
 
+    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
+        let mut st = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id IN
+                     (SELECT subject_id FROM records WHERE controller_id = ?1 AND purpose = ?2)"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![self.c(), purpose.as_str()], subject_row)
+            .map_err(map_err)?;
+        rows.map(|r| r.map_err(map_err)?).collect()
+    }
+
+    fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "SELECT subject_id FROM objections WHERE controller_id = ?1 AND purpose = ?2",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![self.c(), purpose.as_str()], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(map_err)?;
+        rows.map(|r| {
+            let s = r.map_err(map_err)?;
+            SubjectId::parse(&s).map_err(|e| corrupt("objections", e))
+        })
+        .collect()
+    }
+
     fn update_record_header(
         &mut self,
         record: &RecordId,
@@ -667,6 +700,9 @@ impl DataTx for SqliteTx<'_> {
         run("DELETE FROM outbox WHERE controller_id = ?1")?;
         run("DELETE FROM erasures WHERE controller_id = ?1")?;
         run("UPDATE tokens SET revoked_at = COALESCE(revoked_at, 0) WHERE controller_id = ?1")?;
+        // Login accounts: their login names (sealed under a root-derived key, not this
+        // controller's) are its staff's personal data.
+        run("DELETE FROM accounts WHERE controller_id = ?1")?;
         // The controller key goes last: every subject key, and so every ciphertext that
         // might survive anywhere, was wrapped by it.
         self.tx

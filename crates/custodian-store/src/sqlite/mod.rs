@@ -18,7 +18,7 @@ use crate::rows::*;
 use crate::{DataTx, Result, Store, StoreError, TxError, Work};
 use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
-use custodian_core::ids::{ControllerId, TokenId};
+use custodian_core::ids::{AccountId, ControllerId, SubjectId, TokenId};
 use custodian_core::purpose::Purpose;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../migrations/sqlite/0005_lookups_by_subject.sql"),
     ),
+    (6, include_str!("../../migrations/sqlite/0006_accounts.sql")),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_bulk_audit.sql"),
+    ),
 ];
 
 const MAX_IDLE_READERS: usize = 8;
@@ -118,7 +123,8 @@ fn open_connection(path: &Path) -> Result<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
-         PRAGMA trusted_schema = OFF;",
+         PRAGMA trusted_schema = OFF;
+         PRAGMA mmap_size = 1073741824;",
     )
     .map_err(map_err)?;
     Ok(conn)
@@ -156,7 +162,14 @@ impl SqliteStore {
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = match self.readers.lock().expect("reader pool poisoned").pop() {
             Some(c) => c,
-            None => open_connection(&self.path)?,
+            None => {
+                let c = open_connection(&self.path)?;
+                // Readers never write: a unit of work that tried to would fail here
+                // instead of writing outside the writer's transaction.
+                c.execute_batch("PRAGMA query_only = ON;")
+                    .map_err(map_err)?;
+                c
+            }
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().expect("reader pool poisoned");
@@ -209,6 +222,24 @@ impl SqliteStore {
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(map_err)
     }
+}
+
+fn col_text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    r.get_ref(i)
+        .and_then(|v| v.as_str().map_err(Into::into))
+        .map_err(map_err)
+}
+
+fn col_opt<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>> {
+    r.get_ref(i)
+        .and_then(|v| v.as_str_or_null().map_err(Into::into))
+        .map_err(map_err)
+}
+
+fn col_blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
+    r.get_ref(i)
+        .and_then(|v| v.as_blob().map_err(Into::into))
+        .map_err(map_err)
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -445,6 +476,67 @@ impl Store for SqliteStore {
         })
     }
 
+    fn insert_account(
+        &self,
+        row: &AccountRow,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<AuditEntry> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO accounts (id, login_digest, login_sealed, password_hash, role, controller_id, created_at, disabled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    row.id.as_str(),
+                    &row.login_digest[..],
+                    row.login_sealed,
+                    row.password_hash,
+                    row.role.as_str(),
+                    row.controller.as_ref().map(|c| c.as_str()),
+                    nanos(row.created_at),
+                    row.disabled_at.map(nanos),
+                ],
+            )
+            .map_err(map_err)?;
+            append_in_tx(tx, audit, at)
+        })
+    }
+
+    fn account_by_login(&self, digest: &[u8; 32]) -> Result<Option<AccountRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE login_digest = ?1"
+            ))
+            .map_err(map_err)?
+            .query_row([&digest[..]], account_row)
+            .optional()
+            .map_err(map_err)?
+            .transpose()
+        })
+    }
+
+    fn disable_account(
+        &self,
+        controller: Option<&ControllerId>,
+        id: &AccountId,
+        audit: AuditDraft,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE accounts SET disabled_at = ?1 WHERE id = ?2 AND controller_id IS ?3 AND disabled_at IS NULL",
+                    params![nanos(at), id.as_str(), controller.map(|c| c.as_str())],
+                )
+                .map_err(map_err)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_in_tx(tx, audit, at)?;
+            Ok(true)
+        })
+    }
+
     fn upsert_purpose(
         &self,
         controller: &ControllerId,
@@ -502,6 +594,23 @@ impl Store for SqliteStore {
             let mut head = scoped.into_head();
             Ok(append_linked(tx, draft, at, &mut head, true)?)
         })
+    }
+
+    fn consult(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
+        let draft = self.read(|c| {
+            // One snapshot for the whole unit: WAL readers see the database as of BEGIN.
+            c.execute_batch("BEGIN").map_err(map_err)?;
+            let mut scoped = data_tx::SqliteTx::new(c, controller, at);
+            let out = work(&mut scoped as &mut dyn DataTx);
+            c.execute_batch("ROLLBACK").map_err(map_err)?;
+            Ok(out)
+        })??;
+        self.write(|tx| Ok(append_in_tx(tx, draft, at)?))
     }
 
     fn purge_deleted(&self) {
@@ -680,22 +789,95 @@ impl Store for SqliteStore {
         })
     }
 
-    fn scan_audit(
+    fn scan_audit_range(
         &self,
         chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
         visit: &mut dyn FnMut(AuditEntry) -> Result<()>,
     ) -> Result<()> {
         self.read(|c| {
             let mut st = c
                 .prepare(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 ORDER BY seq"
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
                 ))
                 .map_err(map_err)?;
-            let mut rows = st.query([chain.as_string()]).map_err(map_err)?;
+            let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
+            let mut rows = st
+                .query(params![chain.as_string(), after.min(i64::MAX as u64) as i64, until])
+                .map_err(map_err)?;
             while let Some(r) = rows.next().map_err(map_err)? {
                 visit(audit_row(r).map_err(map_err)??)?;
             }
             Ok(())
+        })
+    }
+
+    fn scan_audit_raw(
+        &self,
+        chain: &ChainId,
+        after: u64,
+        until: Option<u64>,
+        visit: &mut dyn FnMut(&crate::RawEntry<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.read(|c| {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+                ))
+                .map_err(map_err)?;
+            let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
+            let mut rows = st
+                .query(params![chain.as_string(), after.min(i64::MAX as u64) as i64, until])
+                .map_err(map_err)?;
+            let mut buf = Vec::with_capacity(1024);
+            while let Some(r) = rows.next().map_err(map_err)? {
+                RawColumns {
+                    chain: col_text(r, 0)?,
+                    seq: r.get(1).map_err(map_err)?,
+                    at: r.get(2).map_err(map_err)?,
+                    actor: col_text(r, 3)?,
+                    action: col_text(r, 4)?,
+                    purpose: col_opt(r, 5)?,
+                    subject: col_opt(r, 6)?,
+                    record: col_opt(r, 7)?,
+                    fields: col_text(r, 8)?,
+                    refused: col_opt(r, 9)?,
+                    request: col_opt(r, 10)?,
+                    prev_hash: col_blob(r, 11)?,
+                    hash: col_blob(r, 12)?,
+                    subjects: col_text(r, 13)?,
+                }
+                .visit(&mut buf, visit)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn audit_of_subject(
+        &self,
+        chain: &ChainId,
+        subject: &SubjectId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        self.read(|c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq IN (
+                         SELECT seq FROM audit_entries WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3
+                         UNION
+                         SELECT seq FROM audit_subjects WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3)
+                     ORDER BY seq LIMIT ?4"
+                ))
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(
+                    params![chain.as_string(), subject.as_str(), after_seq as i64, limit],
+                    audit_row,
+                )
+                .map_err(map_err)?;
+            rows.map(|r| r.map_err(map_err)?).collect()
         })
     }
 
