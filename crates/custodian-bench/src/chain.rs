@@ -143,14 +143,34 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
         pb.inc(written);
     }
     pb.finish_and_clear();
-    let start = Instant::now();
-    let report = vault.verify(None).expect("verify");
-    let secs = start.elapsed().as_secs_f64();
+    // Baseline in the same run: the same verification in one pass on one thread (what
+    // `verify` did before it checked long chains in parts).
+    let time = |parts: Option<usize>| {
+        let start = Instant::now();
+        let report = custodian_vault::verify::verify_chains_in(
+            store.as_ref(),
+            &vault.public_key(),
+            Some(&data_dir.join("checkpoints")),
+            None,
+            parts,
+        )
+        .expect("verify");
+        (report, start.elapsed().as_secs_f64())
+    };
+    let (single, single_secs) = time(Some(1));
+    let (report, secs) = time(None);
+    assert_eq!(single, report, "one pass and parts must agree");
+    let rate = |s: f64| report.entries as f64 / s;
     println!(
-        "audit-chain: {} entries in {} chain(s), verify {} in {secs:.2} s in process: {:.0} entries/s",
+        "audit-chain: {} entries in {} chain(s), verify {} in process:\n  \
+         one pass, one thread (baseline)  {single_secs:.2} s  {:>10.0} entries/s\n  \
+         parts, one per core (verify)     {secs:.2} s  {:>10.0} entries/s\n  \
+         ratio verify / one pass          {:.2}x",
         report.entries,
         report.chains.len(),
         if report.ok() { "ok" } else { "FAILED" },
-        report.entries as f64 / secs
+        rate(single_secs),
+        rate(secs),
+        single_secs / secs
     );
 }
