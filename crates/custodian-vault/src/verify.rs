@@ -365,10 +365,7 @@ impl crate::Vault {
         after: u64,
         limit: u32,
     ) -> Result<crate::views::AuditPage, crate::VaultError> {
-        let controller = p.controller.as_ref().ok_or(crate::VaultError::Refused(
-            custodian_core::policy::Refusal::NotControllerAdmin,
-        ))?;
-        custodian_core::policy::authorize_audit_read(p, controller)?;
+        let controller = trail_reader(p)?;
         let limit = limit.clamp(1, 1000);
         let entries =
             self.store
@@ -386,10 +383,7 @@ impl crate::Vault {
         after: u64,
         limit: u32,
     ) -> Result<crate::views::AuditPage, crate::VaultError> {
-        let controller = p.controller.as_ref().ok_or(crate::VaultError::Refused(
-            custodian_core::policy::Refusal::NotControllerAdmin,
-        ))?;
-        custodian_core::policy::authorize_audit_read(p, controller)?;
+        let controller = trail_reader(p)?;
         let limit = limit.clamp(1, 1000);
         let entries = self.store.audit_of_subject(
             &ChainId::Controller(controller.clone()),
@@ -404,6 +398,17 @@ impl crate::Vault {
         }
         Ok(page(entries, limit))
     }
+}
+
+/// The controller whose trail `p` may read (its admins, viewers and auditors).
+fn trail_reader(
+    p: &custodian_core::principal::Principal,
+) -> Result<&custodian_core::ids::ControllerId, crate::VaultError> {
+    let controller = p.controller.as_ref().ok_or(crate::VaultError::Refused(
+        custodian_core::policy::Refusal::NotControllerAdmin,
+    ))?;
+    custodian_core::policy::authorize_audit_read(p, controller)?;
+    Ok(controller)
 }
 
 fn page(entries: Vec<custodian_core::audit::AuditEntry>, limit: u32) -> crate::views::AuditPage {
