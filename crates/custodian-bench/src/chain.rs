@@ -9,16 +9,14 @@
 
 use custodian_core::audit::{Action, AuditDraft, ChainId};
 use custodian_core::category::{DataCategory, SubjectCategory};
-use custodian_core::controller::ControllerName;
 use custodian_core::operation::Operation;
-use custodian_core::policy::OperatorGrant;
 use custodian_core::principal::Role;
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
 use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
-use custodian_core::region::{MemberState, Region, RegionId};
+use custodian_core::region::Region;
 use custodian_store::Store;
 use custodian_store::sqlite::SqliteStore;
-use custodian_vault::views::{NewController, NewRecord, NewSubject};
+use custodian_vault::views::{NewRecord, NewSubject};
 use custodian_vault::{CallContext, SystemClock, Vault};
 use indicatif::ProgressBar;
 use std::collections::BTreeMap;
@@ -44,25 +42,8 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
         Some(data_dir.join("checkpoints")),
     );
     let ctx = CallContext::default();
-    let op = OperatorGrant::local_cli();
-    let c = vault
-        .create_controller(
-            &op,
-            NewController {
-                name: ControllerName::parse("Chain SAS").expect("name"),
-                region: RegionId::parse("osc-fr1").expect("region"),
-                agreement_effective: time::macros::date!(2026 - 01 - 01),
-                governing_law: MemberState::parse("FR").expect("FR"),
-            },
-            &ctx,
-        )
-        .expect("controller");
-    let token = |role| {
-        let t = vault
-            .issue_token_locally(&op, role, Some(c.id.clone()), "chain", 86_400)
-            .expect("token");
-        vault.authenticate(&t.secret.into()).expect("auth")
-    };
+    let c = crate::fixture::controller(&vault, "Chain SAS");
+    let token = |role| crate::fixture::principal(&vault, &c, role, "chain", 86_400);
     let admin = token(Role::ControllerAdmin);
     let app = token(Role::ControllerApp);
     let purpose = PurposeName::parse("support").expect("name");
@@ -107,7 +88,7 @@ pub fn run(data_dir: &Path, entries: u64, subjects: u64) {
         ids.push(created.id);
         pb.inc(1);
     }
-    let chain = ChainId::Controller(c.id.clone());
+    let chain = ChainId::Controller(c.clone());
     let mut total = store
         .audit_head(&chain)
         .expect("head")

@@ -3,6 +3,7 @@
 
 mod backends;
 mod chain;
+mod fixture;
 mod gdpr;
 mod lifecycle;
 mod micro;

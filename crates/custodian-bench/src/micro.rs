@@ -5,15 +5,13 @@
 //! transaction per record in both.
 
 use custodian_core::category::{DataCategory, SubjectCategory};
-use custodian_core::controller::ControllerName;
 use custodian_core::operation::Operation;
-use custodian_core::policy::OperatorGrant;
 use custodian_core::principal::Role;
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
 use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
-use custodian_core::region::{MemberState, Region, RegionId};
+use custodian_core::region::Region;
 use custodian_store::sqlite::SqliteStore;
-use custodian_vault::views::{NewController, NewRecord, NewSubject};
+use custodian_vault::views::{NewRecord, NewSubject};
 use custodian_vault::{CallContext, SystemClock, Vault};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,29 +55,8 @@ fn custodian(dir: &std::path::Path, n: usize) -> Duration {
         None,
     );
     let ctx = CallContext::default();
-    let op = OperatorGrant::local_cli();
-    let c = vault
-        .create_controller(
-            &op,
-            NewController {
-                name: ControllerName::parse("Bench").expect("name"),
-                region: RegionId::parse("osc-fr1").expect("region"),
-                agreement_effective: time::macros::date!(2026 - 01 - 01),
-                governing_law: MemberState::parse("FR").expect("FR"),
-            },
-            &ctx,
-        )
-        .expect("controller");
-    let admin = vault
-        .issue_token_locally(
-            &op,
-            Role::ControllerAdmin,
-            Some(c.id.clone()),
-            "bench",
-            3600,
-        )
-        .expect("token");
-    let admin = vault.authenticate(&admin.secret.into()).expect("auth");
+    let c = crate::fixture::controller(&vault, "Bench");
+    let admin = crate::fixture::principal(&vault, &c, Role::ControllerAdmin, "bench", 3600);
     let name = PurposeName::parse("bench").expect("name");
     vault
         .document_purpose(
@@ -95,10 +72,7 @@ fn custodian(dir: &std::path::Path, n: usize) -> Duration {
             &ctx,
         )
         .expect("purpose");
-    let app = vault
-        .issue_token_locally(&op, Role::ControllerApp, Some(c.id.clone()), "bench", 3600)
-        .expect("token");
-    let app = vault.authenticate(&app.secret.into()).expect("auth");
+    let app = crate::fixture::principal(&vault, &c, Role::ControllerApp, "bench", 3600);
     let subject = vault
         .create_subject(
             &app,
