@@ -13,6 +13,7 @@
 //! keeps one query layer for SQLite (which is synchronous) and PostgreSQL.
 
 pub mod conformance;
+pub mod fieldset;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;

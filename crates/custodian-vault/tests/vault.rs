@@ -263,6 +263,20 @@ fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> i64 {
     c.query_row(sql, p, |r| r.get(0)).expect("count query")
 }
 
+/// The fields of the records matching `filter`, as stored (a record's fields are one
+/// column of its row).
+fn stored_fields(
+    c: &Connection,
+    filter: &str,
+    p: impl rusqlite::Params,
+) -> Vec<custodian_store::rows::FieldRow> {
+    custodian_store::sqlite::stored_fields(c, filter, p).expect("fields")
+}
+
+fn field_count(c: &Connection) -> i64 {
+    stored_fields(c, "1", []).len() as i64
+}
+
 // ---------------------------------------------------------------------------------------
 // Byte scanning of the database files
 // ---------------------------------------------------------------------------------------
@@ -579,18 +593,10 @@ fn erasure_removes_every_trace_and_is_idempotent() {
                 |r| r.get(0),
             )
             .expect("wrapped key");
-        let mut st = c
-            .prepare(
-                "SELECT f.sealed FROM fields f JOIN records r
-                 ON r.controller_id = f.controller_id AND r.id = f.record_id
-                 WHERE r.subject_id = ?1",
-            )
-            .expect("prepare");
-        let sealed: Vec<Vec<u8>> = st
-            .query_map([s.as_str()], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let sealed: Vec<Vec<u8>> = stored_fields(&c, "subject_id = ?1", [s.as_str()])
+            .into_iter()
+            .map(|f| f.sealed)
+            .collect();
         let mut st = c
             .prepare("SELECT digest FROM lookups WHERE subject_id = ?1")
             .expect("prepare");
@@ -684,13 +690,8 @@ fn erasure_removes_every_trace_and_is_idempotent() {
             ),
             0
         );
-        assert_eq!(
-            count(
-                &c,
-                "SELECT COUNT(*) FROM fields WHERE record_id IN (?1, ?2)",
-                params![rec1.as_str(), rec2.as_str()]
-            ),
-            0
+        assert!(
+            stored_fields(&c, "id IN (?1, ?2)", params![rec1.as_str(), rec2.as_str()]).is_empty()
         );
         assert_eq!(
             count(
@@ -773,7 +774,7 @@ fn operations_fail_closed_when_the_audit_trail_cannot_be_written() {
         (
             count(&c, "SELECT COUNT(*) FROM subjects", []),
             count(&c, "SELECT COUNT(*) FROM records", []),
-            count(&c, "SELECT COUNT(*) FROM fields", []),
+            field_count(&c),
             count(&c, "SELECT COUNT(*) FROM audit_entries", []),
         )
     };
@@ -860,7 +861,7 @@ fn operations_fail_closed_when_the_audit_trail_cannot_be_written() {
             count(&c, "SELECT COUNT(*) FROM records", []),
             records_before
         );
-        assert_eq!(count(&c, "SELECT COUNT(*) FROM fields", []), fields_before);
+        assert_eq!(field_count(&c), fields_before);
         assert_eq!(
             count(&c, "SELECT COUNT(*) FROM audit_entries", []),
             audit_before
@@ -1466,7 +1467,7 @@ fn card_numbers_and_bad_emails_are_refused_without_echoing_them() {
         (
             count(&c, "SELECT COUNT(*) FROM subjects", []),
             count(&c, "SELECT COUNT(*) FROM records", []),
-            count(&c, "SELECT COUNT(*) FROM fields", []),
+            field_count(&c),
         )
     };
     let start = counts(&env);
@@ -1640,14 +1641,10 @@ fn deleting_a_record_leaves_no_ciphertext_in_the_files() {
         )
         .expect("add record")
         .id;
-    let sealed: Vec<u8> = env
-        .sql()
-        .query_row(
-            "SELECT sealed FROM fields WHERE record_id = ?1",
-            [gone.as_str()],
-            |r| r.get(0),
-        )
-        .expect("ciphertext");
+    let sealed: Vec<u8> = stored_fields(&env.sql(), "id = ?1", [gone.as_str()])
+        .pop()
+        .expect("ciphertext")
+        .sealed;
     let needles = blob_needles(&sealed, 0);
     assert!(
         needles

@@ -779,6 +779,14 @@ fn blobs(c: &Connection, sql: &str, controller: &str) -> Vec<Vec<u8>> {
         .expect("rows")
 }
 
+fn sealed_fields(c: &Connection, controller: &str) -> Vec<Vec<u8>> {
+    custodian_store::sqlite::stored_fields(c, "controller_id = ?1", [controller])
+        .expect("fields")
+        .into_iter()
+        .map(|f| f.sealed)
+        .collect()
+}
+
 #[test]
 fn termination_exports_losslessly_destroys_everything_and_certifies_it() {
     let sb = Sandbox::new();
@@ -935,11 +943,7 @@ fn termination_exports_losslessly_destroys_everything_and_certifies_it() {
         "SELECT wrapped_key FROM subjects WHERE controller_id = ?1",
         &a.controller,
     ));
-    captured.extend(blobs(
-        &c,
-        "SELECT sealed FROM fields WHERE controller_id = ?1",
-        &a.controller,
-    ));
+    captured.extend(sealed_fields(&c, &a.controller));
     captured.extend(blobs(
         &c,
         "SELECT digest FROM lookups WHERE controller_id = ?1",
@@ -1111,11 +1115,7 @@ fn a_destroyed_controller_stays_destroyed_after_restoring_an_older_backup() {
         "SELECT wrapped_key FROM subjects WHERE controller_id = ?1",
         &a.controller,
     ));
-    captured.extend(blobs(
-        &c,
-        "SELECT sealed FROM fields WHERE controller_id = ?1",
-        &a.controller,
-    ));
+    captured.extend(sealed_fields(&c, &a.controller));
     drop(c);
     expect(
         api.post(

@@ -4,12 +4,12 @@
 use crate::rows::*;
 use crate::{Result, StoreError};
 use custodian_core::audit::{Action, AuditDraft, AuditEntry, ChainId, Outcome};
-use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::category::SubjectCategory;
 use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
 use custodian_core::ids::{ControllerId, RecordId, RequestId, SubjectId, TokenId};
 use custodian_core::principal::{Role, TokenScope};
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
-use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+use custodian_core::record::{RecordHeader, RecordMeta};
 use custodian_core::region::{MemberState, RegionId};
 use rusqlite::{ErrorCode, Row};
 use serde::Serialize;
@@ -223,9 +223,9 @@ pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<SubjectRow>> {
     })())
 }
 
-pub(crate) const RECORD_COLS: &str = "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at";
+pub(crate) const RECORD_COLS: &str = "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at, fields";
 
-/// A record without its fields; the caller attaches them.
+/// A record with its fields (one column, see [`crate::fieldset`]).
 pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
     let t = "records";
     let id: String = r.get(0)?;
@@ -237,6 +237,8 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
     let created: i64 = r.get(6)?;
     let updated: i64 = r.get(7)?;
     let expires: i64 = r.get(8)?;
+    let fields = r.get_ref(9)?.as_blob().map_err(rusqlite::Error::from)?;
+    let fields = crate::fieldset::decode(fields).map_err(|e| corrupt(t, e));
     Ok((|| {
         Ok(RecordRow {
             id: RecordId::parse(&id).map_err(|e| corrupt(t, e))?,
@@ -252,26 +254,8 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
                 updated_at: from_nanos(updated)?,
                 expires_at: from_nanos(expires)?,
             },
-            fields: Vec::new(),
+            fields: fields?,
         })
-    })())
-}
-
-pub(crate) fn field_row(r: &Row<'_>) -> rusqlite::Result<Result<(RecordId, FieldRow)>> {
-    let t = "fields";
-    let record: String = r.get(0)?;
-    let name: String = r.get(1)?;
-    let cat: String = r.get(2)?;
-    let sealed: Vec<u8> = r.get(3)?;
-    Ok((|| {
-        Ok((
-            RecordId::parse(&record).map_err(|e| corrupt(t, e))?,
-            FieldRow {
-                name: FieldName::parse(&name).map_err(|e| corrupt(t, e))?,
-                category: DataCategory::parse(&cat).map_err(|e| corrupt(t, e))?,
-                sealed,
-            },
-        ))
     })())
 }
 

@@ -8,15 +8,7 @@ use custodian_core::ids::{ControllerId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
 use time::OffsetDateTime;
-
-/// Which records' fields [`SqliteTx::attach_fields`] loads in one query.
-enum FieldScope<'a> {
-    Subject(&'a SubjectId),
-    Purpose(&'a PurposeName),
-    EachRecord,
-}
 
 pub(crate) struct SqliteTx<'a> {
     tx: &'a Connection,
@@ -49,81 +41,25 @@ impl<'a> SqliteTx<'a> {
         self.controller.as_str()
     }
 
-    fn attach_fields(
-        &mut self,
-        mut records: Vec<RecordRow>,
-        scope: FieldScope<'_>,
-    ) -> Result<Vec<RecordRow>> {
-        if records.is_empty() {
-            return Ok(records);
+    /// How many fields the controller's records matching `filter` hold (for the counts an
+    /// erasure reports), read from each field set's header.
+    fn count_fields(&self, filter: &str, params: impl rusqlite::Params) -> Result<u64> {
+        let mut st = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT fields FROM records WHERE controller_id = ?1 AND {filter}"
+            ))
+            .map_err(map_err)?;
+        let mut rows = st.query(params).map_err(map_err)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let bytes = r
+                .get_ref(0)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(map_err)?;
+            n += crate::fieldset::count(bytes).map_err(|e| corrupt("records", e))?;
         }
-        let by_id: HashMap<RecordId, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id.clone(), i))
-            .collect();
-        let rows: Vec<Result<(RecordId, FieldRow)>> = match scope {
-            FieldScope::Purpose(p) => {
-                let mut st = self
-                    .tx
-                    .prepare_cached(
-                        // CROSS JOIN makes SQLite walk the few matching records and
-                        // then their fields, not every field of the controller.
-                        "SELECT f.record_id, f.name, f.category, f.sealed FROM records r
-                         CROSS JOIN fields f ON f.controller_id = r.controller_id AND f.record_id = r.id
-                         WHERE r.controller_id = ?1 AND r.purpose = ?2",
-                    )
-                    .map_err(map_err)?;
-                st.query_map(params![self.c(), p.as_str()], field_row)
-                    .map_err(map_err)?
-                    .map(|r| r.map_err(map_err)?)
-                    .collect()
-            }
-            FieldScope::Subject(s) => {
-                let mut st = self
-                    .tx
-                    .prepare_cached(
-                        // CROSS JOIN makes SQLite walk the few matching records and
-                        // then their fields, not every field of the controller.
-                        "SELECT f.record_id, f.name, f.category, f.sealed FROM records r
-                         CROSS JOIN fields f ON f.controller_id = r.controller_id AND f.record_id = r.id
-                         WHERE r.controller_id = ?1 AND r.subject_id = ?2",
-                    )
-                    .map_err(map_err)?;
-                st.query_map(params![self.c(), s.as_str()], field_row)
-                    .map_err(map_err)?
-                    .map(|r| r.map_err(map_err)?)
-                    .collect()
-            }
-            FieldScope::EachRecord => {
-                let mut st = self
-                    .tx
-                    .prepare_cached(
-                        "SELECT record_id, name, category, sealed FROM fields
-                         WHERE controller_id = ?1 AND record_id = ?2 ORDER BY name",
-                    )
-                    .map_err(map_err)?;
-                let mut all = Vec::new();
-                for r in &records {
-                    all.extend(
-                        st.query_map(params![self.c(), r.id.as_str()], field_row)
-                            .map_err(map_err)?
-                            .map(|r| r.map_err(map_err)?),
-                    );
-                }
-                all
-            }
-        };
-        for row in rows {
-            let (rid, field) = row?;
-            if let Some(&i) = by_id.get(&rid) {
-                records[i].fields.push(field);
-            }
-        }
-        for r in &mut records {
-            r.fields.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-        Ok(records)
+        Ok(n)
     }
 }
 
@@ -263,10 +199,7 @@ impl DataTx for SqliteTx<'_> {
                 .map_err(map_err)? as u64)
         };
         let lookups = run("DELETE FROM lookups WHERE controller_id = ?1 AND subject_id = ?2")?;
-        let fields = run(
-            "DELETE FROM fields WHERE controller_id = ?1 AND record_id IN
-             (SELECT id FROM records WHERE controller_id = ?1 AND subject_id = ?2)",
-        )?;
+        let fields = self.count_fields("subject_id = ?2", params![c, s])?;
         let records = run("DELETE FROM records WHERE controller_id = ?1 AND subject_id = ?2")?;
         run("DELETE FROM objections WHERE controller_id = ?1 AND subject_id = ?2")?;
         run("DELETE FROM subjects WHERE controller_id = ?1 AND id = ?2")?;
@@ -297,7 +230,7 @@ impl DataTx for SqliteTx<'_> {
                 .map(|r| r.map_err(map_err)?)
                 .collect::<Result<_>>()?
         };
-        self.attach_fields(records, FieldScope::Subject(subject))
+        Ok(records)
     }
 
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
@@ -311,17 +244,14 @@ impl DataTx for SqliteTx<'_> {
             .optional()
             .map_err(map_err)?
             .transpose()?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(self.attach_fields(vec![r], FieldScope::EachRecord)?.pop()),
-        }
+        Ok(row)
     }
 
     fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
         let h = &row.header;
         self.tx
             .prepare_cached(&format!(
-                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))
             .map_err(map_err)?
             .execute(params![
@@ -335,9 +265,10 @@ impl DataTx for SqliteTx<'_> {
                 nanos(h.created_at),
                 nanos(h.updated_at),
                 nanos(h.expires_at),
+                crate::fieldset::encode(&row.fields),
             ])
             .map_err(map_err)?;
-        self.upsert_fields(&row.id, &row.fields, h.updated_at)
+        Ok(())
     }
 
     fn upsert_fields(
@@ -346,29 +277,28 @@ impl DataTx for SqliteTx<'_> {
         fields: &[FieldRow],
         at: OffsetDateTime,
     ) -> Result<()> {
-        let mut st = self
+        let stored: Option<Vec<u8>> = self
             .tx
-            .prepare_cached(
-                "INSERT INTO fields (controller_id, record_id, name, category, sealed) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (controller_id, record_id, name) DO UPDATE SET category = excluded.category, sealed = excluded.sealed",
-            )
+            .prepare_cached("SELECT fields FROM records WHERE controller_id = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .query_row(params![self.c(), record.as_str()], |r| r.get(0))
+            .optional()
             .map_err(map_err)?;
-        for f in fields {
-            st.execute(params![
-                self.c(),
-                record.as_str(),
-                f.name.as_str(),
-                f.category.as_str(),
-                f.sealed
-            ])
-            .map_err(map_err)?;
-        }
+        let stored =
+            stored.ok_or_else(|| corrupt("records", "fields written to a missing record"))?;
+        let current = crate::fieldset::decode(&stored).map_err(|e| corrupt("records", e))?;
+        let merged = crate::fieldset::merge(current, fields);
         self.tx
             .prepare_cached(
-                "UPDATE records SET updated_at = ?3 WHERE controller_id = ?1 AND id = ?2",
+                "UPDATE records SET fields = ?3, updated_at = ?4 WHERE controller_id = ?1 AND id = ?2",
             )
             .map_err(map_err)?
-            .execute(params![self.c(), record.as_str(), nanos(at)])
+            .execute(params![
+                self.c(),
+                record.as_str(),
+                crate::fieldset::encode(&merged),
+                nanos(at)
+            ])
             .map_err(map_err)?;
         Ok(())
     }
@@ -376,7 +306,6 @@ impl DataTx for SqliteTx<'_> {
     fn delete_record(&mut self, id: &RecordId) -> Result<()> {
         for sql in [
             "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2",
-            "DELETE FROM fields WHERE controller_id = ?1 AND record_id = ?2",
             "DELETE FROM records WHERE controller_id = ?1 AND id = ?2",
         ] {
             self.tx
@@ -401,7 +330,7 @@ impl DataTx for SqliteTx<'_> {
                 .map(|r| r.map_err(map_err)?)
                 .collect::<Result<_>>()?
         };
-        self.attach_fields(records, FieldScope::Purpose(purpose))
+        Ok(records)
     }
 
     fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
@@ -692,7 +621,7 @@ impl DataTx for SqliteTx<'_> {
                 .map_err(map_err)? as u64)
         };
         run("DELETE FROM lookups WHERE controller_id = ?1")?;
-        let fields = run("DELETE FROM fields WHERE controller_id = ?1")?;
+        let fields = self.count_fields("?1 = ?1", params![c])?;
         let records = run("DELETE FROM records WHERE controller_id = ?1")?;
         run("DELETE FROM objections WHERE controller_id = ?1")?;
         let subjects = run("DELETE FROM subjects WHERE controller_id = ?1")?;

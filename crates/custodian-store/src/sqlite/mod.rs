@@ -18,8 +18,10 @@ use crate::rows::*;
 use crate::{DataTx, Result, Store, StoreError, TxError, Work};
 use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
+use custodian_core::category::DataCategory;
 use custodian_core::ids::{AccountId, ControllerId, SubjectId, TokenId};
 use custodian_core::purpose::Purpose;
+use custodian_core::record::FieldName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -88,7 +90,77 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_bulk_audit.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_fields_in_records.sql"),
+    ),
 ];
+
+/// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
+/// to `params`), as the database holds them: for tests and inspection that look at the
+/// file behind the store's back.
+pub fn stored_fields(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<FieldRow>> {
+    let mut st = conn
+        .prepare(&format!("SELECT fields FROM records WHERE {filter}"))
+        .map_err(map_err)?;
+    let mut rows = st.query(params).map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(map_err)? {
+        let set = r
+            .get_ref(0)
+            .and_then(|v| Ok(v.as_blob()?))
+            .map_err(map_err)?;
+        out.extend(crate::fieldset::decode(set).map_err(|e| corrupt("records", e))?);
+    }
+    Ok(out)
+}
+
+/// The part of a migration SQL cannot express, run after its SQL in its transaction.
+fn migrate_code(version: i64, tx: &Connection) -> Result<()> {
+    match version {
+        8 => fields_into_records(tx),
+        _ => Ok(()),
+    }
+}
+
+/// Migration 8: every record's rows of `fields` become its `fields` column; then the
+/// table goes (with `secure_delete` on, its pages are zeroed).
+fn fields_into_records(tx: &Connection) -> Result<()> {
+    let mut sets: std::collections::BTreeMap<(String, String), Vec<FieldRow>> = Default::default();
+    {
+        let mut st = tx
+            .prepare("SELECT controller_id, record_id, name, category, sealed FROM fields")
+            .map_err(map_err)?;
+        let mut rows = st.query([]).map_err(map_err)?;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let (c, rec, name, cat): (String, String, String, String) = (
+                r.get(0).map_err(map_err)?,
+                r.get(1).map_err(map_err)?,
+                r.get(2).map_err(map_err)?,
+                r.get(3).map_err(map_err)?,
+            );
+            let row = FieldRow {
+                name: FieldName::parse(&name).map_err(|e| corrupt("fields", e))?,
+                category: DataCategory::parse(&cat).map_err(|e| corrupt("fields", e))?,
+                sealed: r.get(4).map_err(map_err)?,
+            };
+            sets.entry((c, rec)).or_default().push(row);
+        }
+    }
+    let mut st = tx
+        .prepare("UPDATE records SET fields = ?3 WHERE controller_id = ?1 AND id = ?2")
+        .map_err(map_err)?;
+    for ((c, rec), fields) in sets {
+        st.execute(params![c, rec, crate::fieldset::encode(&fields)])
+            .map_err(map_err)?;
+    }
+    tx.execute_batch("DROP TABLE fields").map_err(map_err)?;
+    Ok(())
+}
 
 const MAX_IDLE_READERS: usize = 8;
 
@@ -243,11 +315,15 @@ fn col_blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_upto(conn, i64::MAX)
+}
+
+fn migrate_upto(conn: &mut Connection, last: i64) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -261,6 +337,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .map_err(map_err)?;
         if done.is_none() {
             tx.execute_batch(sql).map_err(map_err)?;
+            migrate_code(*version, &tx)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![version, nanos(OffsetDateTime::now_utc())],
@@ -939,6 +1016,7 @@ mod tests {
     use crate::DataTx;
     use custodian_core::audit::{Action, ChainId};
     use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
+    use custodian_core::ids::RecordId;
     use custodian_core::operation::Operation;
     use custodian_core::policy::Denial;
     use custodian_core::region::{MemberState, RegionId};
@@ -1087,6 +1165,92 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.audit_page(&chain, 0, 100).unwrap().len(), 1);
+    }
+
+    /// A database written before migration 8 (a row per field) reads back the same records
+    /// after it, and the old table is gone.
+    #[test]
+    fn migration_8_moves_fields_into_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = ControllerId::from_random([1; 16]);
+        let s = SubjectId::from_random([2; 16]);
+        let (r1, r2, r3) = (
+            RecordId::from_random([3; 16]),
+            RecordId::from_random([4; 16]),
+            RecordId::from_random([5; 16]),
+        );
+        {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_upto(&mut conn, 7).unwrap();
+            conn.execute_batch(&format!(
+                "INSERT INTO controllers VALUES ('{c}', 'Acme', 'osc-fr1', '2026-01-15', 'FR', 'active', 0, x'01');
+                 INSERT INTO subjects VALUES ('{c}', '{s}', 'customer', 0, x'02', 0);
+                 INSERT INTO records VALUES ('{c}', '{r1}', '{s}', 'billing', NULL, '[]', NULL, 0, 0, 1);
+                 INSERT INTO records VALUES ('{c}', '{r2}', '{s}', 'billing', 'form', '[\"bank\"]', NULL, 0, 0, 1);
+                 INSERT INTO records VALUES ('{c}', '{r3}', '{s}', 'billing', NULL, '[]', NULL, 0, 0, 1);
+                 INSERT INTO fields VALUES ('{c}', '{r1}', 'phone', 'user.contact.phone_number', x'0a0b');
+                 INSERT INTO fields VALUES ('{c}', '{r1}', 'email', 'user.contact.email', x'0c');
+                 INSERT INTO fields VALUES ('{c}', '{r2}', 'name', 'user.name', x'0d0e0f');",
+                c = c.as_str(),
+                s = s.as_str(),
+                r1 = r1.as_str(),
+                r2 = r2.as_str(),
+                r3 = r3.as_str(),
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let mut seen = Vec::new();
+        store
+            .consult(&c, OffsetDateTime::now_utc(), &mut |tx: &mut dyn DataTx| {
+                seen = tx.records_of(&s)?;
+                Ok(AuditDraft::new(
+                    ChainId::Controller(c.clone()),
+                    "test",
+                    Action::Processing(Operation::Consultation),
+                ))
+            })
+            .unwrap();
+        let fields = |id: &RecordId| -> Vec<(String, String, Vec<u8>)> {
+            let r = seen.iter().find(|r| &r.id == id).expect("record kept");
+            r.fields
+                .iter()
+                .map(|f| {
+                    (
+                        f.name.to_string(),
+                        f.category.as_str().to_owned(),
+                        f.sealed.clone(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(seen.len(), 3);
+        assert_eq!(
+            fields(&r1),
+            [
+                ("email".into(), "user.contact.email".into(), vec![0x0c]),
+                (
+                    "phone".into(),
+                    "user.contact.phone_number".into(),
+                    vec![0x0a, 0x0b]
+                ),
+            ]
+        );
+        assert_eq!(
+            fields(&r2),
+            [("name".into(), "user.name".into(), vec![0x0d, 0x0e, 0x0f])]
+        );
+        assert!(fields(&r3).is_empty());
+        let conn = open_connection(&path).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'fields'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the table of one row per field is dropped");
     }
 
     #[test]
