@@ -1,8 +1,8 @@
 //! A seeded, bounded, structure-aware random driver for the fuzz targets, for the stable
 //! toolchain and CI: it starts from valid inputs (real request bodies, minted tokens,
-//! encoded audit rows) and mutates them with byte flips, splices and a dictionary of
-//! troublesome values. Not coverage-guided (cargo-fuzz is, see `scripts/fuzz`), but it
-//! runs everywhere and replays exactly from its seed.
+//! encoded audit rows, encoded field sets) and mutates them with byte flips, splices and a
+//! dictionary of troublesome values. Not coverage-guided (cargo-fuzz is, see
+//! `scripts/fuzz`), but it runs everywhere and replays exactly from its seed.
 
 use std::time::{Duration, Instant};
 
@@ -264,4 +264,42 @@ pub fn audit_seeds() -> Vec<Vec<u8>> {
     .iter()
     .map(|cols| cols.join(sep).into_bytes())
     .collect()
+}
+
+/// Encoded field sets (`custodian_store::fieldset`): empty, one field with an empty
+/// ciphertext, several fields given out of name order, the longest name, and as many fields
+/// as a record may hold.
+pub fn field_set_seeds() -> Vec<Vec<u8>> {
+    use custodian_core::category::DataCategory;
+    use custodian_core::record::{FieldName, MAX_FIELDS_PER_RECORD};
+    use custodian_store::fieldset::encode;
+    use custodian_store::rows::FieldRow;
+    let row = |name: &str, category: &str, sealed: &[u8]| FieldRow {
+        name: FieldName::parse(name).expect("field name"),
+        category: DataCategory::parse(category).expect("catalogue category"),
+        sealed: sealed.to_vec(),
+    };
+    let full: Vec<FieldRow> = (0..MAX_FIELDS_PER_RECORD)
+        .map(|i| row(&format!("f{i}"), "user.demographic", &[i as u8; 3]))
+        .collect();
+    vec![
+        encode(&[]),
+        encode(&[row("name", "user.name", b"")]),
+        encode(&[
+            row(
+                "phone",
+                "user.contact.phone_number",
+                b"\x00\x01nonce-ciphertext-tag",
+            ),
+            row("email", "user.contact.email", &[7; 300]),
+            row("name", "user.name", b"\xff"),
+            row("customer", "user.unique_id", &[0; 28]),
+        ]),
+        encode(&[row(
+            &format!("a{}", "b".repeat(63)),
+            "user.contact.address",
+            &[0x42; 44],
+        )]),
+        encode(&full),
+    ]
 }

@@ -1,7 +1,8 @@
 //! Fuzz targets for the code that turns outside bytes into values: JSON request bodies
 //! (the `custodian_vault::views` types), the lookup normalisers (email, phone, external
-//! id), API tokens, and stored audit entries. Each target takes arbitrary bytes, must never
-//! panic, and checks the properties the rest of the system relies on.
+//! id), API tokens, stored audit entries, and stored field sets (a record's fields in one
+//! column). Each target takes arbitrary bytes, must never panic, and checks the properties
+//! the rest of the system relies on.
 //!
 //! Two drivers call them: cargo-fuzz (coverage-guided libFuzzer, `fuzz/`, run by
 //! `scripts/fuzz` for a bounded time), and [`harness`], a seeded, bounded, structure-aware
@@ -11,6 +12,7 @@ pub mod harness;
 
 use custodian_core::lookup::{LookupKind, normalize_email, normalize_phone};
 use custodian_core::record::{FieldName, validate_field};
+use custodian_store::fieldset;
 use custodian_store::sqlite::AuditColumns;
 use custodian_vault::views;
 use secrecy::SecretString;
@@ -176,5 +178,59 @@ pub fn audit_entries(data: &[u8]) {
                 "two different entries encode the same"
             );
         }
+    }
+}
+
+/// A record's stored field set is decoded on every read of the record: decoding never
+/// panics; what decodes re-encodes to exactly the same bytes (the encoding is canonical:
+/// names ordered and unique); `count`, which reads only the header, never panics and agrees
+/// with the decoded length; and no strict prefix of a valid encoding decodes, in particular
+/// none cut at a boundary between fields or inside one.
+pub fn field_sets(data: &[u8]) {
+    let counted = fieldset::count(data);
+    let Ok(rows) = fieldset::decode(data) else {
+        return;
+    };
+    assert!(
+        rows.len() <= custodian_core::record::MAX_FIELDS_PER_RECORD,
+        "more fields than a record may hold"
+    );
+    assert_eq!(
+        counted,
+        Ok(rows.len() as u64),
+        "count disagrees with decode"
+    );
+    assert!(
+        fieldset::encode(&rows) == data,
+        "a decoded field set re-encodes to different bytes"
+    );
+    assert!(
+        fieldset::encode(&fieldset::merge(rows.clone(), &rows)) == data,
+        "merging a field set with itself changed it"
+    );
+    // Every strict prefix ending at a boundary of the layout (header, each part of each
+    // field), one byte either side of it, and the input less its last byte.
+    let mut cuts = vec![0, 1, 2, data.len() - 1];
+    let mut at = 3;
+    for f in &rows {
+        for part in [
+            1,
+            f.name.as_str().len(),
+            2,
+            f.category.as_str().len(),
+            4,
+            f.sealed.len(),
+        ] {
+            cuts.extend([at - 1, at, at + 1]);
+            at += part;
+        }
+    }
+    assert_eq!(at, data.len(), "decoded rows account for every byte");
+    for cut in cuts.into_iter().filter(|&c| c < data.len()) {
+        assert!(
+            fieldset::decode(&data[..cut]).is_err(),
+            "a strict prefix ({cut} of {} bytes) of a field set decoded",
+            data.len()
+        );
     }
 }

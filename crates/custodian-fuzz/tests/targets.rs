@@ -63,3 +63,16 @@ fn audit_entries() {
     );
     println!("fuzz audit_entries: {n} inputs (seed {seed})");
 }
+
+#[test]
+fn field_sets() {
+    let (seed, iters) = settings();
+    let n = drive(
+        seed,
+        &field_set_seeds(),
+        iters,
+        BUDGET,
+        custodian_fuzz::field_sets,
+    );
+    println!("fuzz field_sets: {n} inputs (seed {seed})");
+}

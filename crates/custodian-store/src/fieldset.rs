@@ -1,5 +1,5 @@
-//! A record's fields as one column value. The SQLite backend keeps them in the record's own
-//! row instead of a row per field: reading, writing or erasing a record is then one row of
+//! A record's fields as one column value. Both backends keep them in the record's own row
+//! instead of a row per field: reading, writing or erasing a record is then one row of
 //! one B-tree, where a row per field cost a second index walk per record and a table row
 //! per field (the metadata queries read thousands of records at once).
 //!

@@ -557,10 +557,20 @@ fn dump_tables(c: &mut postgres::Client) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // The dump must cover where sealed fields live (a column of `records`) and the trail.
     assert!(
-        tables.iter().any(|t| t == "fields") && tables.iter().any(|t| t == "audit_entries"),
+        tables.iter().any(|t| t == "records") && tables.iter().any(|t| t == "audit_entries"),
         "{tables:?}"
     );
+    let sealed_fields_in_records: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'records' AND column_name = 'fields'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(sealed_fields_in_records, 1, "records.fields is dumped");
     let mut out = Vec::new();
     for t in tables {
         for (fmt, opts) in [("text", ""), ("binary", " (FORMAT binary)")] {

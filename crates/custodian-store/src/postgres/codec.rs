@@ -7,12 +7,12 @@ use crate::rows::*;
 use crate::sqlite::codec::{corrupt, from_nanos, to32, unjson};
 use crate::{Result, StoreError};
 use custodian_core::audit::{Action, AuditDraft, AuditEntry, ChainId, Outcome};
-use custodian_core::category::{DataCategory, SubjectCategory};
+use custodian_core::category::SubjectCategory;
 use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
 use custodian_core::ids::{ControllerId, RecordId, RequestId, SubjectId, TokenId};
 use custodian_core::principal::{Role, TokenScope};
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
-use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+use custodian_core::record::{RecordHeader, RecordMeta};
 use custodian_core::region::{MemberState, RegionId};
 use postgres::Row;
 use postgres::error::SqlState;
@@ -171,7 +171,7 @@ pub(crate) fn subject_row(r: &Row) -> Result<SubjectRow> {
     })
 }
 
-/// A record without its fields; the caller attaches them.
+/// A record with its fields (one column, see [`crate::fieldset`]).
 pub(crate) fn record_row(r: &Row) -> Result<RecordRow> {
     let t = "records";
     let id: String = get(r, 0)?;
@@ -183,6 +183,7 @@ pub(crate) fn record_row(r: &Row) -> Result<RecordRow> {
     let created: i64 = get(r, 6)?;
     let updated: i64 = get(r, 7)?;
     let expires: i64 = get(r, 8)?;
+    let fields: &[u8] = get(r, 9)?;
     Ok(RecordRow {
         id: RecordId::parse(&id).map_err(|e| corrupt(t, e))?,
         subject: SubjectId::parse(&subject).map_err(|e| corrupt(t, e))?,
@@ -197,24 +198,8 @@ pub(crate) fn record_row(r: &Row) -> Result<RecordRow> {
             updated_at: from_nanos(updated)?,
             expires_at: from_nanos(expires)?,
         },
-        fields: Vec::new(),
+        fields: crate::fieldset::decode(fields).map_err(|e| corrupt(t, e))?,
     })
-}
-
-pub(crate) fn field_row(r: &Row) -> Result<(RecordId, FieldRow)> {
-    let t = "fields";
-    let record: String = get(r, 0)?;
-    let name: String = get(r, 1)?;
-    let cat: String = get(r, 2)?;
-    let sealed: Vec<u8> = get(r, 3)?;
-    Ok((
-        RecordId::parse(&record).map_err(|e| corrupt(t, e))?,
-        FieldRow {
-            name: FieldName::parse(&name).map_err(|e| corrupt(t, e))?,
-            category: DataCategory::parse(&cat).map_err(|e| corrupt(t, e))?,
-            sealed,
-        },
-    ))
 }
 
 pub(crate) fn audit_row(r: &Row) -> Result<AuditEntry> {

@@ -16,15 +16,7 @@ use custodian_core::ids::{ControllerId, DsrId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
 use postgres::Transaction;
-use std::collections::HashMap;
 use time::OffsetDateTime;
-
-/// Which records' fields [`PgTx::attach_fields`] loads in one query.
-enum FieldScope<'a> {
-    Subject(&'a SubjectId),
-    Purpose(&'a PurposeName),
-    EachRecord,
-}
 
 pub(crate) struct PgTx<'q, 'a, 't> {
     q: &'q mut Q<'a, Transaction<'t>>,
@@ -52,54 +44,23 @@ impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
         self.appended
     }
 
-    fn attach_fields(
-        &mut self,
-        mut records: Vec<RecordRow>,
-        scope: FieldScope<'_>,
-    ) -> Result<Vec<RecordRow>> {
-        if records.is_empty() {
-            return Ok(records);
+    /// How many fields the controller's records matching `filter` (an SQL condition on
+    /// `records`, its parameters after `controller_id = $1`) hold, for the counts an erasure
+    /// reports. Only each field set's header is read (`fieldset::count` reads no further),
+    /// so no ciphertext crosses the connection for it.
+    fn count_fields(&mut self, filter: &str, params: super::Params<'_>) -> Result<u64> {
+        let rows = self.q.rows(
+            &format!(
+                "SELECT substring(fields FROM 1 FOR 3) FROM records WHERE controller_id = $1 AND {filter}"
+            ),
+            params,
+        )?;
+        let mut n = 0;
+        for r in &rows {
+            let header: &[u8] = get(r, 0)?;
+            n += crate::fieldset::count(header).map_err(|e| corrupt("records", e))?;
         }
-        let by_id: HashMap<RecordId, usize> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id.clone(), i))
-            .collect();
-        let c = self.controller.as_str();
-        let rows = match scope {
-            FieldScope::Purpose(p) => self.q.all(
-                "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
-                 JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
-                 WHERE f.controller_id = $1 AND r.purpose = $2 ORDER BY f.record_id, f.name",
-                &[&c, &p.as_str()],
-                field_row,
-            )?,
-            FieldScope::Subject(s) => self.q.all(
-                "SELECT f.record_id, f.name, f.category, f.sealed FROM fields f
-                 JOIN records r ON r.controller_id = f.controller_id AND r.id = f.record_id
-                 WHERE f.controller_id = $1 AND r.subject_id = $2 ORDER BY f.record_id, f.name",
-                &[&c, &s.as_str()],
-                field_row,
-            )?,
-            FieldScope::EachRecord => {
-                let mut all = Vec::new();
-                for r in &records {
-                    all.extend(self.q.all(
-                        "SELECT record_id, name, category, sealed FROM fields
-                         WHERE controller_id = $1 AND record_id = $2 ORDER BY name",
-                        &[&c, &r.id.as_str()],
-                        field_row,
-                    )?);
-                }
-                all
-            }
-        };
-        for (rid, field) in rows {
-            if let Some(&i) = by_id.get(&rid) {
-                records[i].fields.push(field);
-            }
-        }
-        Ok(records)
+        Ok(n)
     }
 }
 
@@ -212,11 +173,7 @@ impl DataTx for PgTx<'_, '_, '_> {
             "DELETE FROM lookups WHERE controller_id = $1 AND subject_id = $2",
             &[&c, &s],
         )?;
-        let fields = self.q.exec(
-            "DELETE FROM fields WHERE controller_id = $1 AND record_id IN
-             (SELECT id FROM records WHERE controller_id = $1 AND subject_id = $2)",
-            &[&c, &s],
-        )?;
+        let fields = self.count_fields("subject_id = $2", &[&c, &s])?;
         let records = self.q.exec(
             "DELETE FROM records WHERE controller_id = $1 AND subject_id = $2",
             &[&c, &s],
@@ -242,33 +199,28 @@ impl DataTx for PgTx<'_, '_, '_> {
     }
 
     fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>> {
-        let records = self.q.all(
+        self.q.all(
             &format!(
                 "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND subject_id = $2 ORDER BY created_at, id"
             ),
             &[&self.controller.as_str(), &subject.as_str()],
             record_row,
-        )?;
-        self.attach_fields(records, FieldScope::Subject(subject))
+        )
     }
 
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
-        let row = self.q.maybe(
+        self.q.maybe(
             &format!("SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND id = $2"),
             &[&self.controller.as_str(), &id.as_str()],
             record_row,
-        )?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(self.attach_fields(vec![r], FieldScope::EachRecord)?.pop()),
-        }
+        )
     }
 
     fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
         let h = &row.header;
         self.q.exec(
             &format!(
-                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ),
             &[
                 &self.controller.as_str(),
@@ -281,9 +233,10 @@ impl DataTx for PgTx<'_, '_, '_> {
                 &nanos(h.created_at),
                 &nanos(h.updated_at),
                 &nanos(h.expires_at),
+                &crate::fieldset::encode(&row.fields),
             ],
         )?;
-        self.upsert_fields(&row.id, &row.fields, h.updated_at)
+        Ok(())
     }
 
     fn upsert_fields(
@@ -293,22 +246,25 @@ impl DataTx for PgTx<'_, '_, '_> {
         at: OffsetDateTime,
     ) -> Result<()> {
         let c = self.controller.as_str();
-        for f in fields {
-            self.q.exec(
-                "INSERT INTO fields (controller_id, record_id, name, category, sealed) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (controller_id, record_id, name) DO UPDATE SET category = excluded.category, sealed = excluded.sealed",
-                &[
-                    &c,
-                    &record.as_str(),
-                    &f.name.as_str(),
-                    &f.category.as_str(),
-                    &f.sealed,
-                ],
-            )?;
-        }
+        // Locked until commit, as SQLite's single writer would have it: no other
+        // transaction merges into the same set in between.
+        let stored: Option<Vec<u8>> = self.q.maybe(
+            "SELECT fields FROM records WHERE controller_id = $1 AND id = $2 FOR UPDATE",
+            &[&c, &record.as_str()],
+            |r| get(r, 0),
+        )?;
+        let stored =
+            stored.ok_or_else(|| corrupt("records", "fields written to a missing record"))?;
+        let current = crate::fieldset::decode(&stored).map_err(|e| corrupt("records", e))?;
+        let merged = crate::fieldset::merge(current, fields);
         self.q.exec(
-            "UPDATE records SET updated_at = $3 WHERE controller_id = $1 AND id = $2",
-            &[&c, &record.as_str(), &nanos(at)],
+            "UPDATE records SET fields = $3, updated_at = $4 WHERE controller_id = $1 AND id = $2",
+            &[
+                &c,
+                &record.as_str(),
+                &crate::fieldset::encode(&merged),
+                &nanos(at),
+            ],
         )?;
         Ok(())
     }
@@ -316,7 +272,6 @@ impl DataTx for PgTx<'_, '_, '_> {
     fn delete_record(&mut self, id: &RecordId) -> Result<()> {
         for sql in [
             "DELETE FROM lookups WHERE controller_id = $1 AND record_id = $2",
-            "DELETE FROM fields WHERE controller_id = $1 AND record_id = $2",
             "DELETE FROM records WHERE controller_id = $1 AND id = $2",
         ] {
             self.q
@@ -326,14 +281,13 @@ impl DataTx for PgTx<'_, '_, '_> {
     }
 
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
-        let records = self.q.all(
+        self.q.all(
             &format!(
                 "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND purpose = $2 ORDER BY created_at, id"
             ),
             &[&self.controller.as_str(), &purpose.as_str()],
             record_row,
-        )?;
-        self.attach_fields(records, FieldScope::Purpose(purpose))
+        )
     }
 
     fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
@@ -569,9 +523,9 @@ impl DataTx for PgTx<'_, '_, '_> {
 
     fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
         let c = self.controller.as_str();
+        let fields = self.count_fields("TRUE", &[&c])?;
         let mut run = |sql: &str| self.q.exec(sql, &[&c]);
         run("DELETE FROM lookups WHERE controller_id = $1")?;
-        let fields = run("DELETE FROM fields WHERE controller_id = $1")?;
         let records = run("DELETE FROM records WHERE controller_id = $1")?;
         run("DELETE FROM objections WHERE controller_id = $1")?;
         let subjects = run("DELETE FROM subjects WHERE controller_id = $1")?;

@@ -73,7 +73,107 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_bulk_audit.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_fields_in_records.sql"),
+    ),
 ];
+
+/// Rows of the old `fields` table read per round trip by migration 8's code step.
+const MIGRATION_BATCH: i32 = 10_000;
+
+/// Brings the schema seen by `client` up to migration `last`, under the advisory lock, in
+/// one transaction: nodes starting together queue on the lock, and the first one migrates.
+fn migrate_upto(client: &mut Client, last: i64) -> Result<()> {
+    let mut tx = client.transaction().map_err(map_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(map_err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .map_err(map_err)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
+        let done = tx
+            .query_opt(
+                "SELECT version FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .map_err(map_err)?;
+        if done.is_none() {
+            tx.batch_execute(sql).map_err(map_err)?;
+            migrate_code(*version, &mut tx)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &nanos(OffsetDateTime::now_utc())],
+            )
+            .map_err(map_err)?;
+        }
+    }
+    tx.commit().map_err(map_err)
+}
+
+/// The part of a migration SQL cannot express, run after its SQL in its transaction (so
+/// under the same advisory lock), as `sqlite::migrate_code`.
+fn migrate_code(version: i64, tx: &mut Transaction<'_>) -> Result<()> {
+    match version {
+        8 => fields_into_records(tx),
+        _ => Ok(()),
+    }
+}
+
+/// Migration 8: every record's rows of `fields` become its `fields` column
+/// (`crate::fieldset`), then the table goes. The rows are read in batches, a record's rows
+/// next to each other, so that memory holds one batch and not the whole table.
+fn fields_into_records(tx: &mut Transaction<'_>) -> Result<()> {
+    use custodian_core::category::DataCategory;
+    use custodian_core::record::FieldName;
+
+    let select = tx
+        .prepare(
+            "SELECT controller_id, record_id, name, category, sealed FROM fields
+             ORDER BY controller_id, record_id",
+        )
+        .map_err(map_err)?;
+    let update = tx
+        .prepare("UPDATE records SET fields = $3 WHERE controller_id = $1 AND id = $2")
+        .map_err(map_err)?;
+    let portal = tx.bind(&select, &[]).map_err(map_err)?;
+    let mut current: Option<(String, String)> = None;
+    let mut set: Vec<FieldRow> = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, MIGRATION_BATCH).map_err(map_err)?;
+        for r in &rows {
+            let key: (String, String) = (get(r, 0)?, get(r, 1)?);
+            let name: String = get(r, 2)?;
+            let category: String = get(r, 3)?;
+            let row = FieldRow {
+                name: FieldName::parse(&name).map_err(|e| corrupt("fields", e))?,
+                category: DataCategory::parse(&category).map_err(|e| corrupt("fields", e))?,
+                sealed: get(r, 4)?,
+            };
+            if current.as_ref() != Some(&key) {
+                if let Some((c, rec)) = current.take() {
+                    let bytes = crate::fieldset::encode(&set);
+                    tx.execute(&update, &[&c, &rec, &bytes]).map_err(map_err)?;
+                    set.clear();
+                }
+                current = Some(key);
+            }
+            set.push(row);
+        }
+        if rows.len() < MIGRATION_BATCH as usize {
+            break;
+        }
+    }
+    if let Some((c, rec)) = current {
+        let bytes = crate::fieldset::encode(&set);
+        tx.execute(&update, &[&c, &rec, &bytes]).map_err(map_err)?;
+    }
+    // An open portal on the table would keep it from being dropped.
+    drop(portal);
+    tx.batch_execute("DROP TABLE fields").map_err(map_err)?;
+    Ok(())
+}
 
 /// Held (transaction-scoped) while migrating, so that nodes starting together do not race.
 const MIGRATION_LOCK: i64 = 0x6375_7374_6f64_6961; // "custodia"
@@ -307,30 +407,7 @@ impl PostgresStore {
 
     fn migrate(&self) -> Result<()> {
         let mut conn = self.conn()?;
-        let mut tx = conn.client.transaction().map_err(map_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(map_err)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .map_err(map_err)?;
-        for (version, sql) in MIGRATIONS {
-            let done = tx
-                .query_opt(
-                    "SELECT version FROM schema_migrations WHERE version = $1",
-                    &[version],
-                )
-                .map_err(map_err)?;
-            if done.is_none() {
-                tx.batch_execute(sql).map_err(map_err)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                    &[version, &nanos(OffsetDateTime::now_utc())],
-                )
-                .map_err(map_err)?;
-            }
-        }
-        tx.commit().map_err(map_err)
+        migrate_upto(&mut conn.client, i64::MAX)
     }
 
     fn read<T>(&self, f: impl FnOnce(&mut Q<'_, Client>) -> Result<T>) -> Result<T> {
@@ -694,7 +771,7 @@ impl Store for PostgresStore {
     /// cheaply or completely (VACUUM cannot run inside a transaction, and VACUUM FULL locks
     /// the table). What lingers is ciphertext and wrapped keys whose wrapping subject key
     /// the erasure destroyed in the same transaction, so nothing of it can be decrypted;
-    /// operators who also want the bytes gone run `VACUUM` on `fields`, `subjects` and
+    /// operators who also want the bytes gone run `VACUUM` on `records`, `subjects` and
     /// `lookups` on their own schedule.
     fn purge_deleted(&self) {}
 

@@ -9,7 +9,7 @@ use crate::{DataTx, Store};
 use custodian_core::audit::{Action, AdminAction, AuditDraft, ChainId, GENESIS};
 use custodian_core::category::SubjectCategory;
 use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
-use custodian_core::ids::{ControllerId, SubjectId};
+use custodian_core::ids::{ControllerId, RecordId, SubjectId};
 use custodian_core::operation::Operation;
 use custodian_core::region::{MemberState, RegionId};
 use std::io::Write;
@@ -248,6 +248,156 @@ fn nodes_starting_together_migrate_once() {
         .unwrap();
     let n: i64 = row.get(0);
     assert_eq!(n as usize, super::MIGRATIONS.len());
+}
+
+/// A database written before migration 8 (a row per field) reads back the same records
+/// after it, erasure still counts every field, and the old table is gone. Enough fields for
+/// the code step to read them in more than one batch, a record's rows across a batch end.
+#[test]
+fn migration_8_moves_fields_into_their_records() {
+    let Some(base) = server_url("migration_8") else {
+        return;
+    };
+    let mut schemas = Schemas::new(&base);
+    let url = schemas.fresh();
+    let c = ControllerId::from_random([1; 16]);
+    let s = SubjectId::from_random([2; 16]);
+    let (r1, r2, r3) = (
+        RecordId::from_random([3; 16]),
+        RecordId::from_random([4; 16]),
+        RecordId::from_random([5; 16]),
+    );
+    let bulk: Vec<RecordId> = (0..200u8)
+        .map(|i| {
+            let mut b = [6u8; 16];
+            b[15] = i;
+            RecordId::from_random(b)
+        })
+        .collect();
+    let per_bulk_record = 60i32;
+    assert!(bulk.len() * per_bulk_record as usize > super::MIGRATION_BATCH as usize);
+    {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        super::migrate_upto(&mut client, 7).unwrap();
+        client
+            .batch_execute(&format!(
+                "INSERT INTO controllers VALUES ('{c}', 'Acme', 'osc-fr1', '2026-01-15', 'FR', 'active', 0, '\\x01');
+                 INSERT INTO subjects VALUES ('{c}', '{s}', 'customer', FALSE, '\\x02', 0);
+                 INSERT INTO records VALUES ('{c}', '{r1}', '{s}', 'billing', NULL, '[]', NULL, 0, 0, 1);
+                 INSERT INTO records VALUES ('{c}', '{r2}', '{s}', 'billing', 'form', '[\"bank\"]', NULL, 0, 0, 1);
+                 INSERT INTO records VALUES ('{c}', '{r3}', '{s}', 'billing', NULL, '[]', NULL, 0, 0, 1);
+                 INSERT INTO fields VALUES ('{c}', '{r1}', 'phone', 'user.contact.phone_number', '\\x0a0b');
+                 INSERT INTO fields VALUES ('{c}', '{r1}', 'email', 'user.contact.email', '\\x0c');
+                 INSERT INTO fields VALUES ('{c}', '{r2}', 'name', 'user.name', '\\x0d0e0f');",
+                c = c.as_str(),
+                s = s.as_str(),
+                r1 = r1.as_str(),
+                r2 = r2.as_str(),
+                r3 = r3.as_str(),
+            ))
+            .unwrap();
+        for r in &bulk {
+            client
+                .execute(
+                    "INSERT INTO records VALUES ($1, $2, $3, 'billing', NULL, '[]', NULL, 0, 0, 1)",
+                    &[&c.as_str(), &r.as_str(), &s.as_str()],
+                )
+                .unwrap();
+            // Field fN holds N (4 bytes, big-endian) and then the record's id.
+            client
+                .execute(
+                    "INSERT INTO fields SELECT $1, $2, 'f' || g, 'user.name', int4send(g) || convert_to($2, 'UTF8')
+                     FROM generate_series(1, $3) g",
+                    &[&c.as_str(), &r.as_str(), &per_bulk_record],
+                )
+                .unwrap();
+        }
+    }
+    let store = PostgresStore::open_with_pool(&url, 2).unwrap();
+    let mut seen = Vec::new();
+    store
+        .consult(&c, OffsetDateTime::now_utc(), &mut |tx: &mut dyn DataTx| {
+            seen = tx.records_of(&s)?;
+            Ok(AuditDraft::new(
+                ChainId::Controller(c.clone()),
+                "test",
+                Action::Processing(Operation::Consultation),
+            ))
+        })
+        .unwrap();
+    let fields = |id: &RecordId| -> Vec<(String, String, Vec<u8>)> {
+        let r = seen.iter().find(|r| &r.id == id).expect("record kept");
+        r.fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.to_string(),
+                    f.category.as_str().to_owned(),
+                    f.sealed.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(seen.len(), 3 + bulk.len());
+    assert_eq!(
+        fields(&r1),
+        [
+            ("email".into(), "user.contact.email".into(), vec![0x0c]),
+            (
+                "phone".into(),
+                "user.contact.phone_number".into(),
+                vec![0x0a, 0x0b]
+            ),
+        ]
+    );
+    assert_eq!(
+        fields(&r2),
+        [("name".into(), "user.name".into(), vec![0x0d, 0x0e, 0x0f])]
+    );
+    assert!(fields(&r3).is_empty());
+    for r in &bulk {
+        let got = fields(r);
+        assert_eq!(got.len(), per_bulk_record as usize, "{}", r.as_str());
+        for (name, category, sealed) in got {
+            let n: i32 = name[1..].parse().unwrap();
+            let mut want = n.to_be_bytes().to_vec();
+            want.extend_from_slice(r.as_str().as_bytes());
+            assert_eq!((category.as_str(), &sealed), ("user.name", &want), "{name}");
+        }
+    }
+    let mut counts = None;
+    store
+        .transact(&c, OffsetDateTime::now_utc(), &mut |tx: &mut dyn DataTx| {
+            counts = Some(tx.erase_subject(&s, OffsetDateTime::now_utc(), "test")?);
+            Ok(AuditDraft::new(
+                ChainId::Controller(c.clone()),
+                "test",
+                Action::Processing(Operation::Erasure),
+            ))
+        })
+        .unwrap();
+    let counts = counts.unwrap();
+    assert_eq!(counts.records, 3 + bulk.len() as u64);
+    assert_eq!(
+        counts.fields,
+        3 + bulk.len() as u64 * per_bulk_record as u64
+    );
+    let row = store
+        .read(|q| {
+            q.one(
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'fields'",
+                &[],
+            )
+        })
+        .unwrap();
+    let n: i64 = row.get(0);
+    assert_eq!(n, 0, "the table of one row per field is dropped");
+    let row = store
+        .read(|q| q.one("SELECT MAX(version) FROM schema_migrations", &[]))
+        .unwrap();
+    let v: i64 = row.get(0);
+    assert_eq!(v, 8);
 }
 
 /// The audit trail refuses UPDATE, DELETE and TRUNCATE, as SQLite's triggers do.
