@@ -53,6 +53,10 @@ pub fn run_all(make: Factory<'_>) {
             "bulk_entries_found_by_subject",
             bulk_entries_found_by_subject,
         ),
+        (
+            "a_subjects_history_holds_over_long_chains",
+            a_subjects_history_holds_over_long_chains,
+        ),
     ];
     for (name, case) in cases {
         let store = make();
@@ -784,6 +788,79 @@ fn bulk_entries_found_by_subject(store: &dyn Store) {
     // Another controller's chain never answers for these subjects.
     let b = ChainId::Controller(new_controller(store));
     assert!(store.audit_of_subject(&b, &s1, 0, 100).unwrap().is_empty());
+}
+
+/// Over a chain long enough for a backend to index it in several pieces (SQLite: runs
+/// of 512 entries, then a tail it reads entry by entry), and written in transactions of
+/// varied sizes, a subject's history is exactly the entries naming it, alone or among
+/// others, and pages the same way from any point.
+fn a_subjects_history_holds_over_long_chains(store: &dyn Store) {
+    let a = new_controller(store);
+    let chain = ChainId::Controller(a.clone());
+    let pool: Vec<SubjectId> = (0..12).map(|_| SubjectId::from_random(rand16())).collect();
+    let mut want: Vec<Vec<u64>> = vec![Vec::new(); pool.len()];
+    let mut seq = 0u64;
+    let mut i = 0usize;
+    for batch in [1usize, 300, 700, 2, 333] {
+        let drafts: Vec<AuditDraft> = (0..batch)
+            .map(|_| {
+                i += 1;
+                seq += 1;
+                let d = draft(&a, Operation::Consultation);
+                match i % 7 {
+                    // about nobody
+                    0 => d,
+                    // about one subject
+                    1 | 2 => {
+                        let k = i % pool.len();
+                        want[k].push(seq);
+                        d.subject(&pool[k])
+                    }
+                    // bulk: a varying subset of the pool
+                    _ => {
+                        let named: Vec<usize> = (0..pool.len())
+                            .filter(|k| (i * 31 + k * 7) % 5 < 2)
+                            .collect();
+                        for &k in &named {
+                            want[k].push(seq);
+                        }
+                        d.subjects(named.iter().map(|&k| pool[k].clone()).collect())
+                    }
+                }
+            })
+            .collect();
+        store.append_audit(drafts, now()).unwrap();
+    }
+    assert_eq!(store.audit_head(&chain).unwrap().map(|(s, _)| s), Some(seq));
+    let history = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
+        store
+            .audit_of_subject(&chain, s, after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    for (k, s) in pool.iter().enumerate() {
+        assert!(want[k].len() > 100, "subject {k} is named often");
+        assert_eq!(
+            history(s, 0, 100_000),
+            want[k],
+            "subject {k}, whole history"
+        );
+        for after in [1, 511, 512, 513, 700, 1024, 1100, seq - 1, seq] {
+            let expected: Vec<u64> = want[k]
+                .iter()
+                .copied()
+                .filter(|&q| q > after)
+                .take(37)
+                .collect();
+            assert_eq!(
+                history(s, after, 37),
+                expected,
+                "subject {k}, after {after}"
+            );
+        }
+    }
 }
 
 fn chain_links_and_pages(store: &dyn Store) {

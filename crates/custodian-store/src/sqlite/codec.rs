@@ -459,17 +459,6 @@ pub(crate) fn insert_audit_row(tx: &rusqlite::Connection, e: &AuditEntry) -> Res
         c.refused, c.request, c.prev_hash, c.hash, c.subjects,
     ])
     .map_err(map_err)?;
-    if !e.draft.subjects.is_empty() {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO audit_subjects (chain, subject_id, seq) VALUES (?1, ?2, ?3)",
-            )
-            .map_err(map_err)?;
-        for s in &e.draft.subjects {
-            st.execute(rusqlite::params![c.chain, s.as_str(), c.seq])
-                .map_err(map_err)?;
-        }
-    }
     Ok(())
 }
 

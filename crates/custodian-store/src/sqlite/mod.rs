@@ -11,6 +11,7 @@
 pub(crate) mod codec;
 mod data_tx;
 mod group;
+mod subject_index;
 
 pub use codec::AuditColumns;
 
@@ -94,6 +95,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_fields_in_records.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_audit_subject_runs.sql"),
+    ),
 ];
 
 /// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
@@ -123,8 +128,29 @@ pub fn stored_fields(
 fn migrate_code(version: i64, tx: &Connection) -> Result<()> {
     match version {
         8 => fields_into_records(tx),
+        9 => audit_subjects_into_runs(tx),
         _ => Ok(()),
     }
+}
+
+/// Migration 9: the runs of every chain's complete spans, then audit_subjects goes.
+fn audit_subjects_into_runs(tx: &Connection) -> Result<()> {
+    let heads: Vec<(String, i64)> = {
+        let mut st = tx
+            .prepare("SELECT chain, seq FROM audit_heads")
+            .map_err(map_err)?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)?
+    };
+    for (chain, head) in heads {
+        let head = head as u64;
+        subject_index::build_runs(tx, &chain, head - head % subject_index::RUN_SPAN)?;
+    }
+    tx.execute_batch("DROP TABLE audit_subjects")
+        .map_err(map_err)?;
+    Ok(())
 }
 
 /// Migration 8: every record's rows of `fields` become its `fields` column; then the
@@ -410,6 +436,7 @@ pub(crate) fn append_linked(
     let hash = custodian_crypto::hash::chain_link(&prev_hash, &unhashed.canonical_bytes());
     let entry = unhashed.with_hash(hash);
     insert_audit_row(tx, &entry)?;
+    subject_index::after_append(tx, &chain, entry.seq)?;
     let moved = (chain, entry.seq, entry.hash, true);
     if write_head {
         store_head(tx, &moved)?;
@@ -938,23 +965,42 @@ impl Store for SqliteStore {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
+        let chain = chain.as_string();
         self.read(|c| {
+            // Entries about the subject alone, then the bulk entries naming it.
+            let mut seqs: std::collections::BTreeSet<u64> = {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT seq FROM audit_entries WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3
+                         ORDER BY seq LIMIT ?4",
+                    )
+                    .map_err(map_err)?;
+                st.query_map(
+                    params![chain, subject.as_str(), after_seq as i64, limit],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(map_err)?
+                .map(|r| r.map(|s| s as u64).map_err(map_err))
+                .collect::<Result<_>>()?
+            };
+            seqs.extend(subject_index::bulk_seqs_of(
+                c,
+                &chain,
+                subject.as_str(),
+                after_seq,
+            )?);
             let mut st = c
                 .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq IN (
-                         SELECT seq FROM audit_entries WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3
-                         UNION
-                         SELECT seq FROM audit_subjects WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3)
-                     ORDER BY seq LIMIT ?4"
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq = ?2"
                 ))
                 .map_err(map_err)?;
-            let rows = st
-                .query_map(
-                    params![chain.as_string(), subject.as_str(), after_seq as i64, limit],
-                    audit_row,
-                )
-                .map_err(map_err)?;
-            rows.map(|r| r.map_err(map_err)?).collect()
+            seqs.into_iter()
+                .take(limit as usize)
+                .map(|seq| {
+                    st.query_row(params![chain, seq as i64], audit_row)
+                        .map_err(map_err)?
+                })
+                .collect()
         })
     }
 
@@ -1251,6 +1297,71 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 0, "the table of one row per field is dropped");
+    }
+
+    /// A chain written before migration 9 (bulk entries indexed by 0007's audit_subjects)
+    /// is indexed in runs by it: a subject's history is the same before and after.
+    #[test]
+    fn migration_9_indexes_existing_chains_in_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = ControllerId::from_random([1; 16]);
+        let chain = ChainId::Controller(c.clone());
+        let (s1, s2) = (
+            SubjectId::from_random([2; 16]),
+            SubjectId::from_random([3; 16]),
+        );
+        let head = 1030i64;
+        let mut want1 = Vec::new();
+        {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_upto(&mut conn, 8).unwrap();
+            let tx = conn.transaction().unwrap();
+            for seq in 1..=head {
+                let subjects = if seq % 3 == 0 {
+                    want1.push(seq as u64);
+                    format!("[\"{}\",\"{}\"]", s1.as_str(), s2.as_str())
+                } else {
+                    "[]".to_owned()
+                };
+                tx.execute(
+                    "INSERT INTO audit_entries (chain, seq, at, actor, action, fields, prev_hash, hash, subjects)
+                     VALUES (?1, ?2, 0, 'controller_app:test', 'consultation', '[]', ?3, ?3, ?4)",
+                    params![chain.as_string(), seq, [0u8; 32].to_vec(), subjects],
+                )
+                .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO audit_heads (chain, seq, hash) VALUES (?1, ?2, ?3)",
+                params![chain.as_string(), head, [0u8; 32].to_vec()],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let seqs: Vec<u64> = store
+            .audit_of_subject(&chain, &s1, 0, 10_000)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, want1);
+        let conn = open_connection(&path).unwrap();
+        let runs: i64 = conn
+            .query_row("SELECT COUNT(*) FROM audit_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            runs, 2,
+            "two complete spans of 512 entries, the rest a tail"
+        );
+        let old: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_subjects'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
     }
 
     #[test]
