@@ -617,6 +617,25 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             );
             assert!(tx.records_of(&f1.subject)?.is_empty());
             assert_eq!(tx.records_of(&s2)?.len(), 3);
+            // One item at a time: what is not changed stays, None clears, and a rewrite
+            // that changes nothing still finds the record and moves its update time.
+            let cleared = RecordMeta {
+                source: None,
+                ..meta.clone()
+            };
+            assert!(tx.update_record_header(&f1.record, &s2, &cleared, later, at)?);
+            let r = tx.record(&f1.record)?.unwrap();
+            assert_eq!((&r.subject, &r.header.meta), (&s2, &cleared));
+            assert_eq!(r.header.expires_at, later);
+            let sooner = later - time::Duration::days(1);
+            assert!(tx.update_record_header(&f1.record, &s2, &cleared, sooner, at)?);
+            let r = tx.record(&f1.record)?.unwrap();
+            assert_eq!((r.header.expires_at, &r.header.meta), (sooner, &cleared));
+            let at2 = at + time::Duration::seconds(1);
+            assert!(tx.update_record_header(&f1.record, &s2, &cleared, sooner, at2)?);
+            let r = tx.record(&f1.record)?.unwrap();
+            assert_eq!((r.header.updated_at, r.header.expires_at), (at2, sooner));
+            assert_eq!(r.fields, before.fields);
             assert!(!tx.update_record_header(
                 &RecordId::from_random(rand16()),
                 &s2,
