@@ -17,6 +17,7 @@ pub mod fieldset;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
+mod subject_runs;
 
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId};
 use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};

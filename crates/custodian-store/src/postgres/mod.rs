@@ -5,7 +5,9 @@
 //!
 //! The SQL is SQLite's with `$n` placeholders; the few statements that differ do so because
 //! the engines do: `ON CONFLICT DO NOTHING` for `INSERT OR IGNORE`, `IS NOT DISTINCT FROM`
-//! for `IS`, and the chain lock below.
+//! for `IS`, the chain lock below, and `subject_index.rs`, which sends a run's rows, and the
+//! point lookups of a subject's history, as one statement each instead of one per row (a
+//! round trip to the server costs what a call into SQLite does not).
 //!
 //! Durability is the server's: a commit is acknowledged only once PostgreSQL has flushed
 //! its WAL, which holds with the defaults `fsync = on`, `synchronous_commit = on` and
@@ -28,6 +30,7 @@
 
 mod codec;
 mod data_tx;
+mod subject_index;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +80,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/postgres/0008_fields_in_records.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_audit_subject_runs.sql"),
+    ),
 ];
 
 /// Rows of the old `fields` table read per round trip by migration 8's code step.
@@ -117,8 +124,30 @@ fn migrate_upto(client: &mut Client, last: i64) -> Result<()> {
 fn migrate_code(version: i64, tx: &mut Transaction<'_>) -> Result<()> {
     match version {
         8 => fields_into_records(tx),
+        9 => audit_subjects_into_runs(tx),
         _ => Ok(()),
     }
+}
+
+/// Migration 9: the runs of every chain's complete spans (from the entries' own subject
+/// lists, as `sqlite::audit_subjects_into_runs`), then audit_subjects goes.
+fn audit_subjects_into_runs(tx: &mut Transaction<'_>) -> Result<()> {
+    let heads: Vec<(String, i64)> = tx
+        .query("SELECT chain, seq FROM audit_heads ORDER BY chain", &[])
+        .map_err(map_err)?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+        .collect::<Result<_>>()?;
+    {
+        let mut stmts = HashMap::new();
+        let mut q = Q::new(tx, &mut stmts);
+        for (chain, head) in heads {
+            subject_index::index_existing(&mut q, &chain, head.max(0) as u64)?;
+        }
+    }
+    tx.batch_execute("DROP TABLE audit_subjects")
+        .map_err(map_err)?;
+    Ok(())
 }
 
 /// Migration 8: every record's rows of `fields` become its `fields` column
@@ -464,6 +493,7 @@ pub(crate) fn append_in_tx(
     let hash = custodian_crypto::hash::chain_link(&prev_hash, &unhashed.canonical_bytes());
     let entry = unhashed.with_hash(hash);
     insert_audit_row(q, &entry)?;
+    subject_index::after_append(q, &chain, entry.seq)?;
     q.exec(
         "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
         &[&chain, &(entry.seq as i64), &&entry.hash[..]],
@@ -498,12 +528,6 @@ fn insert_audit_row(q: &mut Q<'_, Transaction<'_>>, e: &AuditEntry) -> Result<()
             &json(&d.subjects),
         ],
     )?;
-    for s in &d.subjects {
-        q.exec(
-            "INSERT INTO audit_subjects (chain, subject_id, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&d.chain.as_string(), &s.as_str(), &(e.seq as i64)],
-        )?;
-    }
     Ok(())
 }
 
@@ -968,21 +992,44 @@ impl Store for PostgresStore {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
+        let chain = chain.as_string();
         self.read(|q| {
+            // Entries about the subject alone, then the bulk entries naming it (as SQLite).
+            let mut seqs: std::collections::BTreeSet<u64> = q
+                .all(
+                    "SELECT seq FROM audit_entries WHERE chain = $1 AND subject_id = $2 AND seq > $3
+                     ORDER BY seq LIMIT $4",
+                    &[
+                        &chain,
+                        &subject.as_str(),
+                        &(after_seq.min(i64::MAX as u64) as i64),
+                        &i64::from(limit),
+                    ],
+                    |r| Ok(get::<i64>(r, 0)? as u64),
+                )?
+                .into_iter()
+                .collect();
+            seqs.extend(subject_index::bulk_seqs_of(
+                q,
+                &chain,
+                subject.as_str(),
+                after_seq,
+            )?);
+            let page: Vec<i64> = seqs
+                .into_iter()
+                .take(limit as usize)
+                .map(|s| s as i64)
+                .collect();
+            if page.is_empty() {
+                return Ok(Vec::new());
+            }
+            // The page's entries in one statement, each a point lookup on the primary key.
             q.all(
                 &format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq IN (
-                         SELECT seq FROM audit_entries WHERE chain = $1 AND subject_id = $2 AND seq > $3
-                         UNION
-                         SELECT seq FROM audit_subjects WHERE chain = $1 AND subject_id = $2 AND seq > $3)
-                     ORDER BY seq LIMIT $4"
+                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = $1 AND seq = ANY($2::bigint[])
+                     ORDER BY seq"
                 ),
-                &[
-                    &chain.as_string(),
-                    &subject.as_str(),
-                    &(after_seq as i64),
-                    &i64::from(limit),
-                ],
+                &[&chain, &page],
                 audit_row,
             )
         })

@@ -397,7 +397,144 @@ fn migration_8_moves_fields_into_their_records() {
         .read(|q| q.one("SELECT MAX(version) FROM schema_migrations", &[]))
         .unwrap();
     let v: i64 = row.get(0);
-    assert_eq!(v, 8);
+    assert_eq!(v, super::MIGRATIONS.last().unwrap().0);
+}
+
+/// A chain written before migration 9 (bulk entries indexed by 0007's audit_subjects) is
+/// indexed in runs by it, as SQLite's `migration_9_indexes_existing_chains_in_runs`: a
+/// subject's history is the same before and after, appends go on building runs from where
+/// the migration left off, and the new tables refuse changes as the entries do.
+#[test]
+fn migration_9_indexes_existing_chains_in_runs() {
+    let Some(base) = server_url("migration_9") else {
+        return;
+    };
+    let mut schemas = Schemas::new(&base);
+    let url = schemas.fresh();
+    let c = ControllerId::from_random([1; 16]);
+    let chain = ChainId::Controller(c.clone());
+    let (s1, s2) = (
+        SubjectId::from_random([2; 16]),
+        SubjectId::from_random([3; 16]),
+    );
+    let head = 1030i64;
+    // Every third entry names both subjects (a bulk entry, indexed in audit_subjects as
+    // 0007 did); every seventh is about s1 alone.
+    let mut want1: Vec<u64> = (1..=head as u64)
+        .filter(|q| q % 3 == 0 || q % 7 == 0)
+        .collect();
+    {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        super::migrate_upto(&mut client, 8).unwrap();
+        let both = format!("[\"{}\",\"{}\"]", s1.as_str(), s2.as_str());
+        client
+            .execute(
+                "INSERT INTO audit_entries (chain, seq, at, actor, action, subject_id, fields, prev_hash, hash, subjects)
+                 SELECT $1, g, 0, 'controller_app:test', 'consultation',
+                        CASE WHEN g % 3 <> 0 AND g % 7 = 0 THEN $2 END, '[]', $4, $4,
+                        CASE WHEN g % 3 = 0 THEN $3 ELSE '[]' END
+                 FROM generate_series(1, $5::bigint) g",
+                &[
+                    &chain.as_string(),
+                    &s1.as_str(),
+                    &both,
+                    &&[0u8; 32][..],
+                    &head,
+                ],
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO audit_subjects (chain, subject_id, seq)
+                 SELECT $1, s, g FROM generate_series(3, $4::bigint, 3) g, UNNEST(ARRAY[$2, $3]) s",
+                &[&chain.as_string(), &s1.as_str(), &s2.as_str(), &head],
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)",
+                &[&chain.as_string(), &head, &&[0u8; 32][..]],
+            )
+            .unwrap();
+    }
+    let store = PostgresStore::open_with_pool(&url, 2).unwrap();
+    let history = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
+        store
+            .audit_of_subject(&chain, s, after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(history(&s1, 0, 10_000), want1);
+    assert_eq!(
+        history(&s2, 500, 5),
+        [501, 504, 507, 510, 513],
+        "paged across the first run's end"
+    );
+    let count = |sql: &str| -> i64 {
+        let row = store.read(|q| q.one(sql, &[])).unwrap();
+        row.get(0)
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM audit_runs"),
+        2,
+        "two complete spans of 512 entries, the rest a tail"
+    );
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name = 'audit_subjects'"
+        ),
+        0,
+        "0007's table is dropped"
+    );
+
+    // Appending on: the entry at 1536 completes the third run.
+    let drafts: Vec<AuditDraft> = (head as u64 + 1..=1540)
+        .map(|q| {
+            let d = AuditDraft::new(
+                chain.clone(),
+                "test",
+                Action::Processing(Operation::Consultation),
+            );
+            if q % 2 == 0 {
+                want1.push(q);
+                d.subjects(vec![s1.clone(), s2.clone()])
+            } else {
+                d
+            }
+        })
+        .collect();
+    store
+        .append_audit(drafts, OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM audit_runs"), 3);
+    assert_eq!(
+        count("SELECT MAX(last_seq) FROM audit_runs"),
+        1536,
+        "runs continue from where the migration left off"
+    );
+    assert_eq!(history(&s1, 0, 10_000), want1);
+    assert_eq!(history(&s1, 1530, 10), [1532, 1534, 1536, 1538, 1540]);
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    for sql in [
+        "UPDATE audit_runs SET last_seq = 0",
+        "DELETE FROM audit_runs",
+        "TRUNCATE audit_runs",
+        "UPDATE audit_run_subjects SET seqs = '[]'",
+        "DELETE FROM audit_run_subjects",
+        "TRUNCATE audit_run_subjects",
+    ] {
+        let err = client.batch_execute(sql).expect_err(sql);
+        assert!(
+            err.as_db_error()
+                .is_some_and(|d| d.message().contains("append-only")),
+            "{sql}: {err}"
+        );
+    }
+    drop(store);
 }
 
 /// The audit trail refuses UPDATE, DELETE and TRUNCATE, as SQLite's triggers do.

@@ -374,25 +374,71 @@ impl DataTx for SqliteTx<'_> {
         expires_at: OffsetDateTime,
         at: OffsetDateTime,
     ) -> Result<bool> {
-        let n = self
+        type Header = (String, Option<String>, String, Option<String>, i64);
+        let current: Option<Header> = self
             .tx
             .prepare_cached(
-                "UPDATE records SET subject_id = ?3, source = ?4, recipients = ?5, automated_decision = ?6,
-                 expires_at = ?7, updated_at = ?8 WHERE controller_id = ?1 AND id = ?2",
+                "SELECT subject_id, source, recipients, automated_decision, expires_at
+                 FROM records WHERE controller_id = ?1 AND id = ?2",
             )
             .map_err(map_err)?
-            .execute(params![
-                self.c(),
-                record.as_str(),
-                subject.as_str(),
-                meta.source,
-                json(&meta.recipients),
-                meta.automated_decision,
-                nanos(expires_at),
-                nanos(at),
-            ])
+            .query_row(params![self.c(), record.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
             .map_err(map_err)?;
-        if n > 0 {
+        let Some((cur_subject, cur_source, cur_recipients, cur_decision, cur_expires)) = current
+        else {
+            return Ok(false);
+        };
+        // Only what changes is written: an assigned column rewrites every index on it
+        // (subject, expiry), which for a change of metadata over thousands of records
+        // would dirty an index page per record for nothing.
+        use rusqlite::types::Value;
+        let mut sets = vec!["updated_at = ?3"];
+        let mut values: Vec<Value> = vec![
+            self.c().to_owned().into(),
+            record.as_str().to_owned().into(),
+            nanos(at).into(),
+        ];
+        let mut set = |column: &'static str, value: Value| {
+            values.push(value);
+            sets.push(column);
+        };
+        let moved = cur_subject != subject.as_str();
+        if moved {
+            set("subject_id", subject.as_str().to_owned().into());
+        }
+        if cur_source != meta.source {
+            set("source", meta.source.clone().into());
+        }
+        let recipients = json(&meta.recipients);
+        if cur_recipients != recipients {
+            set("recipients", recipients.into());
+        }
+        if cur_decision != meta.automated_decision {
+            set("automated_decision", meta.automated_decision.clone().into());
+        }
+        if cur_expires != nanos(expires_at) {
+            set("expires_at", nanos(expires_at).into());
+        }
+        let assignments = sets
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match i {
+                0 => (*c).to_owned(),
+                _ => format!("{c} = ?{}", i + 3),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.tx
+            .prepare_cached(&format!(
+                "UPDATE records SET {assignments} WHERE controller_id = ?1 AND id = ?2"
+            ))
+            .map_err(map_err)?
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(map_err)?;
+        if moved {
             self.tx
                 .prepare_cached(
                     "UPDATE lookups SET subject_id = ?3 WHERE controller_id = ?1 AND record_id = ?2 AND subject_id <> ?3",
@@ -401,7 +447,7 @@ impl DataTx for SqliteTx<'_> {
                 .execute(params![self.c(), record.as_str(), subject.as_str()])
                 .map_err(map_err)?;
         }
-        Ok(n > 0)
+        Ok(true)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {

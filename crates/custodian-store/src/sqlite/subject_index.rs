@@ -14,14 +14,12 @@
 //! The index is derived from the entries' `subjects` column, which the chain's hashes
 //! cover; like the entries, its tables refuse UPDATE and DELETE.
 
-use super::codec::{corrupt, map_err, unjson};
+use super::codec::{map_err, unjson};
 use crate::Result;
+pub(crate) use crate::subject_runs::RUN_SPAN;
+use crate::subject_runs::{Run, decode_seqs, spans};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, BTreeSet};
-
-/// Entries per run: a run is built at every multiple of it, and a query reads the subject
-/// lists of at most this many entries after the last run.
-pub(crate) const RUN_SPAN: u64 = 512;
+use std::collections::BTreeSet;
 
 /// Called after entry `seq` of `chain` is inserted, in its transaction.
 pub(crate) fn after_append(tx: &Connection, chain: &str, seq: u64) -> Result<()> {
@@ -76,22 +74,17 @@ fn bulk_entries(
 /// Indexes `chain`'s entries up to `upto` (a multiple of [`RUN_SPAN`]) in runs of
 /// [`RUN_SPAN`] entries, from where the last run ended.
 pub(crate) fn build_runs(tx: &Connection, chain: &str, upto: u64) -> Result<()> {
-    let mut first = indexed_upto(tx, chain)? + 1;
-    while first + RUN_SPAN - 1 <= upto {
-        let last = first + RUN_SPAN - 1;
-        let mut by_subject: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (first, last) in spans(indexed_upto(tx, chain)?, upto) {
+        let mut run = Run::default();
         bulk_entries(tx, chain, first - 1, last, &mut |seq, subjects| {
-            for s in subjects {
-                by_subject.entry(s).or_default().push(seq);
-            }
+            run.add(seq, subjects)
         })?;
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO audit_run_subjects (chain, first_seq, subject_id, seqs) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(map_err)?;
-        for (subject, seqs) in by_subject {
-            let seqs = serde_json::to_string(&seqs).expect("numbers serialise");
+        for (subject, seqs) in run.rows() {
             st.execute(params![chain, first as i64, subject, seqs])
                 .map_err(map_err)?;
         }
@@ -101,7 +94,6 @@ pub(crate) fn build_runs(tx: &Connection, chain: &str, upto: u64) -> Result<()> 
         .map_err(map_err)?
         .execute(params![chain, first as i64, last as i64])
         .map_err(map_err)?;
-        first = last + 1;
     }
     Ok(())
 }
@@ -139,9 +131,7 @@ pub(crate) fn bulk_seqs_of(
             .optional()
             .map_err(map_err)?;
         if let Some(seqs) = seqs {
-            let seqs: Vec<u64> =
-                serde_json::from_str(&seqs).map_err(|e| corrupt("audit_run_subjects", e))?;
-            out.extend(seqs.into_iter().filter(|&s| s > after));
+            out.extend(decode_seqs(&seqs)?.into_iter().filter(|&s| s > after));
         }
     }
     bulk_entries(c, chain, upto.max(after), u64::MAX, &mut |seq, subjects| {
