@@ -99,6 +99,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_audit_subject_runs.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_records_by_purpose.sql"),
+    ),
 ];
 
 /// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
