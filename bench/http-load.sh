@@ -20,6 +20,8 @@ THREADS=${WRK_THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CUSTODIAN_BIN:-$ROOT/target/release/custodian}
 BENCH=${CUSTODIAN_BENCH_BIN:-$ROOT/target/release/custodian-bench}
+# The server reads every CUSTODIAN_* variable as a setting and refuses unknown ones.
+unset CUSTODIAN_BIN CUSTODIAN_BENCH_BIN
 
 for tool in wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "http-load: $tool is missing (wrk: apt-get install -y wrk)" >&2; exit 2; }

@@ -1,10 +1,12 @@
 -- Records are stored in purpose order. Everything done to personal data is done under a
 -- purpose, and the operations over many records (consult, alter or erase every record of a
--- purpose; retention) walk one purpose at a time: clustered by (controller, purpose, id),
--- a purpose's records are neighbours on a run of pages instead of one record per page
--- across the whole table, so reading them is a range scan and changing them dirties a
--- few dozen pages instead of one per record. Ids stay unique per controller
--- (records_by_id), which is also how one record is found.
+-- purpose; retention) walk one purpose at a time: clustered by (controller, purpose,
+-- created_at, id), a purpose's records are neighbours on a run of pages instead of one
+-- record per page across the whole table, so reading them is a range scan (already in the
+-- order they are answered in) and changing them dirties a few dozen pages instead of one
+-- per record; a new record lands at the end of its purpose's range rather than at a random
+-- place in it. Ids stay unique per controller (records_by_id), which is also how one
+-- record is found.
 CREATE TABLE records_clustered (
     controller_id      TEXT NOT NULL,
     id                 TEXT NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE records_clustered (
     updated_at         INTEGER NOT NULL,
     expires_at         INTEGER NOT NULL,
     fields             BLOB NOT NULL DEFAULT x'010000',
-    PRIMARY KEY (controller_id, purpose, id),
+    PRIMARY KEY (controller_id, purpose, created_at, id),
     FOREIGN KEY (controller_id, subject_id) REFERENCES subjects(controller_id, id)
 ) WITHOUT ROWID;
 
