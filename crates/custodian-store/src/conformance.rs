@@ -575,6 +575,22 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
                     sealed: vec![3; 40],
                 }],
             })?;
+            // Subjects by id: those that exist, never another controller's.
+            let mut found: Vec<SubjectId> = tx
+                .subjects_by_id(&[
+                    f1.subject.clone(),
+                    fb.subject.clone(),
+                    SubjectId::from_random(rand16()),
+                    s2.clone(),
+                ])?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            found.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+            let mut want = vec![f1.subject.clone(), s2.clone()];
+            want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+            assert_eq!(found, want);
+            assert!(tx.subjects_by_id(&[])?.is_empty());
             let service = PurposeName::parse("service").unwrap();
             let mut got = tx.records_of_purpose(&service)?;
             got.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));

@@ -118,9 +118,9 @@ pub trait DataTx {
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
     /// Every record collected under `purpose`, with its fields, oldest first.
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
-    /// The subjects with at least one record collected under `purpose` (one query, for
-    /// operations over a whole purpose).
-    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>>;
+    /// The rows of the subjects among `ids` that exist (for operations over many records,
+    /// whose subjects are known from the records already read), in no particular order.
+    fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>>;
     /// The subjects who objected to `purpose` (Art. 21).
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>>;
     /// Rewrites what describes a record: the subject it is about (its lookup entries follow

@@ -192,7 +192,9 @@ impl Vault {
         }
         // The subjects' rows and the purpose's objectors, each in one query.
         let mut rows: BTreeMap<SubjectId, SubjectRow> = match set {
-            RecordSet::Purpose => tx.subjects_of_purpose(purpose)?,
+            RecordSet::Purpose => {
+                tx.subjects_by_id(&by_subject.keys().cloned().collect::<Vec<_>>())?
+            }
             RecordSet::Subject(s) => tx.subject(s)?.into_iter().collect(),
         }
         .into_iter()

@@ -290,13 +290,13 @@ impl DataTx for PgTx<'_, '_, '_> {
         )
     }
 
-    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
+    fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
+        let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
         self.q.all(
             &format!(
-                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = $1 AND id IN
-                     (SELECT subject_id FROM records WHERE controller_id = $1 AND purpose = $2)"
+                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = $1 AND id = ANY($2)"
             ),
-            &[&self.controller.as_str(), &purpose.as_str()],
+            &[&self.controller.as_str(), &ids],
             subject_row,
         )
     }

@@ -339,18 +339,26 @@ impl DataTx for SqliteTx<'_> {
         Ok(records)
     }
 
-    fn subjects_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectRow>> {
+    fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
+        // One point lookup each: the ids come from records already read, so reading the
+        // purpose's records again to find them (an IN subquery) would cost more.
         let mut st = self
             .tx
             .prepare_cached(&format!(
-                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id IN
-                     (SELECT subject_id FROM records WHERE controller_id = ?1 AND purpose = ?2)"
+                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id = ?2"
             ))
             .map_err(map_err)?;
-        let rows = st
-            .query_map(params![self.c(), purpose.as_str()], subject_row)
-            .map_err(map_err)?;
-        rows.map(|r| r.map_err(map_err)?).collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = st
+                .query_row(params![self.c(), id.as_str()], subject_row)
+                .optional()
+                .map_err(map_err)?
+            {
+                out.push(row?);
+            }
+        }
+        Ok(out)
     }
 
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>> {
