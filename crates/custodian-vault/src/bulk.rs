@@ -149,6 +149,21 @@ impl Audit {
         }
     }
 
+    /// A subject whose `records` are consulted, all of them: names each field once
+    /// without allocating a name the entry already holds.
+    fn consulted(&mut self, subject: &SubjectId, records: &[RecordRow]) {
+        self.subjects.insert(subject.clone());
+        for f in records.iter().flat_map(|r| &r.fields) {
+            if !self.fields.contains(f.name.as_str()) {
+                self.fields.insert(f.name.to_string());
+            }
+        }
+        self.records += records.len() as u64;
+        if let [one] = records {
+            self.record = Some(one.id.clone());
+        }
+    }
+
     /// Hands what the entry names to `data_op`, which commits it with the work.
     fn finish(self, matter: &mut Subjectmatter) {
         matter.fields = self.fields.into_iter().collect();
@@ -239,12 +254,8 @@ impl Vault {
             let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
             let mut audit = Audit::default();
             let mut out = Vec::new();
-            for (subject, (row, records)) in &groups {
-                let names: BTreeSet<String> = records
-                    .iter()
-                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                    .collect();
-                audit.subject(subject, &records.iter().collect::<Vec<_>>(), names);
+            for (subject, (row, records)) in groups {
+                audit.consulted(&subject, &records);
                 grant
                     .check_fields(
                         records
@@ -252,7 +263,7 @@ impl Vault {
                             .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
                     )
                     .map_err(Denial::from)?;
-                let key = Self::unwrap_key(keys, grant, row)?;
+                let key = Self::unwrap_key(keys, grant, &row)?;
                 for r in records {
                     out.push(Self::open_record(grant, &key, r)?);
                 }

@@ -63,7 +63,7 @@ impl Vault {
                     }
                 }
                 let mut exported = Vec::with_capacity(records.len());
-                for r in &records {
+                for r in records {
                     let view = Self::open_record(grant, &key, r)?;
                     exported.push(ExportedRecord {
                         id: view.id,
