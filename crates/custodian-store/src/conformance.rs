@@ -806,14 +806,7 @@ fn bulk_entries_found_by_subject(store: &dyn Store) {
         })
         .collect();
     assert_eq!(raw, want);
-    let seqs = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
-        store
-            .audit_of_subject(&chain, s, after, limit)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect()
-    };
+    let seqs = |s: &SubjectId, after: u64, limit: u32| history_seqs(store, &chain, s, after, limit);
     let n = stored.len() as u64;
     assert_eq!(seqs(&s1, 0, 100), vec![n - 3, n - 2]);
     assert_eq!(seqs(&s2, 0, 100), vec![n - 2, n - 1]);
@@ -867,14 +860,8 @@ fn a_subjects_history_holds_over_long_chains(store: &dyn Store) {
         store.append_audit(drafts, now()).unwrap();
     }
     assert_eq!(store.audit_head(&chain).unwrap().map(|(s, _)| s), Some(seq));
-    let history = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
-        store
-            .audit_of_subject(&chain, s, after, limit)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect()
-    };
+    let history =
+        |s: &SubjectId, after: u64, limit: u32| history_seqs(store, &chain, s, after, limit);
     for (k, s) in pool.iter().enumerate() {
         assert!(want[k].len() > 100, "subject {k} is named often");
         assert_eq!(
@@ -896,6 +883,22 @@ fn a_subjects_history_holds_over_long_chains(store: &dyn Store) {
             );
         }
     }
+}
+
+/// The seqs of a subject's history on `chain` after `after`, at most `limit`.
+pub(crate) fn history_seqs(
+    store: &dyn Store,
+    chain: &ChainId,
+    s: &SubjectId,
+    after: u64,
+    limit: u32,
+) -> Vec<u64> {
+    store
+        .audit_of_subject(chain, s, after, limit)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
 }
 
 fn chain_links_and_pages(store: &dyn Store) {

@@ -458,13 +458,8 @@ fn migration_9_indexes_existing_chains_in_runs() {
             .unwrap();
     }
     let store = PostgresStore::open_with_pool(&url, 2).unwrap();
-    let history = |s: &SubjectId, after: u64, limit: u32| -> Vec<u64> {
-        store
-            .audit_of_subject(&chain, s, after, limit)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect()
+    let history = |s: &SubjectId, after: u64, limit: u32| {
+        crate::conformance::history_seqs(&store, &chain, s, after, limit)
     };
     assert_eq!(history(&s1, 0, 10_000), want1);
     assert_eq!(

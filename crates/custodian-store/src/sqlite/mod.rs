@@ -1343,12 +1343,7 @@ mod tests {
             tx.commit().unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        let seqs: Vec<u64> = store
-            .audit_of_subject(&chain, &s1, 0, 10_000)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
+        let seqs = crate::conformance::history_seqs(&store, &chain, &s1, 0, 10_000);
         assert_eq!(seqs, want1);
         let conn = open_connection(&path).unwrap();
         let runs: i64 = conn
