@@ -885,6 +885,33 @@ fn a_subjects_history_holds_over_long_chains(store: &dyn Store) {
     }
 }
 
+/// A subject's records as stored, each with its fields as (name, category, ciphertext),
+/// read in one audited consultation (how the migration tests look at what they moved).
+#[cfg(test)]
+pub(crate) fn stored_records(
+    store: &dyn Store,
+    c: &ControllerId,
+    s: &SubjectId,
+) -> std::collections::BTreeMap<RecordId, Vec<(String, String, Vec<u8>)>> {
+    let mut seen = Vec::new();
+    store
+        .consult(c, now(), &mut |tx: &mut dyn DataTx| {
+            seen = tx.records_of(s)?;
+            Ok(draft(c, Operation::Consultation))
+        })
+        .unwrap();
+    seen.into_iter()
+        .map(|r| {
+            let fields = r
+                .fields
+                .into_iter()
+                .map(|f| (f.name.to_string(), f.category.as_str().to_owned(), f.sealed))
+                .collect();
+            (r.id, fields)
+        })
+        .collect()
+}
+
 /// The seqs of a subject's history on `chain` after `after`, at most `limit`.
 pub(crate) fn history_seqs(
     store: &dyn Store,

@@ -314,30 +314,8 @@ fn migration_8_moves_fields_into_their_records() {
         }
     }
     let store = PostgresStore::open_with_pool(&url, 2).unwrap();
-    let mut seen = Vec::new();
-    store
-        .consult(&c, OffsetDateTime::now_utc(), &mut |tx: &mut dyn DataTx| {
-            seen = tx.records_of(&s)?;
-            Ok(AuditDraft::new(
-                ChainId::Controller(c.clone()),
-                "test",
-                Action::Processing(Operation::Consultation),
-            ))
-        })
-        .unwrap();
-    let fields = |id: &RecordId| -> Vec<(String, String, Vec<u8>)> {
-        let r = seen.iter().find(|r| &r.id == id).expect("record kept");
-        r.fields
-            .iter()
-            .map(|f| {
-                (
-                    f.name.to_string(),
-                    f.category.as_str().to_owned(),
-                    f.sealed.clone(),
-                )
-            })
-            .collect()
-    };
+    let seen = crate::conformance::stored_records(&store, &c, &s);
+    let fields = |id: &RecordId| seen.get(id).expect("record kept").clone();
     assert_eq!(seen.len(), 3 + bulk.len());
     assert_eq!(
         fields(&r1),
