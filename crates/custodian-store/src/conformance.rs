@@ -885,14 +885,15 @@ fn a_subjects_history_holds_over_long_chains(store: &dyn Store) {
     }
 }
 
+/// Records by id, each with its fields as (name, category, ciphertext).
+#[cfg(test)]
+pub(crate) type StoredRecords =
+    std::collections::BTreeMap<RecordId, Vec<(String, String, Vec<u8>)>>;
+
 /// A subject's records as stored, each with its fields as (name, category, ciphertext),
 /// read in one audited consultation (how the migration tests look at what they moved).
 #[cfg(test)]
-pub(crate) fn stored_records(
-    store: &dyn Store,
-    c: &ControllerId,
-    s: &SubjectId,
-) -> std::collections::BTreeMap<RecordId, Vec<(String, String, Vec<u8>)>> {
+pub(crate) fn stored_records(store: &dyn Store, c: &ControllerId, s: &SubjectId) -> StoredRecords {
     let mut seen = Vec::new();
     store
         .consult(c, now(), &mut |tx: &mut dyn DataTx| {
@@ -910,6 +911,29 @@ pub(crate) fn stored_records(
             (r.id, fields)
         })
         .collect()
+}
+
+/// The three records both backends' migration-8 tests write at version 7 (two fields, one
+/// field, none), as migration 8 must have moved them.
+#[cfg(test)]
+pub(crate) fn check_migration_8_sample(seen: &StoredRecords, [r1, r2, r3]: [&RecordId; 3]) {
+    let fields = |id: &RecordId| seen.get(id).expect("record kept").clone();
+    assert_eq!(
+        fields(r1),
+        [
+            ("email".into(), "user.contact.email".into(), vec![0x0c]),
+            (
+                "phone".into(),
+                "user.contact.phone_number".into(),
+                vec![0x0a, 0x0b]
+            ),
+        ]
+    );
+    assert_eq!(
+        fields(r2),
+        [("name".into(), "user.name".into(), vec![0x0d, 0x0e, 0x0f])]
+    );
+    assert!(fields(r3).is_empty());
 }
 
 /// The seqs of a subject's history on `chain` after `after`, at most `limit`.
