@@ -149,8 +149,7 @@ fn audit_subjects_into_runs(tx: &Connection) -> Result<()> {
             .map_err(map_err)?
     };
     for (chain, head) in heads {
-        let head = head as u64;
-        subject_index::build_runs(tx, &chain, head - head % subject_index::RUN_SPAN)?;
+        subject_index::build_runs(tx, &chain, crate::subject_runs::complete_upto(head as u64))?;
     }
     tx.execute_batch("DROP TABLE audit_subjects")
         .map_err(map_err)?;
