@@ -149,9 +149,9 @@ impl Audit {
         }
     }
 
-    /// A subject whose `records` are consulted, all of them: names each field once
-    /// without allocating a name the entry already holds.
-    fn consulted(&mut self, subject: &SubjectId, records: &[RecordRow]) {
+    /// A subject all of whose `records` (in the set) are processed, with every field they
+    /// hold: names each field once without allocating a name the entry already holds.
+    fn every_record(&mut self, subject: &SubjectId, records: &[RecordRow]) {
         self.subjects.insert(subject.clone());
         for f in records.iter().flat_map(|r| &r.fields) {
             if !self.fields.contains(f.name.as_str()) {
@@ -255,7 +255,7 @@ impl Vault {
             let mut audit = Audit::default();
             let mut out = Vec::new();
             for (subject, (row, records)) in groups {
-                audit.consulted(&subject, &records);
+                audit.every_record(&subject, &records);
                 grant
                     .check_fields(
                         records
@@ -509,11 +509,7 @@ impl Vault {
                     }
                     report.subjects += 1;
                     report.records += records.len() as u64;
-                    let names = records
-                        .iter()
-                        .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                        .collect();
-                    audit.subject(subject, &records.iter().collect::<Vec<_>>(), names);
+                    audit.every_record(subject, records);
                 }
                 audit.finish(matter);
                 Ok(report)
