@@ -86,13 +86,18 @@ pub struct DataCategory(&'static str);
 
 impl DataCategory {
     pub fn parse(key: &str) -> Result<Self, ValidationError> {
-        DATA_CATEGORIES
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(k, _)| DataCategory(k))
-            .ok_or_else(|| {
-                ValidationError::new("category", "is not in the data-category catalogue")
-            })
+        // Stored field sets parse a category per field (thousands per bulk read), so the
+        // catalogue is searched through a sorted copy of its keys rather than in order.
+        static SORTED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+        let sorted = SORTED.get_or_init(|| {
+            let mut keys: Vec<&'static str> = DATA_CATEGORIES.iter().map(|(k, _)| *k).collect();
+            keys.sort_unstable();
+            keys
+        });
+        sorted
+            .binary_search(&key)
+            .map(|i| DataCategory(sorted[i]))
+            .map_err(|_| ValidationError::new("category", "is not in the data-category catalogue"))
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -216,6 +221,9 @@ mod tests {
         assert!(DataCategory::parse("user.contacts").is_err());
         assert!(DataCategory::parse("").is_err());
         assert!(DataCategory::parse("user.").is_err());
+        for (key, _) in DATA_CATEGORIES {
+            assert_eq!(DataCategory::parse(key).map(|c| c.as_str()), Ok(*key));
+        }
     }
 
     #[test]

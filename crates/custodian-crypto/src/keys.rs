@@ -73,7 +73,8 @@ fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Cr
 
 /// Length-prefixed context so that no two different contexts encode the same bytes.
 fn context(label: &str, parts: &[&str]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    let size = label.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(label.as_bytes());
     for p in parts {
         out.extend_from_slice(&(p.len() as u32).to_be_bytes());

@@ -153,10 +153,20 @@ impl Audit {
     /// hold: names each field once without allocating a name the entry already holds.
     fn every_record(&mut self, subject: &SubjectId, records: &[RecordRow]) {
         self.subjects.insert(subject.clone());
-        for f in records.iter().flat_map(|r| &r.fields) {
-            if !self.fields.contains(f.name.as_str()) {
-                self.fields.insert(f.name.to_string());
+        // Records of a set mostly hold the same fields: a record naming exactly the fields
+        // of the one before it adds nothing to look up.
+        let mut previous: &[FieldRow] = &[];
+        for r in records {
+            let same = r.fields.len() == previous.len()
+                && r.fields.iter().zip(previous).all(|(a, b)| a.name == b.name);
+            if !same {
+                for f in &r.fields {
+                    if !self.fields.contains(f.name.as_str()) {
+                        self.fields.insert(f.name.to_string());
+                    }
+                }
             }
+            previous = &r.fields;
         }
         self.records += records.len() as u64;
         if let [one] = records {
