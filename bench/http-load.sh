@@ -77,15 +77,24 @@ wrk.headers["Custodian-Purpose"] = "support"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"fields":{"note":{"category":"user.content.private","value":"called about the invoice of last month, wants a copy by mail"}},"source":"support call"}'
 EOF
+# The server's CPU time so far (user + system, in clock ticks): throughput on a shared
+# 2-core box moves with whatever else runs, the server's CPU time per request much less.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+TCK=$(getconf CLK_TCK)
+
 run() { # name, path, [script]
-    local out
+    local out before after
+    before=$(cpu_ticks)
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency ${3:+-s "$3"} "$BASE$2")
-    local rps p50 p99 non2xx
+    after=$(cpu_ticks)
+    local rps p50 p99 non2xx requests cpu
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    printf '  %-52s %10s req/s   p50 %-9s p99 %-9s%s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:+   NON-2XX: $non2xx}"
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    cpu=$(awk -v t="$((after - before))" -v n="$requests" -v hz="$TCK" 'BEGIN {printf "%.0f", t / hz / n * 1e6}')
+    printf '  %-52s %10s req/s   p50 %-9s p99 %-9s server CPU %5s µs/req%s\n' "$1" "$rps" "$p50" "$p99" "$cpu" "${non2xx:+   NON-2XX: $non2xx}"
     eval "RPS_$4=$rps"
 }
 

@@ -191,7 +191,11 @@ fn fields_into_records(tx: &Connection) -> Result<()> {
     Ok(())
 }
 
-const MAX_IDLE_READERS: usize = 8;
+/// Reader connections kept open between reads. Under load as many reads run at once as
+/// the server lets requests in, and a connection closed after each one had to be opened
+/// again for the next (open, schema, pragmas: a quarter of a token check's time at 64
+/// connections); an idle connection costs little (its statements; pages are mapped).
+const MAX_IDLE_READERS: usize = 64;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -239,8 +243,12 @@ impl SqliteStore {
         migrate(&mut writer)?;
         // Every write (audited reads included) goes through this connection: a larger
         // page cache than SQLite's 2 MiB default keeps the hot indexes in memory.
+        // Temporary storage in memory: a group commit runs each unit of work in a savepoint,
+        // whose journal (a copy of every page the unit changes) SQLite otherwise spills to an
+        // unlinked temporary file, where pages of erased records would outlive the WAL
+        // truncation that erasure promises, and every unit paid for the file's writes.
         writer
-            .execute_batch("PRAGMA cache_size = -65536;")
+            .execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;")
             .map_err(map_err)?;
         Ok(Self {
             path,
