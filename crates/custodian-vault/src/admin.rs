@@ -367,10 +367,9 @@ impl Vault {
         )
         .fields([id.as_str()])
         .request(ctx.request.as_ref());
-        if self
-            .store
-            .revoke_token(scope, id, audit, self.clock.now())?
-        {
+        let revoked = self.store.revoke_token(scope, id, audit, self.clock.now());
+        self.tokens_changed();
+        if revoked? {
             Ok(())
         } else {
             Err(VaultError::NotFound)

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod ledger;
 pub mod lifecycle;
 pub mod rights;
+pub mod token_cache;
 pub mod verify;
 pub mod views;
 
@@ -42,6 +43,7 @@ pub struct Vault {
     checkpoint_dir: Option<PathBuf>,
     /// Password hashing (argon2id) and its log of computations.
     passwords: Passwords,
+    tokens: token_cache::TokenCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -77,6 +79,7 @@ impl Vault {
             regions,
             checkpoint_dir,
             passwords: Passwords::new(),
+            tokens: token_cache::TokenCache::default(),
         }
     }
 
@@ -104,18 +107,52 @@ impl Vault {
 
     /// Resolves a presented bearer token to its principal. Every failure looks the same to
     /// the caller: malformed, unknown, expired and revoked tokens are all "unauthenticated".
+    /// A token found in the store in the last second is not read again
+    /// ([`token_cache`] says what that may get wrong, and for how long).
     pub fn authenticate(&self, presented: &SecretString) -> Result<Principal, VaultError> {
+        if let Some(known) = self.authenticate_without_store(presented) {
+            return known;
+        }
         let (role, hash) =
             custodian_crypto::token::parse(presented).map_err(|_| VaultError::Unauthenticated)?;
+        let now = self.clock.now();
         let row = self
             .store
             .token_by_hash(&hash)?
             .ok_or(VaultError::Unauthenticated)?;
+        self.tokens.put(row.clone(), now);
+        Self::principal_of(&row, role, now)
+    }
+
+    /// [`Vault::authenticate`]'s answer when it needs no store read (a malformed token, or
+    /// one found in the store in the last second), so that a server can give it without
+    /// leaving its async thread; `None` when the store must be asked.
+    pub fn authenticate_without_store(
+        &self,
+        presented: &SecretString,
+    ) -> Option<Result<Principal, VaultError>> {
+        let Ok((role, hash)) = custodian_crypto::token::parse(presented) else {
+            return Some(Err(VaultError::Unauthenticated));
+        };
+        let now = self.clock.now();
+        let row = self.tokens.get(&hash, now)?;
+        Some(Self::principal_of(&row, role, now))
+    }
+
+    fn principal_of(
+        row: &custodian_store::rows::TokenRow,
+        role: custodian_core::principal::Role,
+        now: time::OffsetDateTime,
+    ) -> Result<Principal, VaultError> {
         if row.role != role {
             return Err(VaultError::Unauthenticated);
         }
-        row.principal_at(self.clock.now())
-            .ok_or(VaultError::Unauthenticated)
+        row.principal_at(now).ok_or(VaultError::Unauthenticated)
+    }
+
+    /// Forgets every token found in the store: tokens' rows changed through this vault.
+    pub(crate) fn tokens_changed(&self) {
+        self.tokens.clear();
     }
 
     /// Records that an authenticated caller's input was refused before reaching a use case

@@ -468,6 +468,8 @@ impl Vault {
             }
             Err(e) => return Err(e.into()),
         }
+        // The controller's tokens were revoked with it.
+        self.tokens_changed();
         self.store.purge_deleted();
         let certificate = certificate.expect("destruction ran");
         // Outside the database too, so that restoring an older backup cannot undo it.

@@ -1646,3 +1646,117 @@ fn a_destruction_reapplies_to_an_older_copy_and_only_with_this_deployments_signa
     assert_eq!(restored.reapply_destructions(&ledger).expect("again"), 0);
     assert_verifies(&restored);
 }
+
+// ---------------------------------------------------------------------------------------
+// Tokens checked recently are not read again (token_cache)
+// ---------------------------------------------------------------------------------------
+
+/// A new application token of `t`'s controller, valid for `seconds`: its secret and id.
+fn app_token(env: &Env, t: &Tenant, seconds: u32) -> (SecretString, custodian_core::ids::TokenId) {
+    let issued = env
+        .vault
+        .issue_token(
+            &t.admin,
+            NewToken {
+                role: Role::ControllerApp,
+                controller: None,
+                purposes: None,
+                operations: None,
+                label: "cached".into(),
+                expires_in_seconds: seconds,
+            },
+            &ctx(),
+        )
+        .expect("issue a token");
+    (SecretString::from(issued.secret), issued.token.id)
+}
+
+#[test]
+fn a_token_revoked_through_this_vault_is_refused_at_once() {
+    let env = Env::new();
+    let t = env.tenant("Cached SAS");
+    let (secret, id) = app_token(&env, &t, 3600);
+    let v = &env.vault;
+    v.authenticate(&secret).expect("authenticates");
+    assert!(
+        v.authenticate_without_store(&secret).is_some(),
+        "now known without the store"
+    );
+    v.revoke_token(&t.admin, &id, &ctx()).expect("revoke");
+    // Same instant: the entry read before the revocation is not trusted any more.
+    assert!(v.authenticate_without_store(&secret).is_none());
+    assert!(matches!(
+        v.authenticate(&secret),
+        Err(VaultError::Unauthenticated)
+    ));
+    assert!(matches!(
+        v.authenticate_without_store(&SecretString::from("cst_app_not-a-token".to_owned())),
+        Some(Err(VaultError::Unauthenticated))
+    ));
+}
+
+#[test]
+fn a_token_revoked_on_another_node_is_refused_within_a_second() {
+    let env = Env::new();
+    let t = env.tenant("Two Nodes SAS");
+    let (secret, id) = app_token(&env, &t, 3600);
+    env.vault
+        .authenticate(&secret)
+        .expect("node A checks the token");
+    let node_b = open_vault(&env.db, &env.checkpoint_dir(), &env.clock, &env.root);
+    node_b
+        .revoke_token(&t.admin, &id, &ctx())
+        .expect("node B revokes it");
+    assert!(
+        matches!(
+            node_b.authenticate(&secret),
+            Err(VaultError::Unauthenticated)
+        ),
+        "node B refuses it at once"
+    );
+    // The bound the cache documents: node A trusts what it read for at most FRESH_FOR.
+    env.clock.advance(Duration::milliseconds(500));
+    assert!(
+        env.vault.authenticate(&secret).is_ok(),
+        "still within the second"
+    );
+    env.clock
+        .advance(custodian_vault::token_cache::FRESH_FOR - Duration::milliseconds(500));
+    assert!(matches!(
+        env.vault.authenticate(&secret),
+        Err(VaultError::Unauthenticated)
+    ));
+}
+
+#[test]
+fn a_remembered_token_still_expires_on_time() {
+    let env = Env::new();
+    let t = env.tenant("Expiring SAS");
+    let (secret, _) = app_token(&env, &t, 60);
+    env.clock
+        .advance(Duration::seconds(60) - Duration::milliseconds(100));
+    env.vault
+        .authenticate(&secret)
+        .expect("valid for 100 ms more");
+    env.clock.advance(Duration::milliseconds(100));
+    assert!(matches!(
+        env.vault.authenticate_without_store(&secret),
+        Some(Err(VaultError::Unauthenticated))
+    ));
+}
+
+#[test]
+fn a_destroyed_controllers_tokens_are_refused_at_once() {
+    let env = Env::new();
+    let t = env.tenant("Destroyed SAS");
+    let (secret, _) = app_token(&env, &t, 3600);
+    let v = &env.vault;
+    v.authenticate(&secret).expect("authenticates");
+    let op = OperatorGrant::local_cli();
+    v.start_termination(op.actor(), &t.id).expect("start");
+    v.destroy_controller(&op, &t.id).expect("destroy");
+    assert!(matches!(
+        env.vault.authenticate(&secret),
+        Err(VaultError::Unauthenticated)
+    ));
+}

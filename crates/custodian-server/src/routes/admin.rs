@@ -126,7 +126,8 @@ pub async fn list_tokens(
     ))
 }
 
-/// Revokes a token; effective on its next request.
+/// Revokes a token: refused from then on by the node that revoked it, within one second by the
+/// others (each remembers a token it checked for one second).
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
     params(("id" = TokenId, Path)),
     responses((status = 204, description = "revoked"), AdminErrors))]
