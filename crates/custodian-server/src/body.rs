@@ -82,11 +82,23 @@ audited!(
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
-/// Keeps identifiers (field names) and drops anything quoted, which in serde's messages
-/// is a submitted value.
+/// Keeps identifiers and drops anything else quoted, which in serde's messages is a
+/// submitted value. What comes before "expected" was submitted (an unknown field's name
+/// can be a value: `jean.dupont`, `Dupont`), so there only a well-formed field name
+/// (`FieldName`'s rule, which keeps values out of the audit trail) is kept; what follows
+/// it is the schema's own list of names and variants, kept when it looks like one.
 fn sanitize(message: &str) -> String {
+    let submitted = |s: &str| custodian_core::record::FieldName::parse(s).is_ok();
+    let schema = |s: &str| {
+        s.len() <= 64
+            && !s.is_empty()
+            && s.chars()
+                .all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-' || x == '.')
+    };
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars().peekable();
+    // Set once ", expected" appears outside quotes (inside them it is part of a value).
+    let mut in_schema = false;
     while let Some(c) = chars.next() {
         if c == '"' || c == '`' {
             let mut inner = String::new();
@@ -96,13 +108,13 @@ fn sanitize(message: &str) -> String {
                 }
                 inner.push(d);
             }
-            let identifier = c == '`'
-                && inner.len() <= 64
-                && !inner.is_empty()
-                && inner
-                    .chars()
-                    .all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-' || x == '.');
-            if identifier {
+            let keep = c == '`'
+                && if in_schema {
+                    schema(&inner)
+                } else {
+                    submitted(&inner)
+                };
+            if keep {
                 out.push('`');
                 out.push_str(&inner);
                 out.push('`');
@@ -111,6 +123,7 @@ fn sanitize(message: &str) -> String {
             }
         } else {
             out.push(c);
+            in_schema = in_schema || out.ends_with(", expected");
         }
     }
     // serde lists accepted variants after "expected"; that part is schema, but long lists
@@ -275,6 +288,22 @@ mod tests {
         assert!(s.contains("`nickname`"));
         let s = sanitize("unknown field `alice@example.org`, expected `x`");
         assert!(!s.contains("alice"));
+        for name in ["jean.dupont", "Dupont", "dupont-durand", "tel_0612345678"] {
+            let s = sanitize(&format!(
+                "unknown field `{name}`, expected `category` or `record`"
+            ));
+            assert_eq!(
+                s, "unknown field <value>, expected `category` or `record`",
+                "{name}"
+            );
+        }
+        let s = sanitize("invalid type: string \"jean, expected dupont\", expected `u32`");
+        assert_eq!(s, "invalid type: string <value>, expected `u32`");
+        let s = sanitize("unknown variant `Dupont`, expected one of `user.name`, `user-x`");
+        assert_eq!(
+            s,
+            "unknown variant <value>, expected one of `user.name`, `user-x`"
+        );
         assert_eq!(
             digits_redacted("invalid value: integer 4111111111111111"),
             "invalid value: integer #"

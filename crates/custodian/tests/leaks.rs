@@ -347,6 +347,15 @@ fn canaries_never_reach_logs_metrics_errors_or_the_audit_trail() {
             Some(json!({"category": "customer", EMAIL: NAME})),
         ),
         (
+            // Shaped like a name (letters and a dot, or a capital): still a value.
+            "unknown fields named like identifiers with a canary",
+            Method::POST,
+            "/v1/subjects".into(),
+            app,
+            p,
+            Some(json!({"category": "customer", "zyxcanary.quorvath": 1, "Quorvath": 2})),
+        ),
+        (
             "canary as a field name",
             Method::POST,
             "/v1/subjects".into(),
