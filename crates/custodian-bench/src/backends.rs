@@ -239,7 +239,7 @@ pub fn run(n: usize, postgres_url: Option<String>) {
     let Some(url) = url else {
         let s = workload(sqlite(), n);
         println!(
-            "backends: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset); sqlite alone:"
+            "backends: postgres SKIPPED (no --postgres URL, TEST_DATABASE_URL unset, and no throwaway cluster could start: install the Debian package postgresql); sqlite alone:"
         );
         print_table(n, s, None, "");
         return;

@@ -9,6 +9,7 @@ mod lifecycle;
 mod micro;
 mod rawsqlite;
 mod rights;
+mod throwaway_pg;
 
 use clap::{Parser, Subcommand};
 
@@ -32,13 +33,14 @@ enum Command {
         records: usize,
     },
     /// The same write and read workload on SQLite and on PostgreSQL, side by side, with the
-    /// ratio PostgreSQL / SQLite. PostgreSQL is skipped (and said so) without a URL.
+    /// ratio PostgreSQL / SQLite. Without a URL it starts a throwaway PostgreSQL cluster
+    /// (`scripts/with-postgres`); PostgreSQL is skipped (and said so) when none can start.
     Backends {
         /// Operations of each kind per backend.
         #[arg(long, default_value_t = 1000)]
         records: usize,
-        /// A PostgreSQL server to use (default: TEST_DATABASE_URL). The benchmark works in a
-        /// schema of its own and drops it afterwards.
+        /// A PostgreSQL server to use (default: TEST_DATABASE_URL, else a throwaway cluster it
+        /// starts and removes). The benchmark works in a schema of its own and drops it afterwards.
         #[arg(long)]
         postgres: Option<String>,
     },
@@ -49,7 +51,7 @@ enum Command {
     /// GDPRbench (PVLDB 2020) ported: the controller, customer, processor and regulator
     /// workloads on Custodian (Vault library path, and the real HTTP server on 127.0.0.1),
     /// plain SQLite (same engine, no protections, plain audit row) and GDPR-configured
-    /// PostgreSQL (`--postgres` or TEST_DATABASE_URL; skipped without), with throughput,
+    /// PostgreSQL (`--postgres`, TEST_DATABASE_URL, or a throwaway cluster it starts), with throughput,
     /// latency percentiles and ratios. The N records are loaded once per target and thread
     /// count; each run starts from a copy of that load.
     Gdpr {
@@ -79,7 +81,8 @@ enum Command {
         /// Seed of every generator.
         #[arg(long, default_value_t = 2020)]
         seed: u64,
-        /// A PostgreSQL server (default: TEST_DATABASE_URL), as a user with the CREATEDB
+        /// A PostgreSQL server (default: TEST_DATABASE_URL, else a throwaway cluster started
+        /// through scripts/with-postgres and removed afterwards), as a user with the CREATEDB
         /// privilege: the benchmark works in databases of its own (each run's a copy of its
         /// load's, made with CREATE DATABASE ... TEMPLATE) and drops them afterwards.
         #[arg(long)]
@@ -131,7 +134,10 @@ enum Command {
 fn main() {
     match Cli::parse().command {
         Command::Micro { records } => micro::run(records),
-        Command::Backends { records, postgres } => backends::run(records, postgres),
+        Command::Backends { records, postgres } => {
+            throwaway_pg::rerun_with_cluster_unless(throwaway_pg::url_given(&postgres));
+            backends::run(records, postgres)
+        }
         Command::Rights => rights::run(),
         Command::AuditChain {
             data_dir,
@@ -161,6 +167,9 @@ fn main() {
             if records < 100 || threads.is_empty() || threads.contains(&0) {
                 eprintln!("gdpr: need at least 100 records and thread counts of 1 or more");
                 std::process::exit(2);
+            }
+            if targets.iter().any(|t| t == "postgres") {
+                throwaway_pg::rerun_with_cluster_unless(throwaway_pg::url_given(&postgres));
             }
             gdpr::run(gdpr::Config {
                 records,

@@ -7,7 +7,9 @@
 //!   process on 127.0.0.1, driven by a keep-alive HTTP client per thread (`http.rs`);
 //! - `plain-sqlite`: the same engine without Custodian's protections (`plain.rs`);
 //! - `postgres`: GDPR-configured PostgreSQL, made fair (`pg.rs`), on `--postgres` or
-//!   `TEST_DATABASE_URL` (what `scripts/with-postgres` exports); skipped, and said so, without.
+//!   `TEST_DATABASE_URL`, or else a throwaway cluster the benchmark starts itself
+//!   (`throwaway_pg`: its command again under `scripts/with-postgres`); skipped, and said
+//!   so, when none can start.
 //!
 //! Load phase, once per target and thread count: N inserts by that many threads on a fresh
 //! target, the TTL sweeper running; then the state is frozen (SQLite: a WAL checkpoint, the
@@ -570,7 +572,7 @@ pub fn run(cfg: Config) {
             "postgres" => {
                 if pg_url.is_none() {
                     println!(
-                        "gdpr: postgres SKIPPED (no --postgres URL and TEST_DATABASE_URL unset; run under scripts/with-postgres)"
+                        "gdpr: postgres SKIPPED (no --postgres URL, TEST_DATABASE_URL unset, and no throwaway cluster could start: install the Debian package postgresql)"
                     );
                     continue;
                 }
