@@ -103,6 +103,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_records_by_purpose.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_subjects_without_rowid.sql"),
+    ),
 ];
 
 /// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
@@ -133,8 +137,28 @@ fn migrate_code(version: i64, tx: &Connection) -> Result<()> {
     match version {
         8 => fields_into_records(tx),
         9 => audit_subjects_into_runs(tx),
+        11 => records_keep_their_subjects(tx),
         _ => Ok(()),
     }
+}
+
+/// Migration 11: the rebuilt subjects table leaves no record without its subject. The
+/// deferred foreign keys catch a record orphaned by the rebuild; this also refuses one that
+/// was orphaned before (written with foreign keys off), rather than carry it on.
+fn records_keep_their_subjects(tx: &Connection) -> Result<()> {
+    let orphans = tx
+        .prepare("PRAGMA foreign_key_check(records)")
+        .map_err(map_err)?
+        .query_map([], |_| Ok(()))
+        .map_err(map_err)?
+        .count();
+    if orphans > 0 {
+        return Err(corrupt(
+            "records",
+            format!("{orphans} record(s) name a subject that does not exist"),
+        ));
+    }
+    Ok(())
 }
 
 /// Migration 9: the runs of every chain's complete spans, then audit_subjects goes.
@@ -240,7 +264,6 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_connection(&path)?;
-        migrate(&mut writer)?;
         // Every write (audited reads included) goes through this connection: a larger
         // page cache than SQLite's 2 MiB default keeps the hot indexes in memory.
         // Temporary storage in memory: a group commit runs each unit of work in a savepoint,
@@ -250,6 +273,8 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;")
             .map_err(map_err)?;
+        // After the pragmas: a migration that copies a table keeps the copy in memory.
+        migrate(&mut writer)?;
         Ok(Self {
             path,
             writer: group::GroupWriter::new(writer),
@@ -1330,6 +1355,134 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0);
+    }
+
+    /// A record of `subject`, without fields, in a database at migration 10 or later.
+    fn insert_record(
+        conn: &Connection,
+        c: &ControllerId,
+        record: [u8; 16],
+        subject: &SubjectId,
+    ) -> rusqlite::Result<usize> {
+        conn.execute(
+            "INSERT INTO records (controller_id, id, subject_id, purpose, recipients, created_at, updated_at, expires_at)
+             VALUES (?1, ?2, ?3, 'billing', '[]', 0, 0, 1)",
+            params![
+                c.as_str(),
+                RecordId::from_random(record).as_str(),
+                subject.as_str()
+            ],
+        )
+    }
+
+    /// Writes a controller, two subjects and records naming them into a database at
+    /// migration 10, the last before subjects lost their rowid.
+    fn database_at_10(path: &Path, c: &ControllerId, subjects: &[&SubjectId]) {
+        let mut conn = open_connection(path).unwrap();
+        migrate_upto(&mut conn, 10).unwrap();
+        conn.execute(
+            "INSERT INTO controllers VALUES (?1, 'Acme', 'osc-fr1', '2026-01-15', 'FR', 'active', 0, x'01')",
+            [c.as_str()],
+        )
+        .unwrap();
+        for (i, s) in subjects.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO subjects VALUES (?1, ?2, 'customer', ?3, ?4, ?5)",
+                params![
+                    c.as_str(),
+                    s.as_str(),
+                    i as i64 % 2,
+                    vec![i as u8; 40],
+                    i as i64
+                ],
+            )
+            .unwrap();
+            insert_record(&conn, c, [10 + i as u8; 16], s).unwrap();
+        }
+    }
+
+    fn subjects_table_sql(conn: &Connection) -> String {
+        conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'subjects'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Migration 11 rebuilds subjects without a rowid: every row kept as it was, records
+    /// still bound to them by their foreign key.
+    #[test]
+    fn migration_11_keys_subjects_by_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = ControllerId::from_random([1; 16]);
+        let (s1, s2) = (
+            SubjectId::from_random([2; 16]),
+            SubjectId::from_random([3; 16]),
+        );
+        database_at_10(&path, &c, &[&s1, &s2]);
+        let rows = |conn: &Connection| -> Vec<(String, String, i64, Vec<u8>, i64)> {
+            conn.prepare("SELECT controller_id, id, restricted, wrapped_key, created_at FROM subjects ORDER BY id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let before = rows(&open_connection(&path).unwrap());
+        assert!(!subjects_table_sql(&open_connection(&path).unwrap()).contains("WITHOUT ROWID"));
+
+        SqliteStore::open(&path).unwrap();
+        let conn = open_connection(&path).unwrap();
+        assert!(subjects_table_sql(&conn).contains("WITHOUT ROWID"));
+        assert_eq!(rows(&conn), before);
+        let orphan = insert_record(&conn, &c, [9; 16], &SubjectId::from_random([9; 16]));
+        assert!(orphan.is_err(), "records still need their subject");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT category FROM subjects WHERE controller_id = ?1 AND id = ?2",
+                params![c.as_str(), s1.as_str()],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("PRIMARY KEY"), "one descent by key: {plan}");
+    }
+
+    /// A record left without its subject (written with foreign keys off, behind the
+    /// store's back) makes migration 11 fail as a whole: nothing of it is applied.
+    #[test]
+    fn migration_11_refuses_orphaned_records_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let c = ControllerId::from_random([1; 16]);
+        let s = SubjectId::from_random([2; 16]);
+        database_at_10(&path, &c, &[&s]);
+        {
+            let conn = open_connection(&path).unwrap();
+            conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+            insert_record(&conn, &c, [9; 16], &SubjectId::from_random([9; 16])).unwrap();
+        }
+        let Err(err) = SqliteStore::open(&path) else {
+            panic!("the migration fails");
+        };
+        assert!(
+            err.to_string()
+                .contains("1 record(s) name a subject that does not exist"),
+            "{err}"
+        );
+        let conn = open_connection(&path).unwrap();
+        assert!(!subjects_table_sql(&conn).contains("WITHOUT ROWID"));
+        let version: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, 10);
+        let subjects: i64 = conn
+            .query_row("SELECT COUNT(*) FROM subjects", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(subjects, 1);
     }
 
     #[test]
