@@ -1,16 +1,17 @@
-//! What both backends share of finding a chain's bulk audit entries by subject in runs
+//! What both backends share of finding a chain's audit entries by subject in runs
 //! (`sqlite/subject_index.rs`, `postgres/subject_index.rs`, which hold the SQL): the span
 //! of a run, which runs a chain is due, the grouping of a run's bulk entries into one row
 //! per subject, and the encoding of a row's seqs. Pure code, no database.
 //!
-//! Whenever a chain's sequence number reaches a multiple of [`RUN_SPAN`], the bulk entries
-//! since the previous run become one row per subject they name, listing the entries' seqs
+//! Whenever a chain's sequence number reaches a multiple of [`RUN_SPAN`], the entries since
+//! the previous run that name subjects (an entry about one subject, `subject_id`, or a bulk
+//! entry's list, `subjects`) become one row per subject named, listing the entries' seqs
 //! ([`Run`]), keyed by (chain, the run's first seq, subject); a row in `audit_runs` says
 //! where the run starts and ends. Entries after the last run are read from their own
-//! subject lists.
+//! columns.
 
 use crate::Result;
-use crate::sqlite::codec::corrupt;
+use crate::sqlite::codec::{corrupt, unjson};
 use std::collections::BTreeMap;
 
 /// Entries per run: a run is built at every multiple of it, and a query reads the subject
@@ -37,17 +38,21 @@ pub(crate) fn complete_upto(head: u64) -> u64 {
     head - head % RUN_SPAN
 }
 
-/// One run's bulk entries, grouped by the subjects they name.
+/// One run's entries, grouped by the subjects they name.
 #[derive(Default)]
 pub(crate) struct Run {
     by_subject: BTreeMap<String, Vec<u64>>,
 }
 
 impl Run {
-    /// Entry `seq` names `subjects` (entries are added in seq order).
-    pub(crate) fn add(&mut self, seq: u64, subjects: Vec<String>) {
+    /// Entry `seq` names `subjects` (entries are added in seq order; a subject named twice
+    /// by one entry is listed once).
+    pub(crate) fn add(&mut self, seq: u64, subjects: impl IntoIterator<Item = String>) {
         for s in subjects {
-            self.by_subject.entry(s).or_default().push(seq);
+            let seqs = self.by_subject.entry(s).or_default();
+            if seqs.last() != Some(&seq) {
+                seqs.push(seq);
+            }
         }
     }
 
@@ -59,6 +64,20 @@ impl Run {
             .map(|(subject, seqs)| (subject, encode_seqs(&seqs)))
     }
 }
+
+/// The subjects an entry names: its `subject_id`, if any, and its `subjects` list (JSON).
+pub(crate) fn named(subject_id: Option<String>, subjects: &str) -> Result<Vec<String>> {
+    let mut named: Vec<String> = if subjects == "[]" {
+        Vec::new()
+    } else {
+        unjson(subjects, "audit_entries")?
+    };
+    named.extend(subject_id);
+    Ok(named)
+}
+
+/// The condition on `audit_entries` of the entries [`named`] finds a subject in.
+pub(crate) const NAMES_SUBJECTS: &str = "(subject_id IS NOT NULL OR subjects <> '[]')";
 
 /// The `seqs` column of `audit_run_subjects`: a JSON array of numbers.
 pub(crate) fn encode_seqs(seqs: &[u64]) -> String {
@@ -94,7 +113,7 @@ mod tests {
     fn a_run_is_a_row_per_subject_listing_its_seqs() {
         let mut run = Run::default();
         run.add(3, vec!["b".into(), "a".into()]);
-        run.add(7, vec!["a".into()]);
+        run.add(7, vec!["a".into(), "a".into()]);
         let rows: Vec<_> = run.rows().collect();
         assert_eq!(
             rows,
@@ -103,5 +122,11 @@ mod tests {
         assert_eq!(decode_seqs("[3,7]").unwrap(), [3, 7]);
         assert!(decode_seqs("[3,-1]").is_err());
         assert!(decode_seqs("3").is_err());
+        assert_eq!(
+            named(Some("c".into()), "[\"a\",\"b\"]").unwrap(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(named(None, "[]").unwrap(), Vec::<String>::new());
+        assert!(named(None, "[1]").is_err());
     }
 }

@@ -84,6 +84,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_audit_subject_runs.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_audit_runs_of_every_subject.sql"),
+    ),
 ];
 
 /// Rows of the old `fields` table read per round trip by migration 8's code step.
@@ -125,6 +129,7 @@ fn migrate_code(version: i64, tx: &mut Transaction<'_>) -> Result<()> {
     match version {
         8 => fields_into_records(tx),
         9 => audit_subjects_into_runs(tx),
+        10 => index_chains_in_runs(tx),
         _ => Ok(()),
     }
 }
@@ -132,6 +137,14 @@ fn migrate_code(version: i64, tx: &mut Transaction<'_>) -> Result<()> {
 /// Migration 9: the runs of every chain's complete spans (from the entries' own subject
 /// lists, as `sqlite::audit_subjects_into_runs`), then audit_subjects goes.
 fn audit_subjects_into_runs(tx: &mut Transaction<'_>) -> Result<()> {
+    index_chains_in_runs(tx)?;
+    tx.batch_execute("DROP TABLE audit_subjects")
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Migrations 9 and 10: the runs of every chain's complete spans.
+fn index_chains_in_runs(tx: &mut Transaction<'_>) -> Result<()> {
     let heads: Vec<(String, i64)> = tx
         .query("SELECT chain, seq FROM audit_heads ORDER BY chain", &[])
         .map_err(map_err)?
@@ -145,8 +158,6 @@ fn audit_subjects_into_runs(tx: &mut Transaction<'_>) -> Result<()> {
             subject_index::index_existing(&mut q, &chain, head.max(0) as u64)?;
         }
     }
-    tx.batch_execute("DROP TABLE audit_subjects")
-        .map_err(map_err)?;
     Ok(())
 }
 
@@ -994,27 +1005,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<AuditEntry>> {
         let chain = chain.as_string();
         self.read(|q| {
-            // Entries about the subject alone, then the bulk entries naming it (as SQLite).
-            let mut seqs: std::collections::BTreeSet<u64> = q
-                .all(
-                    "SELECT seq FROM audit_entries WHERE chain = $1 AND subject_id = $2 AND seq > $3
-                     ORDER BY seq LIMIT $4",
-                    &[
-                        &chain,
-                        &subject.as_str(),
-                        &(after_seq.min(i64::MAX as u64) as i64),
-                        &i64::from(limit),
-                    ],
-                    |r| Ok(get::<i64>(r, 0)? as u64),
-                )?
-                .into_iter()
-                .collect();
-            seqs.extend(subject_index::bulk_seqs_of(
-                q,
-                &chain,
-                subject.as_str(),
-                after_seq,
-            )?);
+            let seqs = subject_index::seqs_of(q, &chain, subject.as_str(), after_seq)?;
             let page: Vec<i64> = seqs
                 .into_iter()
                 .take(limit as usize)

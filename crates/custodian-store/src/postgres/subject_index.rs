@@ -1,8 +1,9 @@
-//! Finding a chain's bulk audit entries by subject, in runs: `sqlite/subject_index.rs`'s
-//! index on PostgreSQL, the same tables (migration 0009) and the same shared arithmetic
+//! Finding a chain's audit entries by subject, in runs: `sqlite/subject_index.rs`'s index
+//! on PostgreSQL, the same tables (migrations 0009 and 0010) and the same shared arithmetic
 //! ([`crate::subject_runs`]). Migration 0007 wrote one `audit_subjects` row per subject
-//! named by every bulk entry, one statement each; here a run is written once every
-//! [`RUN_SPAN`] entries of a chain, its rows in one statement.
+//! named by every bulk entry, one statement each, and `audit_by_subject` took a row per
+//! entry about one subject; here a run is written once every [`RUN_SPAN`] entries of a
+//! chain, its rows in one statement.
 //!
 //! Runs are built in the transaction of the entry that completes them, which holds the
 //! chain's lock (`lock_chain`): appends to a chain are serialised across nodes, so a run
@@ -11,8 +12,9 @@
 use super::Q;
 use super::codec::get;
 use crate::Result;
-use crate::sqlite::codec::unjson;
-use crate::subject_runs::{RUN_SPAN, Run, complete_upto, decode_seqs, spans};
+use crate::subject_runs::{
+    NAMES_SUBJECTS, RUN_SPAN, Run, complete_upto, decode_seqs, named, spans,
+};
 use postgres::{Client, Transaction};
 use std::collections::BTreeSet;
 
@@ -24,8 +26,8 @@ pub(crate) fn after_append(q: &mut Q<'_, Transaction<'_>>, chain: &str, seq: u64
     Ok(())
 }
 
-/// Migration 0009's code step for one chain whose head is `head`: runs for every complete
-/// span.
+/// Migrations 0009's and 0010's code step for one chain whose head is `head`: runs for
+/// every complete span.
 pub(crate) fn index_existing(q: &mut Q<'_, Transaction<'_>>, chain: &str, head: u64) -> Result<()> {
     build_runs(q, chain, complete_upto(head))
 }
@@ -45,13 +47,14 @@ fn build_runs(q: &mut Q<'_, Transaction<'_>>, chain: &str, upto: u64) -> Result<
     for (first, last) in spans(indexed.map_or(0, |s| s as u64), upto) {
         let mut run = Run::default();
         for r in q.rows(
-            "SELECT seq, subjects FROM audit_entries
-             WHERE chain = $1 AND seq > $2 AND seq <= $3 AND subjects <> '[]' ORDER BY seq",
+            &format!(
+                "SELECT seq, subject_id, subjects FROM audit_entries
+                 WHERE chain = $1 AND seq > $2 AND seq <= $3 AND {NAMES_SUBJECTS} ORDER BY seq"
+            ),
             &[&chain, &db_seq(first - 1), &db_seq(last)],
         )? {
             let seq: i64 = get(&r, 0)?;
-            let subjects: &str = get(&r, 1)?;
-            run.add(seq as u64, unjson(subjects, "audit_entries")?);
+            run.add(seq as u64, named(get(&r, 1)?, get(&r, 2)?)?);
         }
         let (subjects, seqs): (Vec<String>, Vec<String>) = run.rows().unzip();
         // All the run's rows in one statement: one round trip, however many subjects.
@@ -68,12 +71,12 @@ fn build_runs(q: &mut Q<'_, Transaction<'_>>, chain: &str, upto: u64) -> Result<
     Ok(())
 }
 
-/// The seqs of `chain`'s bulk entries naming `subject`, after `after`, in order.
+/// The seqs of `chain`'s entries naming `subject`, after `after`, in order.
 ///
 /// As SQLite's, without a snapshot: the list of runs is read first, and where the last
 /// ends bounds the scan of the entries after it; a run built meanwhile is found by that
 /// scan (entries and runs are never changed or removed, and a run commits with its rows).
-pub(crate) fn bulk_seqs_of(
+pub(crate) fn seqs_of(
     q: &mut Q<'_, Client>,
     chain: &str,
     subject: &str,
@@ -106,14 +109,16 @@ pub(crate) fn bulk_seqs_of(
     // the subject (ids need no escaping in JSON); the decoded list decides.
     let quoted = format!("\"{subject}\"");
     for r in q.rows(
-        "SELECT seq, subjects FROM audit_entries
-         WHERE chain = $1 AND seq > $2 AND subjects <> '[]' AND strpos(subjects, $3) > 0
+        "SELECT seq, subject_id, subjects FROM audit_entries
+         WHERE chain = $1 AND seq > $2 AND (subject_id = $3 OR strpos(subjects, $4) > 0)
          ORDER BY seq",
-        &[&chain, &db_seq(upto.max(after)), &quoted],
+        &[&chain, &db_seq(upto.max(after)), &subject, &quoted],
     )? {
         let seq: i64 = get(&r, 0)?;
-        let subjects: Vec<String> = unjson(get(&r, 1)?, "audit_entries")?;
-        if subjects.iter().any(|s| s == subject) {
+        if named(get(&r, 1)?, get(&r, 2)?)?
+            .iter()
+            .any(|s| s == subject)
+        {
             out.insert(seq as u64);
         }
     }

@@ -363,6 +363,41 @@ fn migration_8_moves_fields_into_their_records() {
     assert_eq!(v, super::MIGRATIONS.last().unwrap().0);
 }
 
+/// Writes `head` entries of `chain` behind the store's back, as the migration tests' older
+/// schemas held them: every third names both subjects (bulk), every seventh other is about
+/// `s1` alone; and the chain's head.
+fn write_chain(
+    client: &mut postgres::Client,
+    chain: &ChainId,
+    s1: &SubjectId,
+    s2: &SubjectId,
+    head: i64,
+) {
+    let both = format!("[\"{}\",\"{}\"]", s1.as_str(), s2.as_str());
+    client
+        .execute(
+            "INSERT INTO audit_entries (chain, seq, at, actor, action, subject_id, fields, prev_hash, hash, subjects)
+             SELECT $1, g, 0, 'controller_app:test', 'consultation',
+                    CASE WHEN g % 3 <> 0 AND g % 7 = 0 THEN $2 END, '[]', $4, $4,
+                    CASE WHEN g % 3 = 0 THEN $3 ELSE '[]' END
+             FROM generate_series(1, $5::bigint) g",
+            &[
+                &chain.as_string(),
+                &s1.as_str(),
+                &both,
+                &&[0u8; 32][..],
+                &head,
+            ],
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)",
+            &[&chain.as_string(), &head, &&[0u8; 32][..]],
+        )
+        .unwrap();
+}
+
 /// A chain written before migration 9 (bulk entries indexed by 0007's audit_subjects) is
 /// indexed in runs by it, as SQLite's `migration_9_indexes_existing_chains_in_runs`: a
 /// subject's history is the same before and after, appends go on building runs from where
@@ -389,34 +424,12 @@ fn migration_9_indexes_existing_chains_in_runs() {
     {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         super::migrate_upto(&mut client, 8).unwrap();
-        let both = format!("[\"{}\",\"{}\"]", s1.as_str(), s2.as_str());
-        client
-            .execute(
-                "INSERT INTO audit_entries (chain, seq, at, actor, action, subject_id, fields, prev_hash, hash, subjects)
-                 SELECT $1, g, 0, 'controller_app:test', 'consultation',
-                        CASE WHEN g % 3 <> 0 AND g % 7 = 0 THEN $2 END, '[]', $4, $4,
-                        CASE WHEN g % 3 = 0 THEN $3 ELSE '[]' END
-                 FROM generate_series(1, $5::bigint) g",
-                &[
-                    &chain.as_string(),
-                    &s1.as_str(),
-                    &both,
-                    &&[0u8; 32][..],
-                    &head,
-                ],
-            )
-            .unwrap();
+        write_chain(&mut client, &chain, &s1, &s2, head);
         client
             .execute(
                 "INSERT INTO audit_subjects (chain, subject_id, seq)
                  SELECT $1, s, g FROM generate_series(3, $4::bigint, 3) g, UNNEST(ARRAY[$2, $3]) s",
                 &[&chain.as_string(), &s1.as_str(), &s2.as_str(), &head],
-            )
-            .unwrap();
-        client
-            .execute(
-                "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)",
-                &[&chain.as_string(), &head, &&[0u8; 32][..]],
             )
             .unwrap();
     }
@@ -493,6 +506,75 @@ fn migration_9_indexes_existing_chains_in_runs() {
         );
     }
     drop(store);
+}
+
+/// Migration 10 (SQLite's 12) indexes the entries about one subject in runs too, rebuilding
+/// the runs 0009 built of bulk entries only, and drops audit_by_subject.
+#[test]
+fn migration_10_indexes_every_entry_naming_a_subject_in_runs() {
+    let Some(base) = server_url("migration_10") else {
+        return;
+    };
+    let mut schemas = Schemas::new(&base);
+    let url = schemas.fresh();
+    let chain = ChainId::Controller(ControllerId::from_random([1; 16]));
+    let (s1, s2) = (
+        SubjectId::from_random([2; 16]),
+        SubjectId::from_random([3; 16]),
+    );
+    let head = 1030i64;
+    // Every third entry names both subjects (bulk); every seventh other is about s1.
+    let want1: Vec<u64> = (1..=head as u64)
+        .filter(|q| q % 3 == 0 || q % 7 == 0)
+        .collect();
+    {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        super::migrate_upto(&mut client, 9).unwrap();
+        write_chain(&mut client, &chain, &s1, &s2, head);
+        // The first span's run as 0009 built it: bulk entries only.
+        let mut run = crate::subject_runs::Run::default();
+        for q in (1..=512u64).filter(|q| q % 3 == 0) {
+            run.add(q, [s1.as_str().to_owned(), s2.as_str().to_owned()]);
+        }
+        for (subject, seqs) in run.rows() {
+            client
+                .execute(
+                    "INSERT INTO audit_run_subjects (chain, first_seq, subject_id, seqs) VALUES ($1, 1, $2, $3)",
+                    &[&chain.as_string(), &subject, &seqs],
+                )
+                .unwrap();
+        }
+        client
+            .execute(
+                "INSERT INTO audit_runs (chain, first_seq, last_seq) VALUES ($1, 1, 512)",
+                &[&chain.as_string()],
+            )
+            .unwrap();
+    }
+    let store = PostgresStore::open_with_pool(&url, 2).unwrap();
+    assert_eq!(
+        crate::conformance::history_seqs(&store, &chain, &s1, 0, 10_000),
+        want1
+    );
+    let count = |sql: &str| -> i64 {
+        let row = store.read(|q| q.one(sql, &[])).unwrap();
+        row.get(0)
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM audit_runs"), 2);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM pg_indexes
+             WHERE schemaname = current_schema() AND indexname = 'audit_by_subject'"
+        ),
+        0
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let refused = client.execute("DELETE FROM audit_runs", &[]).unwrap_err();
+    let refused = refused
+        .as_db_error()
+        .map(|e| e.message())
+        .unwrap_or_default();
+    assert!(refused.contains("append-only"), "{refused}");
 }
 
 /// The audit trail refuses UPDATE, DELETE and TRUNCATE, as SQLite's triggers do.

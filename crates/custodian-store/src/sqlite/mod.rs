@@ -107,6 +107,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_subjects_without_rowid.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_audit_runs_of_every_subject.sql"),
+    ),
 ];
 
 /// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
@@ -138,6 +142,7 @@ fn migrate_code(version: i64, tx: &Connection) -> Result<()> {
         8 => fields_into_records(tx),
         9 => audit_subjects_into_runs(tx),
         11 => records_keep_their_subjects(tx),
+        12 => index_chains_in_runs(tx),
         _ => Ok(()),
     }
 }
@@ -163,6 +168,14 @@ fn records_keep_their_subjects(tx: &Connection) -> Result<()> {
 
 /// Migration 9: the runs of every chain's complete spans, then audit_subjects goes.
 fn audit_subjects_into_runs(tx: &Connection) -> Result<()> {
+    index_chains_in_runs(tx)?;
+    tx.execute_batch("DROP TABLE audit_subjects")
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Migrations 9 and 12: the runs of every chain's complete spans.
+fn index_chains_in_runs(tx: &Connection) -> Result<()> {
     let heads: Vec<(String, i64)> = {
         let mut st = tx
             .prepare("SELECT chain, seq FROM audit_heads")
@@ -175,8 +188,6 @@ fn audit_subjects_into_runs(tx: &Connection) -> Result<()> {
     for (chain, head) in heads {
         subject_index::build_runs(tx, &chain, crate::subject_runs::complete_upto(head as u64))?;
     }
-    tx.execute_batch("DROP TABLE audit_subjects")
-        .map_err(map_err)?;
     Ok(())
 }
 
@@ -1009,28 +1020,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<AuditEntry>> {
         let chain = chain.as_string();
         self.read(|c| {
-            // Entries about the subject alone, then the bulk entries naming it.
-            let mut seqs: std::collections::BTreeSet<u64> = {
-                let mut st = c
-                    .prepare_cached(
-                        "SELECT seq FROM audit_entries WHERE chain = ?1 AND subject_id = ?2 AND seq > ?3
-                         ORDER BY seq LIMIT ?4",
-                    )
-                    .map_err(map_err)?;
-                st.query_map(
-                    params![chain, subject.as_str(), after_seq as i64, limit],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(map_err)?
-                .map(|r| r.map(|s| s as u64).map_err(map_err))
-                .collect::<Result<_>>()?
-            };
-            seqs.extend(subject_index::bulk_seqs_of(
-                c,
-                &chain,
-                subject.as_str(),
-                after_seq,
-            )?);
+            let seqs = subject_index::seqs_of(c, &chain, subject.as_str(), after_seq)?;
             let mut st = c
                 .prepare_cached(&format!(
                     "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq = ?2"
@@ -1361,6 +1351,84 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0);
+    }
+
+    /// Migration 12 indexes the entries about one subject in runs too, rebuilding the runs
+    /// 0009 built of bulk entries only, and drops audit_by_subject: a subject's history is
+    /// the same before and after.
+    #[test]
+    fn migration_12_indexes_every_entry_naming_a_subject_in_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let chain = ChainId::Controller(ControllerId::from_random([1; 16]));
+        let (s1, s2) = (
+            SubjectId::from_random([2; 16]),
+            SubjectId::from_random([3; 16]),
+        );
+        let head = 1030u64;
+        // Every third entry names both subjects (bulk); every seventh other is about s1.
+        let bulk = |q: u64| q.is_multiple_of(3);
+        let single = |q: u64| !bulk(q) && q.is_multiple_of(7);
+        let want1: Vec<u64> = (1..=head).filter(|&q| bulk(q) || single(q)).collect();
+        let want2: Vec<u64> = (1..=head).filter(|&q| bulk(q)).collect();
+        {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_upto(&mut conn, 11).unwrap();
+            let tx = conn.transaction().unwrap();
+            let both = format!("[\"{}\",\"{}\"]", s1.as_str(), s2.as_str());
+            for q in 1..=head {
+                tx.execute(
+                    "INSERT INTO audit_entries (chain, seq, at, actor, action, subject_id, fields, prev_hash, hash, subjects)
+                     VALUES (?1, ?2, 0, 'controller_app:test', 'consultation', ?3, '[]', ?4, ?4, ?5)",
+                    params![
+                        chain.as_string(),
+                        q as i64,
+                        single(q).then(|| s1.as_str()),
+                        [0u8; 32].to_vec(),
+                        if bulk(q) { both.as_str() } else { "[]" }
+                    ],
+                )
+                .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO audit_heads (chain, seq, hash) VALUES (?1, ?2, ?3)",
+                params![chain.as_string(), head as i64, [0u8; 32].to_vec()],
+            )
+            .unwrap();
+            // The first span's run as 0009 built it: bulk entries only.
+            let mut run = crate::subject_runs::Run::default();
+            for q in (1..=512).filter(|&q| bulk(q)) {
+                run.add(q, [s1.as_str().to_owned(), s2.as_str().to_owned()]);
+            }
+            for (subject, seqs) in run.rows() {
+                tx.execute(
+                    "INSERT INTO audit_run_subjects (chain, first_seq, subject_id, seqs) VALUES (?1, 1, ?2, ?3)",
+                    params![chain.as_string(), subject, seqs],
+                )
+                .unwrap();
+            }
+            tx.execute(
+                "INSERT INTO audit_runs (chain, first_seq, last_seq) VALUES (?1, 1, 512)",
+                params![chain.as_string()],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let history = |s| crate::conformance::history_seqs(&store, &chain, s, 0, 10_000);
+        assert_eq!(history(&s1), want1);
+        assert_eq!(history(&s2), want2);
+        let conn = open_connection(&path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM audit_runs"), 2);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'audit_by_subject'"),
+            0
+        );
+        assert!(
+            conn.execute("DELETE FROM audit_runs", []).is_err(),
+            "runs are append-only again"
+        );
     }
 
     /// A record of `subject`, without fields, in a database at migration 10 or later.

@@ -1,23 +1,26 @@
-//! Finding a chain's bulk audit entries by subject without scattering writes.
+//! Finding a chain's audit entries by subject without scattering writes.
 //!
-//! A bulk entry (every record of a purpose, say) names hundreds of subjects. Indexing each
-//! as a row keyed by subject (migration 0007) dirtied one B-tree page per subject in the
-//! commit of the entry: a consultation of 400 subjects wrote ~400 pages to the WAL, and
-//! the checkpoints after it wrote them again. Here, entries are indexed in runs instead:
-//! whenever a chain's sequence number reaches a multiple of [`RUN_SPAN`], the bulk entries
-//! since the previous run become one row per subject they name, listing the entries' seqs,
-//! keyed by (chain, the run's first seq, subject), so a whole run is one sequential
-//! append, built in the transaction of the entry that completes it. Entries after the last
-//! run (fewer than [`RUN_SPAN`], or more if a run is ever missing: correctness does not
-//! depend on it) are found by reading their own subject lists.
+//! An entry names the subject it is about (`subject_id`), or, for a bulk entry (every record
+//! of a purpose, say), hundreds of subjects (`subjects`). Indexing each subject named as a
+//! row keyed by subject (the `audit_by_subject` index, migration 0007's `audit_subjects`)
+//! dirtied one B-tree page per subject at a random place in the commit of every entry: a
+//! consultation of 400 subjects wrote ~400 pages to the WAL, and the checkpoints after it
+//! wrote them again. Here, entries are indexed in runs instead: whenever a chain's sequence
+//! number reaches a multiple of [`RUN_SPAN`], the entries since the previous run become one
+//! row per subject they name, listing the entries' seqs, keyed by (chain, the run's first
+//! seq, subject), so a whole run is one sequential append, built in the transaction of the
+//! entry that completes it. Entries after the last run (fewer than [`RUN_SPAN`], or more if
+//! a run is ever missing: correctness does not depend on it) are found by reading their
+//! own columns. Migration 0009 built the runs of bulk entries; 0012 rebuilt them with the
+//! entries about one subject and dropped `audit_by_subject`.
 //!
-//! The index is derived from the entries' `subjects` column, which the chain's hashes
-//! cover; like the entries, its tables refuse UPDATE and DELETE.
+//! The index is derived from the entries' `subject_id` and `subjects` columns, which the
+//! chain's hashes cover; like the entries, its tables refuse UPDATE and DELETE.
 
-use super::codec::{map_err, unjson};
+use super::codec::map_err;
 use crate::Result;
 pub(crate) use crate::subject_runs::RUN_SPAN;
-use crate::subject_runs::{Run, decode_seqs, spans};
+use crate::subject_runs::{NAMES_SUBJECTS, Run, decode_seqs, named, spans};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 
@@ -42,31 +45,44 @@ fn indexed_upto(c: &Connection, chain: &str) -> Result<u64> {
     Ok(last.map_or(0, |s| s as u64))
 }
 
-/// The bulk entries of `chain` in (after, upto], with the subjects each names.
-fn bulk_entries(
+/// The entries of `chain` in (after, upto] that name subjects, with the subjects each
+/// names; with `subject`, only those that may name it (the caller checks the list).
+fn naming_entries(
     c: &Connection,
     chain: &str,
     after: u64,
     upto: u64,
+    subject: Option<&str>,
     each: &mut dyn FnMut(u64, Vec<String>),
 ) -> Result<()> {
+    // `instr` only spares decoding the lists of entries that cannot name the subject (ids
+    // need no escaping in JSON).
+    let quoted = subject.map(|s| format!("\"{s}\""));
     let mut st = c
-        .prepare_cached(
-            "SELECT seq, subjects FROM audit_entries
-             WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 AND subjects <> '[]' ORDER BY seq",
-        )
+        .prepare_cached(&format!(
+            "SELECT seq, subject_id, subjects FROM audit_entries
+             WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 AND {NAMES_SUBJECTS}
+               AND (?4 IS NULL OR subject_id = ?4 OR instr(subjects, ?5) > 0)
+             ORDER BY seq"
+        ))
         .map_err(map_err)?;
     let mut rows = st
         .query(params![
             chain,
             after as i64,
-            upto.min(i64::MAX as u64) as i64
+            upto.min(i64::MAX as u64) as i64,
+            subject,
+            quoted
         ])
         .map_err(map_err)?;
     while let Some(r) = rows.next().map_err(map_err)? {
         let seq: i64 = r.get(0).map_err(map_err)?;
-        let subjects: String = r.get(1).map_err(map_err)?;
-        each(seq as u64, unjson(&subjects, "audit_entries")?);
+        let subject_id: Option<String> = r.get(1).map_err(map_err)?;
+        let subjects = r
+            .get_ref(2)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(map_err)?;
+        each(seq as u64, named(subject_id, subjects)?);
     }
     Ok(())
 }
@@ -76,7 +92,7 @@ fn bulk_entries(
 pub(crate) fn build_runs(tx: &Connection, chain: &str, upto: u64) -> Result<()> {
     for (first, last) in spans(indexed_upto(tx, chain)?, upto) {
         let mut run = Run::default();
-        bulk_entries(tx, chain, first - 1, last, &mut |seq, subjects| {
+        naming_entries(tx, chain, first - 1, last, None, &mut |seq, subjects| {
             run.add(seq, subjects)
         })?;
         let mut st = tx
@@ -98,8 +114,8 @@ pub(crate) fn build_runs(tx: &Connection, chain: &str, upto: u64) -> Result<()> 
     Ok(())
 }
 
-/// The seqs of `chain`'s bulk entries naming `subject`, after `after`, in order.
-pub(crate) fn bulk_seqs_of(
+/// The seqs of `chain`'s entries naming `subject`, after `after`, in order.
+pub(crate) fn seqs_of(
     c: &Connection,
     chain: &str,
     subject: &str,
@@ -134,10 +150,17 @@ pub(crate) fn bulk_seqs_of(
             out.extend(decode_seqs(&seqs)?.into_iter().filter(|&s| s > after));
         }
     }
-    bulk_entries(c, chain, upto.max(after), u64::MAX, &mut |seq, subjects| {
-        if subjects.iter().any(|s| s == subject) {
-            out.insert(seq);
-        }
-    })?;
+    naming_entries(
+        c,
+        chain,
+        upto.max(after),
+        u64::MAX,
+        Some(subject),
+        &mut |seq, subjects| {
+            if subjects.iter().any(|s| s == subject) {
+                out.insert(seq);
+            }
+        },
+    )?;
     Ok(out)
 }
