@@ -156,7 +156,9 @@ fn records_keep_their_subjects(tx: &Connection) -> Result<()> {
         .map_err(map_err)?
         .query_map([], |_| Ok(()))
         .map_err(map_err)?
-        .count();
+        .collect::<rusqlite::Result<Vec<()>>>()
+        .map_err(map_err)?
+        .len();
     if orphans > 0 {
         return Err(corrupt(
             "records",
