@@ -9,14 +9,25 @@ use std::fmt;
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const BODY_LEN: usize = 26;
 
-fn encode(bytes: [u8; 16]) -> String {
+const PREFIX_LEN: usize = 4;
+const ID_LEN: usize = PREFIX_LEN + BODY_LEN;
+
+/// An id's text, held inline: ids are made, cloned and dropped for every row a bulk
+/// operation touches, and a heap string each time was a measurable share of it.
+fn encode(prefix: &str, bytes: [u8; 16]) -> [u8; ID_LEN] {
+    let mut out = [0u8; ID_LEN];
+    out[..PREFIX_LEN].copy_from_slice(prefix.as_bytes());
     let mut n = u128::from_be_bytes(bytes);
-    let mut out = [0u8; BODY_LEN];
-    for slot in out.iter_mut().rev() {
+    for slot in out[PREFIX_LEN..].iter_mut().rev() {
         *slot = ALPHABET[(n & 31) as usize];
         n >>= 5;
     }
-    String::from_utf8(out.to_vec()).expect("alphabet is ASCII")
+    out
+}
+
+/// The text of an inline id; every constructor stores ASCII only.
+fn text(id: &[u8; ID_LEN]) -> &str {
+    std::str::from_utf8(id).expect("ids are ASCII")
 }
 
 /// `IN_ALPHABET[b]`: whether byte `b` is a digit of [`ALPHABET`] (a table, not a search:
@@ -41,20 +52,25 @@ fn valid_body(body: &str) -> bool {
 macro_rules! random_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        // Ordered and hashed as its text (equal lengths: byte order is string order).
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+        pub struct $name([u8; ID_LEN]);
+
+        const _: () = assert!($prefix.len() == PREFIX_LEN);
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
 
             /// Builds an id from 128 random bits supplied by the caller.
             pub fn from_random(bytes: [u8; 16]) -> Self {
-                Self(format!("{}{}", $prefix, encode(bytes)))
+                Self(encode($prefix, bytes))
             }
 
             pub fn parse(s: &str) -> Result<Self, ValidationError> {
                 match s.strip_prefix($prefix) {
-                    Some(body) if valid_body(body) => Ok(Self(s.to_owned())),
+                    Some(body) if valid_body(body) => {
+                        Ok(Self(s.as_bytes().try_into().expect("prefix and body lengths")))
+                    }
                     _ => Err(ValidationError::new(
                         stringify!($name),
                         concat!("must be '", $prefix, "' followed by 26 base32 characters"),
@@ -63,25 +79,31 @@ macro_rules! random_id {
             }
 
             pub fn as_str(&self) -> &str {
-                &self.0
+                text(&self.0)
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+                self.as_str().hash(h)
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.as_str())
             }
         }
 

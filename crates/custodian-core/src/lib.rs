@@ -14,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod json;
 pub mod lookup;
+mod name;
 pub mod operation;
 pub mod pan;
 pub mod policy;

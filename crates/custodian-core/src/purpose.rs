@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 /// `[a-z0-9_-]{1,64}`, starting with a letter: safe in URLs, headers and logs.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PurposeName(String);
+pub struct PurposeName(crate::name::InlineName);
 
 impl PurposeName {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
@@ -20,8 +20,8 @@ impl PurposeName {
             && s.as_bytes()[0].is_ascii_lowercase()
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(s.to_owned()))
+        if let Some(name) = ok.then(|| crate::name::InlineName::new(s)).flatten() {
+            Ok(Self(name))
         } else {
             Err(ValidationError::new(
                 "purpose",
@@ -30,7 +30,7 @@ impl PurposeName {
         }
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 impl TryFrom<String> for PurposeName {
@@ -41,17 +41,17 @@ impl TryFrom<String> for PurposeName {
 }
 impl From<PurposeName> for String {
     fn from(p: PurposeName) -> String {
-        p.0
+        p.as_str().to_owned()
     }
 }
 impl fmt::Display for PurposeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 impl fmt::Debug for PurposeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 

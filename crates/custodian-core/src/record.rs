@@ -20,7 +20,7 @@ pub const MAX_NUMBER_MAGNITUDE: f64 = 1e12;
 /// carry a value; the shape keeps them to identifiers.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct FieldName(String);
+pub struct FieldName(crate::name::InlineName);
 
 impl FieldName {
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
@@ -36,8 +36,8 @@ impl FieldName {
             digit_run = if b.is_ascii_digit() { digit_run + 1 } else { 0 };
             ok = (b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') && digit_run <= 4;
         }
-        if ok {
-            Ok(Self(s.to_owned()))
+        if let Some(name) = ok.then(|| crate::name::InlineName::new(s)).flatten() {
+            Ok(Self(name))
         } else {
             Err(ValidationError::new(
                 "field name",
@@ -46,7 +46,7 @@ impl FieldName {
         }
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 impl TryFrom<String> for FieldName {
@@ -57,17 +57,17 @@ impl TryFrom<String> for FieldName {
 }
 impl From<FieldName> for String {
     fn from(n: FieldName) -> String {
-        n.0
+        n.as_str().to_owned()
     }
 }
 impl fmt::Display for FieldName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 impl fmt::Debug for FieldName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 
@@ -95,17 +95,39 @@ impl FieldValue {
     }
 
     pub fn from_plaintext(bytes: &[u8]) -> Option<Self> {
-        // Most values are strings without escapes: those are their own text, which a bulk
-        // read of thousands of fields then takes without running the JSON parser. The
-        // shortcut accepts exactly what the parser would read as that same text.
-        if let [b'"', inner @ .., b'"'] = bytes
-            && !inner.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        {
-            return std::str::from_utf8(inner)
+        if Self::is_bare_text(bytes) {
+            return std::str::from_utf8(&bytes[1..bytes.len() - 1])
                 .ok()
                 .map(|s| Self::Text(s.to_owned()));
         }
         serde_json::from_slice(bytes).ok()
+    }
+
+    /// [`Self::from_plaintext`], taking the buffer as the text's when the value is a
+    /// string: a bulk read then decrypts and answers a field in one allocation. Any other
+    /// value is parsed and the buffer left to its owner (to wipe).
+    pub fn take_plaintext(bytes: &mut Vec<u8>) -> Option<Self> {
+        if !Self::is_bare_text(bytes) {
+            return serde_json::from_slice(bytes).ok();
+        }
+        let mut text = std::mem::take(bytes);
+        text.pop();
+        text.remove(0);
+        match String::from_utf8(text) {
+            Ok(text) => Some(Self::Text(text)),
+            Err(e) => {
+                *bytes = e.into_bytes();
+                None
+            }
+        }
+    }
+
+    /// A string without escapes is its own text between the quotes, which a bulk read of
+    /// thousands of fields then takes without running the JSON parser. Exactly what the
+    /// parser would read as that same text (UTF-8 is checked when the text is made).
+    fn is_bare_text(bytes: &[u8]) -> bool {
+        matches!(bytes, [b'"', inner @ .., b'"']
+            if !inner.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20))
     }
 
     /// The text a card number could hide in: the text itself, or an integral number's
@@ -392,6 +414,17 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bytes)
             );
+            let mut owned = bytes.to_vec();
+            let taken = FieldValue::take_plaintext(&mut owned);
+            assert_eq!(taken, parsed, "{:?}", String::from_utf8_lossy(bytes));
+            // Only a string takes the buffer; anything else is left to its owner to wipe.
+            match taken {
+                Some(FieldValue::Text(_)) if FieldValue::is_bare_text(bytes) => {
+                    assert!(owned.is_empty())
+                }
+                Some(_) => assert_eq!(owned, *bytes),
+                None => assert!(!owned.is_empty() || bytes.is_empty()),
+            }
         }
     }
 

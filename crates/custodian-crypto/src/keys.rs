@@ -41,16 +41,18 @@ fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 fn seal_with(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce_bytes =
         random::bytes::<NONCE_LEN>().expect("the operating system's random source failed");
+    // nonce || ciphertext || tag, sealed where it lies: one buffer per value.
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce_bytes);
-    let mut buf = plaintext.to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce_bytes),
-        Aad::from(aad),
-        &mut buf,
-    )
-    .expect("AES-GCM sealing cannot fail for in-range input");
-    out.extend_from_slice(&buf);
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce_bytes),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
+        )
+        .expect("AES-GCM sealing cannot fail for in-range input");
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -59,16 +61,31 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Crypt
 }
 
 fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    open_owned(key, aad, sealed.to_vec())
+}
+
+/// Opens `sealed` where it lies and cuts it to the plaintext: the ciphertext's buffer is
+/// the plaintext's, so a bulk read decrypts thousands of values without allocating. Callers
+/// holding secrets wipe it whole (`Zeroizing` clears the capacity, the tag's bytes too).
+fn open_owned(key: &LessSafeKey, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Open);
     }
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
-    let mut buf = body.to_vec();
-    let plain = key
-        .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .map_err(|_| CryptoError::Open)?;
-    Ok(plain.to_vec())
+    let nonce =
+        Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| CryptoError::Open)?;
+    match key.open_within(nonce, Aad::from(aad), &mut sealed, NONCE_LEN..) {
+        Ok(plain) => {
+            let len = plain.len();
+            sealed.truncate(len);
+            Ok(sealed)
+        }
+        Err(_) => {
+            // The buffer may hold bytes decrypted before the tag failed (a ciphertext
+            // moved to another row is real data under the right key): wipe it.
+            zeroize::Zeroize::zeroize(&mut sealed);
+            Err(CryptoError::Open)
+        }
+    }
 }
 
 /// Length-prefixed context so that no two different contexts encode the same bytes.
@@ -332,7 +349,17 @@ impl SubjectKey {
         ctx: FieldContext<'_>,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        open_with(&self.aead, &ctx.aad(), sealed).map(Zeroizing::new)
+        self.open_field_owned(ctx, sealed.to_vec())
+    }
+
+    /// [`Self::open_field`] on a ciphertext the caller owns and gives up: the plaintext
+    /// comes back in its buffer.
+    pub fn open_field_owned(
+        &self,
+        ctx: FieldContext<'_>,
+        sealed: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        open_owned(&self.aead, &ctx.aad(), sealed).map(Zeroizing::new)
     }
 }
 
@@ -452,6 +479,40 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert!(sk.open_field(ctx, &flipped).is_err());
         assert!(sk.open_field(ctx, &ct[..10]).is_err());
+    }
+
+    #[test]
+    fn opening_an_owned_ciphertext_gives_the_plaintext_in_its_buffer() {
+        let (c, s, r) = ids();
+        let sk = SubjectKey::generate().unwrap();
+        let ctx = FieldContext {
+            controller: &c,
+            subject: &s,
+            record: &r,
+            field: "email",
+        };
+        for plain in [&b""[..], b"\"alice@example.fr\"", &[7u8; 300]] {
+            let ct = sk.seal_field(ctx, plain);
+            assert_eq!(ct.len(), NONCE_LEN + plain.len() + TAG_LEN);
+            let opened = sk.open_field_owned(ctx, ct.clone()).unwrap();
+            assert_eq!(opened.as_slice(), plain);
+            assert_eq!(
+                opened.as_slice(),
+                sk.open_field(ctx, &ct).unwrap().as_slice()
+            );
+            let other = FieldContext {
+                field: "name",
+                ..ctx
+            };
+            assert_eq!(
+                sk.open_field_owned(other, ct).unwrap_err(),
+                CryptoError::Open
+            );
+        }
+        assert!(
+            sk.open_field_owned(ctx, vec![0; NONCE_LEN + TAG_LEN - 1])
+                .is_err()
+        );
     }
 
     #[test]

@@ -258,13 +258,14 @@ impl Vault {
                 record: &row.id,
                 field: f.name.as_str(),
             };
-            let plain = key.open_field(ctx, &f.sealed).map_err(|e| {
+            // The row is ours: its ciphertext's buffer becomes the value's text.
+            let mut plain = key.open_field_owned(ctx, f.sealed).map_err(|e| {
                 TxError::Store(custodian_store::StoreError::Corrupt {
                     table: "fields",
                     reason: e.to_string(),
                 })
             })?;
-            let value = FieldValue::from_plaintext(&plain).ok_or_else(|| {
+            let value = FieldValue::take_plaintext(&mut plain).ok_or_else(|| {
                 TxError::Store(custodian_store::StoreError::Corrupt {
                     table: "fields",
                     reason: "plaintext is not a JSON scalar".into(),
