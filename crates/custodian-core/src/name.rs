@@ -1,37 +1,48 @@
-//! Short ASCII names held inline (purposes, field names): a bulk read makes, copies and
-//! drops one per row and per field, and a heap string each time was a measurable share of
-//! it. Only the newtypes that validated the text build one.
+//! Short ASCII names (purposes, field names) without a heap allocation when they are short,
+//! as they nearly always are: a bulk read makes, copies and drops one per row and per field.
+//! Only the newtypes that validated the text build one.
 
 use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
-pub(crate) const MAX_NAME_LEN: usize = 64;
+/// Names up to this many bytes are held inline. 22 keeps the type at 24 bytes, a
+/// `String`'s size: maps keyed by names (a record's fields) keep their nodes in the
+/// allocator's small, cached size classes.
+const INLINE_LEN: usize = 22;
 
-/// Up to [`MAX_NAME_LEN`] bytes of ASCII; the bytes past `len` are zero, so two equal
-/// names are equal arrays. Ordered and hashed as its text, as the `String` it replaces.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct InlineName {
-    len: u8,
-    bytes: [u8; MAX_NAME_LEN],
+/// ASCII text; inline when it fits (bytes past `len` are zero), boxed otherwise, always
+/// the same way for the same text. Ordered, compared and hashed as its text.
+#[derive(Clone)]
+pub(crate) enum InlineName {
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    Boxed(Box<str>),
 }
 
 impl InlineName {
-    /// `None` when `s` is longer than [`MAX_NAME_LEN`] or not ASCII (callers have checked
-    /// their own, stricter shapes before).
+    /// `None` when `s` is not ASCII (callers have checked their own, stricter shapes).
     pub(crate) fn new(s: &str) -> Option<Self> {
-        if s.len() > MAX_NAME_LEN || !s.is_ascii() {
+        if !s.is_ascii() {
             return None;
         }
-        let mut bytes = [0; MAX_NAME_LEN];
-        bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Some(Self {
-            len: s.len() as u8,
-            bytes,
+        Some(if s.len() <= INLINE_LEN {
+            let mut bytes = [0; INLINE_LEN];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Self::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Boxed(s.into())
         })
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("names are ASCII")
+        match self {
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("names are ASCII")
+            }
+            Self::Boxed(s) => s,
+        }
     }
 }
 
@@ -40,6 +51,14 @@ impl std::fmt::Debug for InlineName {
         f.write_str(self.as_str())
     }
 }
+
+impl PartialEq for InlineName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for InlineName {}
 
 impl Ord for InlineName {
     fn cmp(&self, other: &Self) -> Ordering {
@@ -65,7 +84,9 @@ mod tests {
 
     #[test]
     fn orders_and_compares_as_its_text() {
-        let names = ["b", "a", "ab", "a_b", "aa", "z9", ""];
+        let long = "a".repeat(INLINE_LEN + 1);
+        let longer = "b".repeat(64);
+        let names = ["b", "a", "ab", "a_b", "aa", "z9", "", &long, &longer];
         let mut inline: Vec<InlineName> =
             names.iter().map(|s| InlineName::new(s).unwrap()).collect();
         let mut text: Vec<&str> = names.to_vec();
@@ -77,12 +98,20 @@ mod tests {
         );
         assert_eq!(InlineName::new("ab"), InlineName::new("ab"));
         assert_ne!(InlineName::new("ab"), InlineName::new("abc"));
+        assert_eq!(InlineName::new(&long), InlineName::new(&long));
+        assert!(matches!(InlineName::new(&long), Some(InlineName::Boxed(_))));
+        assert!(matches!(
+            InlineName::new(&long[1..]),
+            Some(InlineName::Inline { .. })
+        ));
     }
 
     #[test]
-    fn refuses_what_does_not_fit() {
-        assert!(InlineName::new(&"a".repeat(MAX_NAME_LEN)).is_some());
-        assert!(InlineName::new(&"a".repeat(MAX_NAME_LEN + 1)).is_none());
+    fn is_the_size_of_a_string_and_refuses_non_ascii() {
+        assert_eq!(
+            std::mem::size_of::<InlineName>(),
+            std::mem::size_of::<String>()
+        );
         assert!(InlineName::new("é").is_none());
     }
 }
