@@ -200,12 +200,33 @@ struct Outcome {
     lat: BTreeMap<Op, Lat>,
     first_error: Option<String>,
     swept: u64,
+    /// This process's CPU time over the run, for targets that work in it: steadier than
+    /// throughput on a shared machine, so what an A/B reads first.
+    cpu_secs: Option<f64>,
 }
 
 impl Outcome {
     fn throughput(&self) -> f64 {
         self.ops as f64 / self.run_secs.max(1e-9)
     }
+
+    fn cpu_ms_per_op(&self) -> Option<f64> {
+        self.cpu_secs.map(|c| c * 1000.0 / self.ops.max(1) as f64)
+    }
+}
+
+/// User plus system CPU time of this process, every thread (Linux `/proc/self/stat`, in
+/// USER_HZ ticks of 10 ms); `None` where that file is not to be had.
+fn process_cpu_secs() -> Option<f64> {
+    cpu_secs_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+fn cpu_secs_of(stat: &str) -> Option<f64> {
+    // Fields after the command name, which is in parentheses and may hold spaces: the
+    // state is field 3, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 fn bar(len: u64, prefix: String) -> ProgressBar {
@@ -458,6 +479,10 @@ fn run_one(
     let issued = AtomicU64::new(0);
     type ThreadResult = (BTreeMap<Op, Lat>, Option<String>);
     let per_thread: Mutex<Vec<ThreadResult>> = Mutex::new(Vec::new());
+    let cpu_before = target
+        .works_in_this_process()
+        .then(process_cpu_secs)
+        .flatten();
     let start = Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
@@ -506,6 +531,7 @@ fn run_one(
         }
     });
     out.run_secs = start.elapsed().as_secs_f64();
+    out.cpu_secs = cpu_before.and_then(|b| Some(process_cpu_secs()? - b));
     out.ops = total;
     pb.finish_and_clear();
     out.swept = sweeper.finish();
@@ -707,6 +733,7 @@ pub fn run(cfg: Config) {
                     "load_seconds": o.load_secs,
                     "run_seconds": o.run_secs,
                     "throughput_ops_per_s": o.throughput(),
+                    "process_cpu_seconds": o.cpu_secs,
                     "swept_by_ttl": o.swept,
                     "first_error": o.first_error,
                     "ops": ops,
@@ -776,6 +803,16 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
         print!(" {:>14} {:>9.1}", o.target, o.throughput());
     }
     println!();
+    if outcomes.iter().any(|o| o.cpu_secs.is_some()) {
+        print!("  {:<22}", "cpu per op (ms)");
+        for o in outcomes.iter() {
+            match o.cpu_ms_per_op() {
+                Some(ms) => print!(" {:>14} {:>9.2}", o.target, ms),
+                None => print!(" {:>14} {:>9}", o.target, "-"),
+            }
+        }
+        println!();
+    }
     // Custodian (each path) against each baseline, and the HTTP path against the library's.
     let find = |name: &str| outcomes.iter().find(|o| o.target == name);
     for (ours, theirs) in [
@@ -833,5 +870,21 @@ fn print_table(cfg: &Config, w: &Workload, threads: usize, outcomes: &mut [Outco
         if let Some(e) = &o.first_error {
             println!("  {}: first error: {e}", o.target);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (custodian (b) x) S 1 4242 4242 0 -1 4194560 9141 0 0 0 1234 567 0 0 20 0 \
+                    9 0 1000 1 1 18446744073709551615";
+        assert_eq!(cpu_secs_of(stat), Some(18.01));
+        assert_eq!(cpu_secs_of("4242 (custodian) S 1 2"), None);
+        assert_eq!(cpu_secs_of("no parentheses"), None);
+        // This process has run this test: some CPU time, read from the real file.
+        assert!(process_cpu_secs().is_some_and(|s| s >= 0.0));
     }
 }

@@ -286,6 +286,10 @@ impl Target for PgTarget {
         "postgres"
     }
 
+    fn works_in_this_process(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         format!(
             "postgres: one table, B-tree indexes on PUR and USR, audit row per written row (trigger) and per read \

@@ -33,6 +33,11 @@ pub trait Target: Send + Sync {
     fn sweep(&self) -> Res<u64>;
     /// A line about the target's settings, printed once.
     fn describe(&self) -> String;
+    /// Whether the system under test does its work in this process, so that this process's
+    /// CPU time over a run is its cost (a database server elsewhere: false).
+    fn works_in_this_process(&self) -> bool {
+        true
+    }
     /// Called once the load is done and nothing runs on the target any more: makes its state
     /// durable and self-contained (a WAL checkpoint, closed connections) and returns what
     /// gives each run a copy of it. The target is dropped right after.
