@@ -13,7 +13,7 @@ const PREFIX_LEN: usize = 4;
 const ID_LEN: usize = PREFIX_LEN + BODY_LEN;
 
 /// An id's text, held inline: ids are made, cloned and dropped for every row a bulk
-/// operation touches, and a heap string each time was a measurable share of it.
+/// operation touches, and a heap string each time added to its allocator's share.
 fn encode(prefix: &str, bytes: [u8; 16]) -> [u8; ID_LEN] {
     let mut out = [0u8; ID_LEN];
     out[..PREFIX_LEN].copy_from_slice(prefix.as_bytes());
