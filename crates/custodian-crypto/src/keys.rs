@@ -384,6 +384,16 @@ mod tests {
         )
     }
 
+    /// The place of one field, "email", of record `r`.
+    fn email<'a>(c: &'a ControllerId, s: &'a SubjectId, r: &'a RecordId) -> FieldContext<'a> {
+        FieldContext {
+            controller: c,
+            subject: s,
+            record: r,
+            field: "email",
+        }
+    }
+
     #[test]
     fn root_key_text_round_trip_and_redacted_debug() {
         let k = RootKey::generate(3).unwrap();
@@ -433,12 +443,7 @@ mod tests {
         let sk = SubjectKey::generate().unwrap();
         let wrapped_sk = ck.wrap_subject_key(&c, &s, &sk);
         let sk2 = ck2.unwrap_subject_key(&c, &s, &wrapped_sk).unwrap();
-        let ctx = FieldContext {
-            controller: &c,
-            subject: &s,
-            record: &r,
-            field: "email",
-        };
+        let ctx = email(&c, &s, &r);
         let ct = sk.seal_field(ctx, b"alice@example.fr");
         assert_eq!(
             sk2.open_field(ctx, &ct).unwrap().as_slice(),
@@ -451,12 +456,7 @@ mod tests {
     fn ciphertext_is_bound_to_its_place() {
         let (c, s, r) = ids();
         let sk = SubjectKey::generate().unwrap();
-        let ctx = FieldContext {
-            controller: &c,
-            subject: &s,
-            record: &r,
-            field: "email",
-        };
+        let ctx = email(&c, &s, &r);
         let ct = sk.seal_field(ctx, b"x");
         let other_field = FieldContext {
             field: "name",
@@ -485,12 +485,7 @@ mod tests {
     fn opening_an_owned_ciphertext_gives_the_plaintext_in_its_buffer() {
         let (c, s, r) = ids();
         let sk = SubjectKey::generate().unwrap();
-        let ctx = FieldContext {
-            controller: &c,
-            subject: &s,
-            record: &r,
-            field: "email",
-        };
+        let ctx = email(&c, &s, &r);
         for plain in [&b""[..], b"\"alice@example.fr\"", &[7u8; 300]] {
             let ct = sk.seal_field(ctx, plain);
             assert_eq!(ct.len(), NONCE_LEN + plain.len() + TAG_LEN);
