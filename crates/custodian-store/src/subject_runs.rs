@@ -1,7 +1,7 @@
 //! What both backends share of finding a chain's audit entries by subject in runs
 //! (`sqlite/subject_index.rs`, `postgres/subject_index.rs`, which hold the SQL): the span
-//! of a run, which runs a chain is due, the grouping of a run's bulk entries into one row
-//! per subject, and the encoding of a row's seqs. Pure code, no database.
+//! of a run, which runs a chain is due, the grouping of a run's entries into one row per
+//! subject, the text prefilter for a subject's entries after the last run, and the encoding of a row's seqs. Pure code, no database.
 //!
 //! Whenever a chain's sequence number reaches a multiple of [`RUN_SPAN`], the entries since
 //! the previous run that name subjects (an entry about one subject, `subject_id`, or a bulk
@@ -32,8 +32,8 @@ pub(crate) fn spans(indexed: u64, upto: u64) -> impl Iterator<Item = (u64, u64)>
     })
 }
 
-/// Where the complete spans of a chain whose head is `head` end: how far migration 0009
-/// indexes an existing chain.
+/// Where the complete spans of a chain whose head is `head` end: how far the migrations that
+/// build runs (SQLite 0009 and 0012, PostgreSQL 0009 and 0010) index an existing chain.
 pub(crate) fn complete_upto(head: u64) -> u64 {
     head - head % RUN_SPAN
 }
@@ -74,6 +74,13 @@ pub(crate) fn named(subject_id: Option<String>, subjects: &str) -> Result<Vec<St
     };
     named.extend(subject_id);
     Ok(named)
+}
+
+/// The text a bulk entry's `subjects` list holds when it names `subject`: ids need no
+/// escaping in JSON, so a substring search for it only spares decoding the lists of entries
+/// that cannot name the subject; [`named`] decides.
+pub(crate) fn quoted(subject: &str) -> String {
+    format!("\"{subject}\"")
 }
 
 /// The condition on `audit_entries` of the entries [`named`] finds a subject in.

@@ -13,7 +13,7 @@ use super::Q;
 use super::codec::get;
 use crate::Result;
 use crate::subject_runs::{
-    NAMES_SUBJECTS, RUN_SPAN, Run, complete_upto, decode_seqs, named, spans,
+    NAMES_SUBJECTS, RUN_SPAN, Run, complete_upto, decode_seqs, named, quoted, spans,
 };
 use postgres::{Client, Transaction};
 use std::collections::BTreeSet;
@@ -105,14 +105,13 @@ pub(crate) fn seqs_of(
             out.extend(decode_seqs(seqs)?.into_iter().filter(|&s| s > after));
         }
     }
-    // The tail. `strpos` only spares sending the subject lists of entries that cannot name
-    // the subject (ids need no escaping in JSON); the decoded list decides.
-    let quoted = format!("\"{subject}\"");
+    // The tail; `strpos` only spares sending the lists that cannot name the subject.
+    let pattern = quoted(subject);
     for r in q.rows(
         "SELECT seq, subject_id, subjects FROM audit_entries
          WHERE chain = $1 AND seq > $2 AND (subject_id = $3 OR strpos(subjects, $4) > 0)
          ORDER BY seq",
-        &[&chain, &db_seq(upto.max(after)), &subject, &quoted],
+        &[&chain, &db_seq(upto.max(after)), &subject, &pattern],
     )? {
         let seq: i64 = get(&r, 0)?;
         if named(get(&r, 1)?, get(&r, 2)?)?

@@ -20,7 +20,7 @@
 use super::codec::map_err;
 use crate::Result;
 pub(crate) use crate::subject_runs::RUN_SPAN;
-use crate::subject_runs::{NAMES_SUBJECTS, Run, decode_seqs, named, spans};
+use crate::subject_runs::{NAMES_SUBJECTS, Run, decode_seqs, named, quoted, spans};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 
@@ -55,9 +55,7 @@ fn naming_entries(
     subject: Option<&str>,
     each: &mut dyn FnMut(u64, Vec<String>),
 ) -> Result<()> {
-    // `instr` only spares decoding the lists of entries that cannot name the subject (ids
-    // need no escaping in JSON).
-    let quoted = subject.map(|s| format!("\"{s}\""));
+    let pattern = subject.map(quoted);
     let mut st = c
         .prepare_cached(&format!(
             "SELECT seq, subject_id, subjects FROM audit_entries
@@ -72,7 +70,7 @@ fn naming_entries(
             after as i64,
             upto.min(i64::MAX as u64) as i64,
             subject,
-            quoted
+            pattern
         ])
         .map_err(map_err)?;
     while let Some(r) = rows.next().map_err(map_err)? {
