@@ -476,16 +476,19 @@ fn data_round_trip(store: &dyn Store) {
                 vec![f.subject.clone()]
             );
             assert!(tx.find_subjects(LookupKind::Phone, &digest)?.is_empty());
-            tx.upsert_fields(
-                &f.record,
+            let mut rewritten = one.clone();
+            rewritten.fields = crate::fieldset::merge(
+                rewritten.fields,
                 &[FieldRow {
                     name: FieldName::parse("email").unwrap(),
                     category: DataCategory::parse("user.contact.email").unwrap(),
                     sealed: vec![1; 41],
                 }],
-                now(),
-            )?;
+            );
+            rewritten.header.updated_at = now() + Duration::seconds(1);
+            assert!(tx.rewrite_record(&one, &rewritten)?);
             let after = tx.record(&f.record)?.unwrap();
+            assert_eq!(after, rewritten);
             let email = after
                 .fields
                 .iter()
@@ -544,8 +547,8 @@ fn tenant_isolation(store: &dyn Store) {
 }
 
 /// `records_of_purpose` returns exactly one controller's records of one purpose, with their
-/// fields; `update_record_header` moves a record to another subject (its lookup entries
-/// follow) and rewrites its metadata and expiry, leaving purpose and fields alone.
+/// fields; `rewrite_record` moves a record to another subject (its lookup entries follow)
+/// and rewrites its metadata, expiry and fields, never its id, purpose or creation time.
 fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
     let a = new_controller(store);
     let b = new_controller(store);
@@ -618,7 +621,19 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
                 automated_decision: Some("scoring".into()),
             };
             let at = now();
-            assert!(tx.update_record_header(&f1.record, &s2, &meta, later, at)?);
+            let with = |r: &RecordRow, subject: &SubjectId, meta: &RecordMeta, expires, at| {
+                let mut r = r.clone();
+                r.subject = subject.clone();
+                r.header.meta = meta.clone();
+                r.header.expires_at = expires;
+                r.header.updated_at = at;
+                r
+            };
+            // Id, purpose and creation time are the stored record's, whatever `new` says.
+            let mut moved = with(&before, &s2, &meta, later, at);
+            moved.header.purpose = PurposeName::parse("billing").unwrap();
+            moved.header.created_at = at - Duration::days(9);
+            assert!(tx.rewrite_record(&before, &moved)?);
             let after = tx.record(&f1.record)?.unwrap();
             assert_eq!(after.subject, s2);
             assert_eq!(after.header.meta, meta);
@@ -639,32 +654,43 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
                 source: None,
                 ..meta.clone()
             };
-            assert!(tx.update_record_header(&f1.record, &s2, &cleared, later, at)?);
+            let r1 = with(&after, &s2, &cleared, later, at);
+            assert!(tx.rewrite_record(&after, &r1)?);
             let r = tx.record(&f1.record)?.unwrap();
-            assert_eq!((&r.subject, &r.header.meta), (&s2, &cleared));
-            assert_eq!(r.header.expires_at, later);
+            assert_eq!(r, r1);
             let sooner = later - time::Duration::days(1);
-            assert!(tx.update_record_header(&f1.record, &s2, &cleared, sooner, at)?);
-            let r = tx.record(&f1.record)?.unwrap();
-            assert_eq!((r.header.expires_at, &r.header.meta), (sooner, &cleared));
+            let r2 = with(&r1, &s2, &cleared, sooner, at);
+            assert!(tx.rewrite_record(&r1, &r2)?);
+            assert_eq!(tx.record(&f1.record)?.unwrap(), r2);
             let at2 = at + time::Duration::seconds(1);
-            assert!(tx.update_record_header(&f1.record, &s2, &cleared, sooner, at2)?);
+            let r3 = with(&r2, &s2, &cleared, sooner, at2);
+            assert!(tx.rewrite_record(&r2, &r3)?);
             let r = tx.record(&f1.record)?.unwrap();
             assert_eq!((r.header.updated_at, r.header.expires_at), (at2, sooner));
             assert_eq!(r.fields, before.fields);
-            assert!(!tx.update_record_header(
-                &RecordId::from_random(rand16()),
-                &s2,
-                &meta,
-                later,
-                at
-            )?);
+            // Fields and header in one rewrite.
+            let mut r4 = with(&r3, &s2, &meta, later, at2);
+            r4.fields.truncate(1);
+            r4.fields[0].sealed = vec![4; 33];
+            assert!(tx.rewrite_record(&r3, &r4)?);
+            assert_eq!(tx.record(&f1.record)?.unwrap(), r4);
+            let mut gone = r4.clone();
+            gone.id = RecordId::from_random(rand16());
+            assert!(!tx.rewrite_record(&gone, &gone)?);
             Ok(draft(&a, Operation::Alteration))
         })
         .unwrap();
     // Tenant scoping: B sees only its own record, and cannot rewrite A's.
     let fbr = fb.record.clone();
-    let (f1r, s2c) = (f1.record.clone(), f2.subject.clone());
+    let s2c = f2.subject.clone();
+    let mut a_record = None;
+    store
+        .transact(&a, now(), &mut |tx| {
+            a_record = tx.record(&f1.record)?;
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+    let a_record = a_record.expect("A's record");
     store
         .transact(&b, now(), &mut |tx| {
             let got = tx.records_of_purpose(&PurposeName::parse("service").unwrap())?;
@@ -672,7 +698,11 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
                 got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
                 vec![fbr.clone()]
             );
-            assert!(!tx.update_record_header(&f1r, &s2c, &RecordMeta::default(), later, now())?);
+            // B's transaction cannot rewrite A's record, even knowing it whole.
+            let mut moved = a_record.clone();
+            moved.subject = s2c.clone();
+            moved.header.expires_at = later;
+            assert!(!tx.rewrite_record(&a_record, &moved)?);
             Ok(draft(&b, Operation::Consultation))
         })
         .unwrap();

@@ -15,6 +15,7 @@
 pub mod conformance;
 pub mod fieldset;
 pub mod postgres;
+mod rewrite;
 pub mod rows;
 pub mod sqlite;
 mod subject_runs;
@@ -108,13 +109,6 @@ pub trait DataTx {
     fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>>;
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>>;
     fn insert_record(&mut self, row: &RecordRow) -> Result<()>;
-    /// Replaces the named fields of a record (inserting those it lacks) and its update time.
-    fn upsert_fields(
-        &mut self,
-        record: &RecordId,
-        fields: &[FieldRow],
-        at: OffsetDateTime,
-    ) -> Result<()>;
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
     /// Every record collected under `purpose`, with its fields, oldest first.
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
@@ -123,17 +117,11 @@ pub trait DataTx {
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>>;
     /// The subjects who objected to `purpose` (Art. 21).
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>>;
-    /// Rewrites what describes a record: the subject it is about (its lookup entries follow
-    /// it), its metadata, expiry and update time. Its purpose and fields are untouched.
-    /// False when there is no such record.
-    fn update_record_header(
-        &mut self,
-        record: &RecordId,
-        subject: &SubjectId,
-        meta: &custodian_core::record::RecordMeta,
-        expires_at: OffsetDateTime,
-        at: OffsetDateTime,
-    ) -> Result<bool>;
+    /// Writes `new` over `old`, the record as this transaction read it: its subject (its
+    /// lookup entries follow it), metadata, expiry, fields and update time, setting only
+    /// the columns that differ. The record is found by `old`'s key; id, purpose and
+    /// creation time are never rewritten. False when there is no such record.
+    fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool>;
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;

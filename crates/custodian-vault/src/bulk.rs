@@ -26,7 +26,7 @@ use custodian_core::record::{
 };
 use custodian_crypto::keys::{FieldContext, SubjectKey};
 use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
-use custodian_store::{DataTx, StoreError, TxError};
+use custodian_store::{DataTx, StoreError, TxError, fieldset};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
@@ -419,38 +419,44 @@ impl Vault {
                 )
                 .map_err(|e| corrupt("fields", e))
         };
-        let h = &r.header;
-        let (mut subject, mut meta, mut expires) =
-            (r.subject.clone(), h.meta.clone(), h.expires_at);
-        let write_field =
-            |tx: &mut dyn DataTx, f: &ValidField, key: &SubjectKey| -> Result<(), TxError> {
-                let row = FieldRow {
-                    name: f.name.clone(),
-                    category: f.category.clone(),
-                    sealed: seal(key, &r.subject, &f.name, &f.value.to_plaintext()),
-                };
-                tx.delete_lookups(&r.id, f.name.as_str())?;
-                tx.upsert_fields(&r.id, &[row], now)?;
-                if let Some((kind, normalized)) = &f.lookup {
-                    tx.insert_lookup(&LookupRow {
-                        kind: *kind,
-                        digest: keys.controller.index_key().blind(*kind, normalized),
-                        subject: r.subject.clone(),
-                        record: r.id.clone(),
-                        field: f.name.clone(),
-                    })?;
-                }
-                Ok(())
+        // The record as it will be; the store writes only what differs from `r`, found by
+        // `r`'s key (read in this transaction: no second read per record).
+        let mut new = r.clone();
+        new.header.updated_at = now;
+        let write_field = |tx: &mut dyn DataTx,
+                           new: &mut RecordRow,
+                           f: &ValidField,
+                           key: &SubjectKey|
+         -> Result<(), TxError> {
+            let row = FieldRow {
+                name: f.name.clone(),
+                category: f.category.clone(),
+                sealed: seal(key, &r.subject, &f.name, &f.value.to_plaintext()),
             };
+            tx.delete_lookups(&r.id, f.name.as_str())?;
+            new.fields = fieldset::merge(std::mem::take(&mut new.fields), &[row]);
+            if let Some((kind, normalized)) = &f.lookup {
+                tx.insert_lookup(&LookupRow {
+                    kind: *kind,
+                    digest: keys.controller.index_key().blind(*kind, normalized),
+                    subject: r.subject.clone(),
+                    record: r.id.clone(),
+                    field: f.name.clone(),
+                })?;
+            }
+            Ok(())
+        };
+        let meta = &mut new.header.meta;
         match change {
-            RecordChange::ExpiresAt(t) => expires = grant.purpose().expiry(h.created_at, Some(*t)),
+            RecordChange::ExpiresAt(t) => {
+                new.header.expires_at = grant.purpose().expiry(r.header.created_at, Some(*t))
+            }
             RecordChange::Source(s) => meta.source = s.clone(),
             RecordChange::Recipients(v) => meta.recipients = v.clone(),
             RecordChange::AutomatedDecision(a) => meta.automated_decision = a.clone(),
             RecordChange::Field { .. } => {
                 let f = valid.expect("validated before the transaction");
-                write_field(tx, f, key.expect("key"))?;
-                return Ok(true);
+                write_field(tx, &mut new, f, key.expect("key"))?;
             }
             RecordChange::Category { field, category } => {
                 let Some(old) = r.fields.iter().find(|f| &f.name == field) else {
@@ -466,15 +472,14 @@ impl Vault {
                     },
                 )
                 .map_err(Denial::from)?;
-                write_field(tx, &f, key.expect("key"))?;
-                return Ok(true);
+                write_field(tx, &mut new, &f, key.expect("key"))?;
             }
             RecordChange::Subject(_) => {
                 let (t, tkey) = target.expect("target unwrapped");
                 if t == &r.subject {
                     return Ok(true);
                 }
-                let rows = r
+                new.fields = r
                     .fields
                     .iter()
                     .map(|f| {
@@ -485,11 +490,10 @@ impl Vault {
                         })
                     })
                     .collect::<Result<Vec<_>, TxError>>()?;
-                tx.upsert_fields(&r.id, &rows, now)?;
-                subject = t.clone();
+                new.subject = t.clone();
             }
         }
-        if !tx.update_record_header(&r.id, &subject, &meta, expires, now)? {
+        if !tx.rewrite_record(r, &new)? {
             return Err(Denial::NotFound.into());
         }
         Ok(true)

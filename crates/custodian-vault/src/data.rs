@@ -18,7 +18,7 @@ use custodian_core::{ValidationError, record::RecordHeader};
 use custodian_crypto::keys::{ControllerKey, FieldContext, SubjectKey};
 use custodian_crypto::random::id_bytes;
 use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
-use custodian_store::{DataTx, Store, TxError};
+use custodian_store::{DataTx, Store, TxError, fieldset};
 use std::collections::BTreeMap;
 
 /// What the audit entry of an operation names, filled in as the work learns it, so that a
@@ -551,11 +551,15 @@ impl Vault {
             for f in &fields {
                 tx.delete_lookups(record, f.name.as_str())?;
             }
-            tx.upsert_fields(record, &rows, self.clock.now())?;
+            let mut stored = row.clone();
+            stored.fields = fieldset::merge(stored.fields, &rows);
+            stored.header.updated_at = self.clock.now();
+            if !tx.rewrite_record(&row, &stored)? {
+                return Err(Denial::NotFound.into());
+            }
             for l in &lookups {
                 tx.insert_lookup(l)?;
             }
-            let stored = tx.record(record)?.ok_or(Denial::NotFound)?;
             Self::open_record(grant, &key, stored)
         })
         .map(|(t, _)| t)

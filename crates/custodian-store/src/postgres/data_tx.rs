@@ -239,36 +239,6 @@ impl DataTx for PgTx<'_, '_, '_> {
         Ok(())
     }
 
-    fn upsert_fields(
-        &mut self,
-        record: &RecordId,
-        fields: &[FieldRow],
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let c = self.controller.as_str();
-        // Locked until commit, as SQLite's single writer would have it: no other
-        // transaction merges into the same set in between.
-        let stored: Option<Vec<u8>> = self.q.maybe(
-            "SELECT fields FROM records WHERE controller_id = $1 AND id = $2 FOR UPDATE",
-            &[&c, &record.as_str()],
-            |r| get(r, 0),
-        )?;
-        let stored =
-            stored.ok_or_else(|| corrupt("records", "fields written to a missing record"))?;
-        let current = crate::fieldset::decode(&stored).map_err(|e| corrupt("records", e))?;
-        let merged = crate::fieldset::merge(current, fields);
-        self.q.exec(
-            "UPDATE records SET fields = $3, updated_at = $4 WHERE controller_id = $1 AND id = $2",
-            &[
-                &c,
-                &record.as_str(),
-                &crate::fieldset::encode(&merged),
-                &nanos(at),
-            ],
-        )?;
-        Ok(())
-    }
-
     fn delete_record(&mut self, id: &RecordId) -> Result<()> {
         for sql in [
             "DELETE FROM lookups WHERE controller_id = $1 AND record_id = $2",
@@ -312,33 +282,36 @@ impl DataTx for PgTx<'_, '_, '_> {
         )
     }
 
-    fn update_record_header(
-        &mut self,
-        record: &RecordId,
-        subject: &SubjectId,
-        meta: &custodian_core::record::RecordMeta,
-        expires_at: OffsetDateTime,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
-        let c = self.controller.as_str();
+    fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool> {
+        use crate::rewrite::Value;
+        use postgres::types::ToSql;
+        let changes = crate::rewrite::changed_columns(old, new);
+        let (c, id) = (self.controller.as_str(), old.id.as_str());
+        // A controller's units of work hold its chain's lock from their start (`transact`),
+        // so the row this transaction read is still the row in the table.
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&c, &id];
+        let mut sets = Vec::with_capacity(changes.len());
+        for (column, value) in &changes {
+            values.push(match value {
+                Value::Text(t) => t,
+                Value::MaybeText(t) => t,
+                Value::OwnedText(t) => t,
+                Value::Int(n) => n,
+                Value::Bytes(b) => b,
+            });
+            sets.push(format!("{column} = ${}", values.len()));
+        }
         let n = self.q.exec(
-            "UPDATE records SET subject_id = $3, source = $4, recipients = $5, automated_decision = $6,
-             expires_at = $7, updated_at = $8 WHERE controller_id = $1 AND id = $2",
-            &[
-                &c,
-                &record.as_str(),
-                &subject.as_str(),
-                &meta.source,
-                &json(&meta.recipients),
-                &meta.automated_decision,
-                &nanos(expires_at),
-                &nanos(at),
-            ],
+            &format!(
+                "UPDATE records SET {} WHERE controller_id = $1 AND id = $2",
+                sets.join(", ")
+            ),
+            &values,
         )?;
-        if n > 0 {
+        if n > 0 && old.subject != new.subject {
             self.q.exec(
                 "UPDATE lookups SET subject_id = $3 WHERE controller_id = $1 AND record_id = $2 AND subject_id <> $3",
-                &[&c, &record.as_str(), &subject.as_str()],
+                &[&c, &id, &new.subject.as_str()],
             )?;
         }
         Ok(n > 0)

@@ -277,38 +277,6 @@ impl DataTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn upsert_fields(
-        &mut self,
-        record: &RecordId,
-        fields: &[FieldRow],
-        at: OffsetDateTime,
-    ) -> Result<()> {
-        let stored: Option<Vec<u8>> = self
-            .tx
-            .prepare_cached("SELECT fields FROM records WHERE controller_id = ?1 AND id = ?2")
-            .map_err(map_err)?
-            .query_row(params![self.c(), record.as_str()], |r| r.get(0))
-            .optional()
-            .map_err(map_err)?;
-        let stored =
-            stored.ok_or_else(|| corrupt("records", "fields written to a missing record"))?;
-        let current = crate::fieldset::decode(&stored).map_err(|e| corrupt("records", e))?;
-        let merged = crate::fieldset::merge(current, fields);
-        self.tx
-            .prepare_cached(
-                "UPDATE records SET fields = ?3, updated_at = ?4 WHERE controller_id = ?1 AND id = ?2",
-            )
-            .map_err(map_err)?
-            .execute(params![
-                self.c(),
-                record.as_str(),
-                crate::fieldset::encode(&merged),
-                nanos(at)
-            ])
-            .map_err(map_err)?;
-        Ok(())
-    }
-
     fn delete_record(&mut self, id: &RecordId) -> Result<()> {
         for sql in [
             "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2",
@@ -380,88 +348,50 @@ impl DataTx for SqliteTx<'_> {
         .collect()
     }
 
-    fn update_record_header(
-        &mut self,
-        record: &RecordId,
-        subject: &SubjectId,
-        meta: &custodian_core::record::RecordMeta,
-        expires_at: OffsetDateTime,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
-        type Header = (String, Option<String>, String, Option<String>, i64);
-        let current: Option<Header> = self
-            .tx
-            .prepare_cached(
-                "SELECT subject_id, source, recipients, automated_decision, expires_at
-                 FROM records WHERE controller_id = ?1 AND id = ?2",
-            )
-            .map_err(map_err)?
-            .query_row(params![self.c(), record.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
-            .map_err(map_err)?;
-        let Some((cur_subject, cur_source, cur_recipients, cur_decision, cur_expires)) = current
-        else {
-            return Ok(false);
-        };
-        // Only what changes is written: an assigned column rewrites every index on it
-        // (subject, expiry), which for a change of metadata over thousands of records
-        // would dirty an index page per record for nothing.
-        use rusqlite::types::Value;
-        let mut sets = vec!["updated_at = ?3"];
-        let mut values: Vec<Value> = vec![
-            self.c().to_owned().into(),
-            record.as_str().to_owned().into(),
-            nanos(at).into(),
+    fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool> {
+        use crate::rewrite::Value;
+        use rusqlite::ToSql;
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        let changes = crate::rewrite::changed_columns(old, new);
+        let created = nanos(old.header.created_at);
+        // The table's whole primary key: one descent, where the id alone would go through
+        // `records_by_id` first.
+        let mut values: Vec<ToSqlOutput<'_>> = vec![
+            ToSqlOutput::Borrowed(ValueRef::Text(self.c().as_bytes())),
+            ToSqlOutput::Borrowed(ValueRef::Text(old.header.purpose.as_str().as_bytes())),
+            ToSqlOutput::Owned(created.into()),
+            ToSqlOutput::Borrowed(ValueRef::Text(old.id.as_str().as_bytes())),
         ];
-        let mut set = |column: &'static str, value: Value| {
-            values.push(value);
-            sets.push(column);
-        };
-        let moved = cur_subject != subject.as_str();
-        if moved {
-            set("subject_id", subject.as_str().to_owned().into());
+        let mut sets = Vec::with_capacity(changes.len());
+        for (column, value) in &changes {
+            values.push(match value {
+                Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+                Value::MaybeText(t) => t.to_sql().map_err(map_err)?,
+                Value::OwnedText(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+                Value::Int(n) => ToSqlOutput::Owned((*n).into()),
+                Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            });
+            sets.push(format!("{column} = ?{}", values.len()));
         }
-        if cur_source != meta.source {
-            set("source", meta.source.clone().into());
-        }
-        let recipients = json(&meta.recipients);
-        if cur_recipients != recipients {
-            set("recipients", recipients.into());
-        }
-        if cur_decision != meta.automated_decision {
-            set("automated_decision", meta.automated_decision.clone().into());
-        }
-        if cur_expires != nanos(expires_at) {
-            set("expires_at", nanos(expires_at).into());
-        }
-        let assignments = sets
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match i {
-                0 => (*c).to_owned(),
-                _ => format!("{c} = ?{}", i + 3),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.tx
+        let n = self
+            .tx
             .prepare_cached(&format!(
-                "UPDATE records SET {assignments} WHERE controller_id = ?1 AND id = ?2"
+                "UPDATE records SET {} WHERE controller_id = ?1 AND purpose = ?2 AND created_at = ?3 AND id = ?4",
+                sets.join(", ")
             ))
             .map_err(map_err)?
             .execute(rusqlite::params_from_iter(values))
             .map_err(map_err)?;
-        if moved {
+        if n > 0 && old.subject != new.subject {
             self.tx
                 .prepare_cached(
                     "UPDATE lookups SET subject_id = ?3 WHERE controller_id = ?1 AND record_id = ?2 AND subject_id <> ?3",
                 )
                 .map_err(map_err)?
-                .execute(params![self.c(), record.as_str(), subject.as_str()])
+                .execute(params![self.c(), old.id.as_str(), new.subject.as_str()])
                 .map_err(map_err)?;
         }
-        Ok(true)
+        Ok(n > 0)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {
