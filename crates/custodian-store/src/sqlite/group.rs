@@ -4,7 +4,8 @@
 //! `COMMIT` holding its unit (and its audit entry) has returned under `synchronous = FULL`.
 //!
 //! How: the writer lock's holder opens `BEGIN IMMEDIATE` if no transaction is open, runs its
-//! unit inside `SAVEPOINT unit` (so a unit that fails rolls back alone), and then either
+//! unit inside `SAVEPOINT unit` (so a unit that fails rolls back alone; a unit that only
+//! appends audit entries runs without one, and its failure fails the group), and then either
 //! commits — when nobody is waiting for the lock, or the group is full — or leaves the
 //! transaction open for the next waiter and sleeps until some later member commits the
 //! group. Every member of a group gets the group's outcome: if the `COMMIT` fails (disk
@@ -29,6 +30,25 @@ fn max_group() -> usize {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .map_or(MAX_GROUP, |n| n.clamp(1, MAX_GROUP))
+}
+
+/// Runs one transaction-control statement (`BEGIN`, `COMMIT`, `SAVEPOINT unit`, ...)
+/// from the connection's statement cache: every unit of work runs several, and parsing
+/// them again each time (`execute_batch`) was a few percent of an audited read's CPU.
+pub(crate) fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// What a unit's failure undoes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Containment {
+    /// The unit alone: it runs in a savepoint (unless it is its group's first).
+    Unit,
+    /// Its whole group, as a failed `COMMIT` does. For units that only append audit
+    /// entries, which fail only when the database itself does: they save the savepoint,
+    /// whose journal copies every page the unit touches (a fifth of appending an audited
+    /// read's entry at 64 connections).
+    Group,
 }
 
 pub(crate) struct Writer {
@@ -139,7 +159,7 @@ impl GroupWriter {
     /// Rolls the open group back and gives every waiting member `e`.
     fn fail(&self, w: &mut Writer, e: StoreError, waiting_members: usize) {
         if !w.conn.is_autocommit() {
-            let _ = w.conn.execute_batch("ROLLBACK");
+            let _ = control(&w.conn, "ROLLBACK");
         }
         self.settle(w, Err(e), waiting_members);
     }
@@ -164,14 +184,14 @@ impl GroupWriter {
         let outcome = match fault() {
             // As when COMMIT itself fails: the transaction is rolled back.
             Some(e) => {
-                let _ = w.conn.execute_batch("ROLLBACK");
+                let _ = control(&w.conn, "ROLLBACK");
                 Err(map_err(e))
             }
-            None => match w.conn.execute_batch("COMMIT") {
+            None => match control(&w.conn, "COMMIT") {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     if !w.conn.is_autocommit() {
-                        let _ = w.conn.execute_batch("ROLLBACK");
+                        let _ = control(&w.conn, "ROLLBACK");
                     }
                     Err(map_err(e))
                 }
@@ -186,15 +206,14 @@ impl GroupWriter {
     pub(crate) fn write<T, E: From<StoreError>>(
         &self,
         fault: &dyn Fn() -> Option<rusqlite::Error>,
+        containment: Containment,
         f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = self.lock();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         if w.open.is_none() {
-            w.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| E::from(map_err(e)))?;
+            control(&w.conn, "BEGIN IMMEDIATE").map_err(|e| E::from(map_err(e)))?;
             w.open = Some(Arc::default());
         }
         let group = w.open.clone().expect("open");
@@ -203,7 +222,8 @@ impl GroupWriter {
         // undoes only their own writes (at the price of SQLite copying each page they
         // touch first into the savepoint's journal).
         let alone = w.members == 0;
-        if !alone && let Err(e) = w.conn.execute_batch("SAVEPOINT unit") {
+        let savepoint = !alone && containment == Containment::Unit;
+        if savepoint && let Err(e) = control(&w.conn, "SAVEPOINT unit") {
             let members = w.members;
             self.fail(&mut w, map_err(e), members);
             return Err(E::from(StoreError::Backend(
@@ -228,11 +248,11 @@ impl GroupWriter {
             }
         };
         let out = match out {
-            Ok(v) if alone => {
+            Ok(v) if !savepoint => {
                 w.members += 1;
                 Ok(v)
             }
-            Ok(v) => match w.conn.execute_batch("RELEASE unit") {
+            Ok(v) => match control(&w.conn, "RELEASE unit") {
                 Ok(()) => {
                     w.members += 1;
                     Ok(v)
@@ -258,12 +278,24 @@ impl GroupWriter {
                 }
                 if alone {
                     // Nothing else in the transaction: undo it whole.
-                    let _ = w.conn.execute_batch("ROLLBACK");
+                    let _ = control(&w.conn, "ROLLBACK");
                     self.settle(&mut w, Ok(()), 0);
                     return Err(e);
                 }
-                if w.conn
-                    .execute_batch("ROLLBACK TO unit; RELEASE unit")
+                if !savepoint {
+                    // Contained by the group: its units are undone with this one.
+                    let members = w.members;
+                    self.fail(
+                        &mut w,
+                        StoreError::Backend(
+                            "an audit append failed; its group was rolled back".into(),
+                        ),
+                        members,
+                    );
+                    return Err(e);
+                }
+                if control(&w.conn, "ROLLBACK TO unit")
+                    .and_then(|()| control(&w.conn, "RELEASE unit"))
                     .is_err()
                 {
                     let members = w.members;
@@ -277,7 +309,7 @@ impl GroupWriter {
                 // This unit is undone; the group still needs someone to commit it.
                 if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= self.max_group {
                     if w.members == 0 {
-                        let _ = w.conn.execute_batch("ROLLBACK");
+                        let _ = control(&w.conn, "ROLLBACK");
                         self.settle(&mut w, Ok(()), 0);
                     } else {
                         let _ = self.commit(&mut w, fault, 0);
@@ -343,5 +375,78 @@ impl CheckpointGate {
             }
             s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut st = conn.prepare("SELECT x FROM t ORDER BY x").unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    /// Unit `first` runs and, before returning, waits until a second caller queues for the
+    /// writer, so that both share one group; the second runs `second` under `containment`
+    /// and fails. Returns both outcomes and the rows stored afterwards.
+    fn group_of_two_whose_second_fails(
+        containment: Containment,
+    ) -> (Result<(), StoreError>, Result<(), StoreError>, Vec<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let conn = super::super::open_connection(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)")
+            .unwrap();
+        let writer = GroupWriter::new(conn);
+        let no_fault = || None;
+        let queued = std::sync::Barrier::new(2);
+        let (first, second) = std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                writer.write(&no_fault, Containment::Unit, |c| {
+                    c.execute("INSERT INTO t VALUES (1)", []).map_err(map_err)?;
+                    queued.wait();
+                    while writer.waiting.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            });
+            let second = s.spawn(|| {
+                queued.wait();
+                writer.write(&no_fault, containment, |c| {
+                    c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
+                    Err::<(), _>(StoreError::Backend("the append failed".into()))
+                })
+            });
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        let stored = rows(&writer.lock().conn);
+        (first, second, stored)
+    }
+
+    #[test]
+    fn a_failing_unit_in_a_savepoint_fails_alone() {
+        let (first, second, stored) = group_of_two_whose_second_fails(Containment::Unit);
+        assert!(first.is_ok(), "{first:?}");
+        assert!(second.is_err());
+        assert_eq!(stored, [1]);
+    }
+
+    #[test]
+    fn a_failing_append_only_unit_fails_its_whole_group() {
+        let (first, second, stored) = group_of_two_whose_second_fails(Containment::Group);
+        assert!(
+            matches!(&first, Err(StoreError::Backend(m)) if m.contains("group was rolled back")),
+            "{first:?}"
+        );
+        assert!(matches!(&second, Err(StoreError::Backend(m)) if m == "the append failed"));
+        assert!(
+            stored.is_empty(),
+            "nothing of the group is stored: {stored:?}"
+        );
     }
 }

@@ -338,7 +338,18 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.writer.write(&|| self.faults.error(), f)
+        self.writer
+            .write(&|| self.faults.error(), group::Containment::Unit, f)
+    }
+
+    /// [`Self::write`] for a unit that only appends audit entries: it fails only when the
+    /// database does, and then fails its whole group (see [`group::Containment`]).
+    fn append_only<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.writer
+            .write(&|| self.faults.error(), group::Containment::Group, f)
     }
 
     /// Copies the database to `dest` while the server keeps running (SQLite online backup).
@@ -763,13 +774,13 @@ impl Store for SqliteStore {
     ) -> Result<AuditEntry, TxError> {
         let draft = self.read(|c| {
             // One snapshot for the whole unit: WAL readers see the database as of BEGIN.
-            c.execute_batch("BEGIN").map_err(map_err)?;
+            group::control(c, "BEGIN").map_err(map_err)?;
             let mut scoped = data_tx::SqliteTx::new(c, controller, at);
             let out = work(&mut scoped as &mut dyn DataTx);
-            c.execute_batch("ROLLBACK").map_err(map_err)?;
+            group::control(c, "ROLLBACK").map_err(map_err)?;
             Ok(out)
         })??;
-        self.write(|tx| Ok(append_in_tx(tx, draft, at)?))
+        self.append_only(|tx| Ok(append_in_tx(tx, draft, at)?))
     }
 
     fn purge_deleted(&self) {
@@ -926,7 +937,7 @@ impl Store for SqliteStore {
     }
 
     fn append_audit(&self, drafts: Vec<AuditDraft>, at: OffsetDateTime) -> Result<Vec<AuditEntry>> {
-        self.write(|tx| {
+        self.append_only(|tx| {
             drafts
                 .into_iter()
                 .map(|d| append_in_tx(tx, d, at))
