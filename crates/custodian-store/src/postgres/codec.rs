@@ -4,7 +4,7 @@
 //! tampered row becomes a `Corrupt` error, never a wrong value.
 
 use crate::rows::*;
-use crate::sqlite::codec::{corrupt, from_nanos, to32, unjson};
+use crate::sqlite::codec::{corrupt, from_nanos, recipients_of, to32, unjson};
 use crate::{Result, StoreError};
 use custodian_core::audit::{Action, AuditDraft, AuditEntry, ChainId, Outcome};
 use custodian_core::category::SubjectCategory;
@@ -191,7 +191,7 @@ pub(crate) fn record_row(r: &Row) -> Result<RecordRow> {
             purpose: PurposeName::parse(&purpose).map_err(|e| corrupt(t, e))?,
             meta: RecordMeta {
                 source,
-                recipients: unjson(&recipients, t)?,
+                recipients: recipients_of(&recipients, t)?,
                 automated_decision: automated,
             },
             created_at: from_nanos(created)?,
