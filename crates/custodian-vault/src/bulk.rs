@@ -528,13 +528,8 @@ impl Vault {
                 audit.finish(matter);
                 Ok(report)
             })?;
-        if let Some(c) = &p.controller {
-            let erased: Vec<_> = erased.into_iter().map(|(s, r)| (s, Some(r))).collect();
-            self.note_erasures(c, &erased);
-        }
-        if report.records > 0 {
-            self.store.purge_deleted();
-        }
+        let erased: Vec<_> = erased.into_iter().map(|(s, r)| (s, Some(r))).collect();
+        self.after_erasure(p.controller.as_ref(), &erased, report.records > 0);
         Ok(report)
     }
 

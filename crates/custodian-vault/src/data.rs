@@ -593,11 +593,12 @@ impl Vault {
                 Ok(row.subject)
             },
         )?;
-        if let Some(c) = &p.controller {
-            self.note_erasure(c, &subject_of_record.0, Some(record));
-        }
         // A deleted record is erased data: push it out of the WAL, as for a subject.
-        self.store.purge_deleted();
+        self.after_erasure(
+            p.controller.as_ref(),
+            &[(subject_of_record.0, Some(record.clone()))],
+            true,
+        );
         Ok(())
     }
 
@@ -686,10 +687,7 @@ impl Vault {
         )?;
         let (erased_now, counts) = receipt.expect("work ran");
         if erased_now {
-            if let Some(c) = &p.controller {
-                self.note_erasure(c, subject, None);
-            }
-            self.store.purge_deleted();
+            self.after_erasure(p.controller.as_ref(), &[(subject.clone(), None)], true);
         }
         Ok(ErasureReceipt {
             subject: subject.clone(),

@@ -105,16 +105,28 @@ pub fn read(dir: &Path) -> std::io::Result<Vec<LedgerEntry>> {
 }
 
 impl Vault {
-    pub(crate) fn note_erasure(
+    /// What follows a committed erasure: a note in the ledger outside the database (when
+    /// `controller` is given) and, when `purge`, the WAL truncation that takes the erased
+    /// data off the disk. Two files, two syncs: they run at once, neither waits for the
+    /// other (one after the other, they were most of a record deletion's time).
+    pub(crate) fn after_erasure(
         &self,
-        controller: &ControllerId,
-        subject: &SubjectId,
-        record: Option<&RecordId>,
+        controller: Option<&ControllerId>,
+        erased: &[(SubjectId, Option<RecordId>)],
+        purge: bool,
     ) {
-        self.note_erasures(controller, &[(subject.clone(), record.cloned())]);
+        match (controller.filter(|_| self.checkpoint_dir.is_some()), purge) {
+            (Some(c), true) => std::thread::scope(|s| {
+                s.spawn(|| self.note_erasures(c, erased));
+                self.store.purge_deleted();
+            }),
+            (Some(c), false) => self.note_erasures(c, erased),
+            (None, true) => self.store.purge_deleted(),
+            (None, false) => {}
+        }
     }
 
-    /// [`Vault::note_erasure`] for many erasures at once: one append, one sync.
+    /// Notes erasures in the ledger outside the database: one append, one sync.
     pub(crate) fn note_erasures(
         &self,
         controller: &ControllerId,
