@@ -43,38 +43,43 @@ pub fn append(dir: &Path, entry: &LedgerEntry) -> std::io::Result<()> {
 /// Appends entries with one write and one sync (a bulk erasure is one disk flush, not one
 /// per record).
 pub fn append_all(dir: &Path, entries: &[LedgerEntry]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     if entries.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir)?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(dir.join(LEDGER_FILE))?;
     let mut lines = Vec::with_capacity(entries.len() * 160);
     for e in entries {
         serde_json::to_writer(&mut lines, e).expect("serialisable");
         lines.push(b'\n');
     }
-    f.write_all(&lines)?;
-    f.sync_data()
+    append_synced(dir, LEDGER_FILE, &lines)
 }
 
 /// Appends a certificate of destruction and syncs it to disk before returning.
 pub fn append_destruction(dir: &Path, cert: &Certificate) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(cert).expect("serialisable");
+    line.push(b'\n');
+    append_synced(dir, DESTRUCTIONS_FILE, &line)
+}
+
+/// Appends `bytes` to `dir/name` and syncs them. The append that creates the file also
+/// syncs the directory: until then the file's name is not on the disk, and a crash
+/// would lose the file with the erasure it holds.
+fn append_synced(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
+    let path = dir.join(name);
+    let existed = path.exists();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(dir.join(DESTRUCTIONS_FILE))?;
-    let mut line = serde_json::to_vec(cert).expect("serialisable");
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_data()
+        .open(&path)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    if !existed {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Every certificate of destruction recorded in `dir` (a torn last line is skipped).
