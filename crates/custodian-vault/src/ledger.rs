@@ -113,7 +113,7 @@ impl Vault {
     /// What follows a committed erasure: a note in the ledger outside the database (when
     /// `controller` is given) and, when `purge`, the WAL truncation that takes the erased
     /// data off the disk. Two files, two syncs: they run at once, neither waits for the
-    /// other (one after the other, they were most of a record deletion's time).
+    /// other (one after the other, each delete waited for both in turn).
     pub(crate) fn after_erasure(
         &self,
         controller: Option<&ControllerId>,
