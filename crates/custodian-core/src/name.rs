@@ -36,6 +36,15 @@ impl InlineName {
         })
     }
 
+    /// The text's bytes, without the UTF-8 check `as_str` makes: names are compared
+    /// and hashed many times per record of a bulk read.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(s) => s.as_bytes(),
+        }
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Inline { len, bytes } => {
@@ -54,7 +63,7 @@ impl std::fmt::Debug for InlineName {
 
 impl PartialEq for InlineName {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.bytes() == other.bytes()
     }
 }
 
@@ -62,7 +71,8 @@ impl Eq for InlineName {}
 
 impl Ord for InlineName {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().cmp(other.as_str())
+        // Byte order is string order.
+        self.bytes().cmp(other.bytes())
     }
 }
 
@@ -74,7 +84,9 @@ impl PartialOrd for InlineName {
 
 impl Hash for InlineName {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h)
+        // Exactly as `str` hashes itself, so that the hash agrees with the text's.
+        h.write(self.bytes());
+        h.write_u8(0xff);
     }
 }
 
@@ -104,6 +116,15 @@ mod tests {
             InlineName::new(&long[1..]),
             Some(InlineName::Inline { .. })
         ));
+        let hash = |h: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            h(&mut hasher);
+            hasher.finish()
+        };
+        for s in names {
+            let name = InlineName::new(s).unwrap();
+            assert_eq!(hash(&|h| name.hash(h)), hash(&|h| s.hash(h)), "{s}");
+        }
     }
 
     #[test]

@@ -132,8 +132,15 @@ pub(crate) fn to32(b: &[u8], table: &'static str) -> Result<[u8; 32]> {
         .map_err(|_| corrupt(table, "hash is not 32 bytes"))
 }
 
-pub(crate) const CONTROLLER_COLS: &str =
-    "id, name, region, agreement_effective, governing_law, status, created_at, wrapped_key";
+// Each table's columns as a macro as well as a constant, so that the statements
+// naming them are literals (`concat!`) and not a `format!` on every call.
+macro_rules! controller_cols {
+    () => {
+        "id, name, region, agreement_effective, governing_law, status, created_at, wrapped_key"
+    };
+}
+pub(crate) use controller_cols;
+pub(crate) const CONTROLLER_COLS: &str = controller_cols!();
 
 pub(crate) fn controller_row(r: &Row<'_>) -> rusqlite::Result<Result<ControllerRow>> {
     let t = "controllers";
@@ -163,7 +170,13 @@ pub(crate) fn controller_row(r: &Row<'_>) -> rusqlite::Result<Result<ControllerR
     })())
 }
 
-pub(crate) const TOKEN_COLS: &str = "id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at";
+macro_rules! token_cols {
+    () => {
+        "id, secret_hash, role, controller_id, purposes, operations, label, created_at, expires_at, revoked_at"
+    };
+}
+pub(crate) use token_cols;
+pub(crate) const TOKEN_COLS: &str = token_cols!();
 
 pub(crate) fn token_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRow>> {
     let t = "tokens";
@@ -197,8 +210,13 @@ pub(crate) fn token_row(r: &Row<'_>) -> rusqlite::Result<Result<TokenRow>> {
     })())
 }
 
-pub(crate) const ACCOUNT_COLS: &str =
-    "id, login_digest, login_sealed, password_hash, role, controller_id, created_at, disabled_at";
+macro_rules! account_cols {
+    () => {
+        "id, login_digest, login_sealed, password_hash, role, controller_id, created_at, disabled_at"
+    };
+}
+pub(crate) use account_cols;
+pub(crate) const ACCOUNT_COLS: &str = account_cols!();
 
 pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<Result<AccountRow>> {
     let t = "accounts";
@@ -226,8 +244,13 @@ pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<Result<AccountRow>> {
     })())
 }
 
-pub(crate) const PURPOSE_COLS: &str =
-    "name, description, lawful_basis, categories, operations, retention_days";
+macro_rules! purpose_cols {
+    () => {
+        "name, description, lawful_basis, categories, operations, retention_days"
+    };
+}
+pub(crate) use purpose_cols;
+pub(crate) const PURPOSE_COLS: &str = purpose_cols!();
 
 pub(crate) fn purpose_row(r: &Row<'_>) -> rusqlite::Result<Result<Purpose>> {
     let t = "purposes";
@@ -250,7 +273,13 @@ pub(crate) fn purpose_row(r: &Row<'_>) -> rusqlite::Result<Result<Purpose>> {
     })())
 }
 
-pub(crate) const SUBJECT_COLS: &str = "id, category, restricted, wrapped_key, created_at";
+macro_rules! subject_cols {
+    () => {
+        "id, category, restricted, wrapped_key, created_at"
+    };
+}
+pub(crate) use subject_cols;
+pub(crate) const SUBJECT_COLS: &str = subject_cols!();
 
 pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<SubjectRow>> {
     let t = "subjects";
@@ -270,7 +299,13 @@ pub(crate) fn subject_row(r: &Row<'_>) -> rusqlite::Result<Result<SubjectRow>> {
     })())
 }
 
-pub(crate) const RECORD_COLS: &str = "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at, fields";
+macro_rules! record_cols {
+    () => {
+        "id, subject_id, purpose, source, recipients, automated_decision, created_at, updated_at, expires_at, fields"
+    };
+}
+pub(crate) use record_cols;
+pub(crate) const RECORD_COLS: &str = record_cols!();
 
 /// A record with its fields (one column, see [`crate::fieldset`]).
 pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
@@ -311,7 +346,13 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
     })())
 }
 
-pub(crate) const AUDIT_COLS: &str = "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash, subjects";
+macro_rules! audit_cols {
+    () => {
+        "chain, seq, at, actor, action, purpose, subject_id, record_id, fields, refused, request_id, prev_hash, hash, subjects"
+    };
+}
+pub(crate) use audit_cols;
+pub(crate) const AUDIT_COLS: &str = audit_cols!();
 
 /// One audit entry as the database holds it: the columns of `audit_entries`, in order.
 /// Decoding is where stored bytes (possibly corrupted or tampered with) become an entry,
@@ -535,7 +576,13 @@ pub(crate) fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Result<Checkpoint>
     })())
 }
 
-pub(crate) const DSR_COLS: &str = "id, right_kind, state, sealed_details, received_at, due_at, extended_months, extension_reason, subject_id, identity_confirmed_at, closed_at, note";
+macro_rules! dsr_cols {
+    () => {
+        "id, right_kind, state, sealed_details, received_at, due_at, extended_months, extension_reason, subject_id, identity_confirmed_at, closed_at, note"
+    };
+}
+pub(crate) use dsr_cols;
+pub(crate) const DSR_COLS: &str = dsr_cols!();
 
 pub(crate) fn dsr_row(r: &Row<'_>) -> rusqlite::Result<Result<DsrRequestRow>> {
     dsr_row_at(r, 0)

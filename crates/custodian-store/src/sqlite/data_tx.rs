@@ -12,7 +12,11 @@ use time::OffsetDateTime;
 
 /// Records are clustered by purpose (migration 0010); without statistics the planner would
 /// walk all of a controller's records by that key rather than look a subject's up.
-const BY_SUBJECT: &str = "records INDEXED BY records_by_subject";
+macro_rules! by_subject {
+    () => {
+        "records INDEXED BY records_by_subject"
+    };
+}
 
 pub(crate) struct SqliteTx<'a> {
     tx: &'a Connection,
@@ -69,8 +73,10 @@ impl<'a> SqliteTx<'a> {
 impl DataTx for SqliteTx<'_> {
     fn controller(&mut self) -> Result<ControllerRow> {
         self.tx
-            .prepare_cached(&format!(
-                "SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"
+            .prepare_cached(concat!(
+                "SELECT ",
+                controller_cols!(),
+                " FROM controllers WHERE id = ?1"
             ))
             .map_err(map_err)?
             .query_row([self.c()], controller_row)
@@ -79,8 +85,10 @@ impl DataTx for SqliteTx<'_> {
 
     fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>> {
         self.tx
-            .prepare_cached(&format!(
-                "SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = ?1 AND name = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                purpose_cols!(),
+                " FROM purposes WHERE controller_id = ?1 AND name = ?2"
             ))
             .map_err(map_err)?
             .query_row(params![self.c(), name.as_str()], purpose_row)
@@ -91,8 +99,10 @@ impl DataTx for SqliteTx<'_> {
 
     fn subject(&mut self, id: &SubjectId) -> Result<Option<SubjectRow>> {
         self.tx
-            .prepare_cached(&format!(
-                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                subject_cols!(),
+                " FROM subjects WHERE controller_id = ?1 AND id = ?2"
             ))
             .map_err(map_err)?
             .query_row(params![self.c(), id.as_str()], subject_row)
@@ -115,8 +125,10 @@ impl DataTx for SqliteTx<'_> {
 
     fn insert_subject(&mut self, row: &SubjectRow) -> Result<()> {
         self.tx
-            .prepare_cached(&format!(
-                "INSERT INTO subjects (controller_id, {SUBJECT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            .prepare_cached(concat!(
+                "INSERT INTO subjects (controller_id, ",
+                subject_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))
             .map_err(map_err)?
             .execute(params![
@@ -203,7 +215,11 @@ impl DataTx for SqliteTx<'_> {
         };
         let lookups = run("DELETE FROM lookups WHERE controller_id = ?1 AND subject_id = ?2")?;
         let fields = self.count_fields(
-            &format!("FROM {BY_SUBJECT} WHERE controller_id = ?1 AND subject_id = ?2"),
+            concat!(
+                "FROM ",
+                by_subject!(),
+                " WHERE controller_id = ?1 AND subject_id = ?2"
+            ),
             params![c, s],
         )?;
         let records = run("DELETE FROM records WHERE controller_id = ?1 AND subject_id = ?2")?;
@@ -227,8 +243,12 @@ impl DataTx for SqliteTx<'_> {
         let records: Vec<RecordRow> = {
             let mut st = self
                 .tx
-                .prepare_cached(&format!(
-                    "SELECT {RECORD_COLS} FROM {BY_SUBJECT} WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    record_cols!(),
+                    " FROM ",
+                    by_subject!(),
+                    " WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
                 ))
                 .map_err(map_err)?;
             st.query_map(params![self.c(), subject.as_str()], record_row)
@@ -242,8 +262,10 @@ impl DataTx for SqliteTx<'_> {
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
         let row = self
             .tx
-            .prepare_cached(&format!(
-                "SELECT {RECORD_COLS} FROM records WHERE controller_id = ?1 AND id = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                record_cols!(),
+                " FROM records WHERE controller_id = ?1 AND id = ?2"
             ))
             .map_err(map_err)?
             .query_row(params![self.c(), id.as_str()], record_row)
@@ -256,8 +278,10 @@ impl DataTx for SqliteTx<'_> {
     fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
         let h = &row.header;
         self.tx
-            .prepare_cached(&format!(
-                "INSERT INTO records (controller_id, {RECORD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            .prepare_cached(concat!(
+                "INSERT INTO records (controller_id, ",
+                record_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))
             .map_err(map_err)?
             .execute(params![
@@ -295,9 +319,7 @@ impl DataTx for SqliteTx<'_> {
         let records: Vec<RecordRow> = {
             let mut st = self
                 .tx
-                .prepare_cached(&format!(
-                    "SELECT {RECORD_COLS} FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"
-                ))
+                .prepare_cached(concat!("SELECT ", record_cols!(), " FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"))
                 .map_err(map_err)?;
             st.query_map(params![self.c(), purpose.as_str()], record_row)
                 .map_err(map_err)?
@@ -312,8 +334,10 @@ impl DataTx for SqliteTx<'_> {
         // purpose's records again to find them (an IN subquery) would cost more.
         let mut st = self
             .tx
-            .prepare_cached(&format!(
-                "SELECT {SUBJECT_COLS} FROM subjects WHERE controller_id = ?1 AND id = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                subject_cols!(),
+                " FROM subjects WHERE controller_id = ?1 AND id = ?2"
             ))
             .map_err(map_err)?;
         let mut out = Vec::with_capacity(ids.len());
@@ -445,8 +469,10 @@ impl DataTx for SqliteTx<'_> {
 
     fn insert_request(&mut self, row: &DsrRequestRow) -> Result<()> {
         self.tx
-            .prepare_cached(&format!(
-                "INSERT INTO dsr_requests (controller_id, {DSR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            .prepare_cached(concat!(
+                "INSERT INTO dsr_requests (controller_id, ",
+                dsr_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
             ))
             .map_err(map_err)?
             .execute(params![
@@ -470,8 +496,10 @@ impl DataTx for SqliteTx<'_> {
 
     fn request(&mut self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrRequestRow>> {
         self.tx
-            .prepare_cached(&format!(
-                "SELECT {DSR_COLS} FROM dsr_requests WHERE controller_id = ?1 AND id = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                dsr_cols!(),
+                " FROM dsr_requests WHERE controller_id = ?1 AND id = ?2"
             ))
             .map_err(map_err)?
             .query_row(params![self.c(), id.as_str()], dsr_row)

@@ -547,8 +547,10 @@ impl Store for SqliteStore {
 
     fn controller(&self, id: &ControllerId) -> Result<Option<ControllerRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {CONTROLLER_COLS} FROM controllers WHERE id = ?1"
+            c.prepare_cached(concat!(
+                "SELECT ",
+                controller_cols!(),
+                " FROM controllers WHERE id = ?1"
             ))
             .map_err(map_err)?
             .query_row([id.as_str()], controller_row)
@@ -561,8 +563,10 @@ impl Store for SqliteStore {
     fn controllers(&self) -> Result<Vec<ControllerRow>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {CONTROLLER_COLS} FROM controllers ORDER BY created_at, id"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    controller_cols!(),
+                    " FROM controllers ORDER BY created_at, id"
                 ))
                 .map_err(map_err)?;
             let rows = st.query_map([], controller_row).map_err(map_err)?;
@@ -599,8 +603,10 @@ impl Store for SqliteStore {
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {TOKEN_COLS} FROM tokens WHERE secret_hash = ?1"
+            c.prepare_cached(concat!(
+                "SELECT ",
+                token_cols!(),
+                " FROM tokens WHERE secret_hash = ?1"
             ))
             .map_err(map_err)?
             .query_row([&hash[..]], token_row)
@@ -613,8 +619,10 @@ impl Store for SqliteStore {
     fn tokens(&self, controller: Option<&ControllerId>) -> Result<Vec<TokenRow>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLS} FROM tokens WHERE controller_id IS ?1 ORDER BY created_at, id"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    token_cols!(),
+                    " FROM tokens WHERE controller_id IS ?1 ORDER BY created_at, id"
                 ))
                 .map_err(map_err)?;
             let rows = st
@@ -674,8 +682,10 @@ impl Store for SqliteStore {
 
     fn account_by_login(&self, digest: &[u8; 32]) -> Result<Option<AccountRow>> {
         self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {ACCOUNT_COLS} FROM accounts WHERE login_digest = ?1"
+            c.prepare_cached(concat!(
+                "SELECT ",
+                account_cols!(),
+                " FROM accounts WHERE login_digest = ?1"
             ))
             .map_err(map_err)?
             .query_row([&digest[..]], account_row)
@@ -741,8 +751,10 @@ impl Store for SqliteStore {
     fn purposes(&self, controller: &ControllerId) -> Result<Vec<Purpose>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {PURPOSE_COLS} FROM purposes WHERE controller_id = ?1 ORDER BY name"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    purpose_cols!(),
+                    " FROM purposes WHERE controller_id = ?1 ORDER BY name"
                 ))
                 .map_err(map_err)?;
             let rows = st
@@ -894,8 +906,10 @@ impl Store for SqliteStore {
     fn request_status(&self, id: &custodian_core::ids::DsrId) -> Result<Option<DsrStatus>> {
         self.read(|c| {
             let row = c
-                .prepare_cached(&format!(
-                    "SELECT controller_id, {DSR_COLS} FROM dsr_requests WHERE id = ?1"
+                .prepare_cached(concat!(
+                    "SELECT controller_id, ",
+                    dsr_cols!(),
+                    " FROM dsr_requests WHERE id = ?1"
                 ))
                 .map_err(map_err)?
                 .query_row([id.as_str()], |r| {
@@ -948,12 +962,17 @@ impl Store for SqliteStore {
     fn audit_page(&self, chain: &ChainId, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
         self.read(|c| {
             let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_entries WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
                 ))
                 .map_err(map_err)?;
             let rows = st
-                .query_map(params![chain.as_string(), after_seq as i64, limit], audit_row)
+                .query_map(
+                    params![chain.as_string(), after_seq as i64, limit],
+                    audit_row,
+                )
                 .map_err(map_err)?;
             rows.map(|r| r.map_err(map_err)?).collect()
         })
@@ -968,13 +987,19 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         self.read(|c| {
             let mut st = c
-                .prepare(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+                .prepare(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
                 ))
                 .map_err(map_err)?;
             let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
             let mut rows = st
-                .query(params![chain.as_string(), after.min(i64::MAX as u64) as i64, until])
+                .query(params![
+                    chain.as_string(),
+                    after.min(i64::MAX as u64) as i64,
+                    until
+                ])
                 .map_err(map_err)?;
             while let Some(r) = rows.next().map_err(map_err)? {
                 visit(audit_row(r).map_err(map_err)??)?;
@@ -992,13 +1017,19 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         self.read(|c| {
             let mut st = c
-                .prepare(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+                .prepare(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_entries WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
                 ))
                 .map_err(map_err)?;
             let until = until.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64);
             let mut rows = st
-                .query(params![chain.as_string(), after.min(i64::MAX as u64) as i64, until])
+                .query(params![
+                    chain.as_string(),
+                    after.min(i64::MAX as u64) as i64,
+                    until
+                ])
                 .map_err(map_err)?;
             let mut buf = Vec::with_capacity(1024);
             while let Some(r) = rows.next().map_err(map_err)? {
@@ -1035,8 +1066,10 @@ impl Store for SqliteStore {
         self.read(|c| {
             let seqs = subject_index::seqs_of(c, &chain, subject.as_str(), after_seq)?;
             let mut st = c
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLS} FROM audit_entries WHERE chain = ?1 AND seq = ?2"
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    audit_cols!(),
+                    " FROM audit_entries WHERE chain = ?1 AND seq = ?2"
                 ))
                 .map_err(map_err)?;
             seqs.into_iter()
