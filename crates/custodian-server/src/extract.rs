@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use custodian_core::ids::RequestId;
 use custodian_core::principal::Principal;
 use custodian_core::purpose::PurposeName;
-use custodian_vault::{CallContext, Vault, VaultError};
+use custodian_vault::{CallContext, Pending, Vault, VaultError};
 use secrecy::SecretString;
 use std::sync::Arc;
 
@@ -31,6 +31,20 @@ pub async fn blocking<T: Send + 'static>(
                 "the cause is in the server log",
             )
         })?
+        .map_err(ApiError::from)
+}
+
+/// Runs an audited read on the blocking pool and waits for its audit entry's commit
+/// without holding a thread: the read's thread goes back to the pool as soon as the entry
+/// has joined its group commit, and the answer is released once that commit succeeds.
+pub async fn audited_read<T: Send + 'static>(
+    vault: &Arc<Vault>,
+    f: impl FnOnce(&Vault) -> Result<Pending<T>, VaultError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(vault, f)
+        .await?
+        .settled()
+        .await
         .map_err(ApiError::from)
 }
 

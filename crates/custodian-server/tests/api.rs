@@ -1100,6 +1100,54 @@ async fn a_purpose_reads_only_its_categories_and_the_refusal_is_audited() {
     );
 }
 
+/// Reads that arrive together share group commits (a read's answer waits for the commit
+/// holding its entry, without a thread of its own): every one is answered, and every one
+/// has its own entry in a chain that still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_are_each_answered_and_each_audited() {
+    const READS: usize = 48;
+    let app = std::sync::Arc::new(spawn_app().await);
+    let t = app
+        .tenant("Busy", &[("account", &["user"], ALL_DATA_OPS)])
+        .await;
+    let (subject, record) = app
+        .create_subject(
+            &t.app.secret,
+            "account",
+            fields(&[("email", "user.contact.email", "busy@example.org")]),
+        )
+        .await;
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..READS {
+        let (app, secret) = (app.clone(), t.app.secret.clone());
+        let path = format!("/v1/records/{record}");
+        reads.spawn(async move { app.get(&path, &secret, Some("account")).await });
+    }
+    while let Some(r) = reads.join_next().await {
+        let r = r.expect("the read's task");
+        assert_eq!(
+            r.expect(200)["fields"]["email"]["value"],
+            "busy@example.org"
+        );
+    }
+    let audit = app.audit(&t.admin).await;
+    let retrievals = audit
+        .iter()
+        .filter(|e| {
+            e["action"] == "retrieval"
+                && e["outcome"] == "allowed"
+                && e["record"] == record.as_str()
+                && e["subject"] == subject.as_str()
+        })
+        .count();
+    assert_eq!(retrievals, READS, "one entry per read");
+    let report = app
+        .post_json("/v1/audit/verify", &t.admin.secret, None, &json!({}))
+        .await
+        .expect(200);
+    assert_eq!(report["problems"], json!([]), "{report}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Fail closed: no audit record, no operation.
 // ---------------------------------------------------------------------------------------

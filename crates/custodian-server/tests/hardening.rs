@@ -734,14 +734,17 @@ async fn storage_faults_on_write_fail_cleanly_with_503_and_unaudited_reads_go_on
                 "the cause stays in the log: {p}"
             );
         }
-        // A read of personal data needs its audit entry first: it fails closed too.
-        app.get(
-            &format!("/v1/subjects/{subject}"),
-            &t.app.secret,
-            Some(PURPOSE),
-        )
-        .await
-        .expect_problem(503);
+        // A read of personal data needs its audit entry first: it fails closed too,
+        // whichever read it is.
+        for path in [
+            format!("/v1/subjects/{subject}"),
+            format!("/v1/records/{record}"),
+            format!("/v1/records?subject={subject}"),
+        ] {
+            app.get(&path, &t.app.secret, Some(PURPOSE))
+                .await
+                .expect_problem(503);
+        }
         // Reads that write nothing keep working.
         app.get("/v1/audit?limit=10", &t.admin.secret, None)
             .await

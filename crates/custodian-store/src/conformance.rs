@@ -750,6 +750,24 @@ fn consult_reads_then_audits(store: &dyn Store) {
         store.audit_head(&chain).unwrap(),
         Some((entry.seq, entry.hash))
     );
+    // The same read, its entry waited for on the pending audit: the next link, durable
+    // once `wait` returns (alone, its unit committed at once; the waiting under group
+    // commit is tested in the SQLite backend's group module).
+    let pending = store
+        .consult_pending(&a, now(), &mut |tx| {
+            assert!(tx.record(&f.record)?.is_some());
+            Ok(draft(&a, Operation::Consultation).subject(&f.subject))
+        })
+        .unwrap();
+    let next = pending.wait().unwrap();
+    assert_eq!(next.seq, entry.seq + 1);
+    assert_eq!(next.prev_hash, entry.hash);
+    assert_eq!(
+        store.audit_head(&chain).unwrap(),
+        Some((next.seq, next.hash))
+    );
+    let r = store.consult_pending(&a, now(), &mut |_| Err(TxError::Denied(Denial::NotFound)));
+    assert!(matches!(r, Err(TxError::Denied(Denial::NotFound))));
     // Scoped like every unit of work: controller B's consult never sees A's record.
     store
         .consult(&b, now(), &mut |tx| {

@@ -14,6 +14,7 @@
 
 pub mod conformance;
 pub mod fieldset;
+mod pending;
 pub mod postgres;
 mod rewrite;
 pub mod rows;
@@ -25,6 +26,7 @@ use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId}
 use custodian_core::lookup::LookupKind;
 use custodian_core::policy::Denial;
 use custodian_core::purpose::{Purpose, PurposeName};
+pub use pending::{PendingAudit, Settlement};
 use rows::*;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -237,6 +239,19 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError>;
+    /// [`Store::consult`] that returns as soon as the entry is appended: the caller waits
+    /// for its durability on the [`PendingAudit`] (blocking, or as a future), and hands out
+    /// what `work` read only once that says the entry is durable. Backends without group
+    /// commit return an entry that is already durable.
+    fn consult_pending(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<PendingAudit, TxError> {
+        self.consult(controller, at, work)
+            .map(PendingAudit::durable)
+    }
 
     /// Pushes content deleted by an erasure out of any log or journal where it could
     /// linger (SQLite: checkpoint and truncate the WAL). Best effort: failures are logged

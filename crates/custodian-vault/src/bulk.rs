@@ -12,7 +12,7 @@
 
 use crate::data::{Keys, Subjectmatter};
 use crate::views::{AuditPage, RecordView};
-use crate::{CallContext, Vault, VaultError};
+use crate::{CallContext, Pending, Vault, VaultError};
 use custodian_core::ValidationError;
 use custodian_core::audit::ChainId;
 use custodian_core::category::DataCategory;
@@ -257,9 +257,20 @@ impl Vault {
         set: &RecordSet,
         ctx: &CallContext,
     ) -> Result<Vec<RecordView>, VaultError> {
+        self.purpose_records_pending(p, purpose, set, ctx)?.wait()
+    }
+
+    /// [`Self::purpose_records`], answered once its audit entry is durable (see [`Pending`]).
+    pub fn purpose_records_pending(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        ctx: &CallContext,
+    ) -> Result<Pending<Vec<RecordView>>, VaultError> {
         let op = Operation::Consultation;
         let matter = Subjectmatter::default();
-        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
+        self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut skipped = 0;
             let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
             let mut audit = Audit::default();
@@ -281,7 +292,6 @@ impl Vault {
             audit.finish(matter);
             Ok(out)
         })
-        .map(|(t, _)| t)
     }
 
     /// Alteration of a set of records: one change applied to each.

@@ -2,6 +2,7 @@
 //! it authorises under the named purpose, works inside one store transaction, and returns
 //! only after its audit entry has committed with it.
 
+use crate::Pending;
 use crate::views::*;
 use crate::{CallContext, Vault, VaultError};
 use custodian_core::audit::{Action, AuditDraft, ChainId};
@@ -17,8 +18,8 @@ use custodian_core::record::{
 use custodian_core::{ValidationError, record::RecordHeader};
 use custodian_crypto::keys::{ControllerKey, FieldContext, SubjectKey};
 use custodian_crypto::random::id_bytes;
-use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
-use custodian_store::{DataTx, Store, TxError, fieldset};
+use custodian_store::rows::{ControllerRow, FieldRow, LookupRow, RecordRow, SubjectRow};
+use custodian_store::{DataTx, PendingAudit, TxError, fieldset};
 use std::collections::BTreeMap;
 
 /// What the audit entry of an operation names, filled in as the work learns it, so that a
@@ -78,8 +79,40 @@ pub(crate) struct Keys {
 }
 
 impl Vault {
+    /// The controller's key, unwrapped from the controller's row read in a unit of work.
+    pub(crate) fn controller_key(
+        &self,
+        controller: &ControllerId,
+        row: &ControllerRow,
+    ) -> Result<ControllerKey, TxError> {
+        self.root
+            .unwrap_controller_key(controller, &row.wrapped_key)
+            .map_err(|e| {
+                TxError::Store(custodian_store::StoreError::Corrupt {
+                    table: "controllers",
+                    reason: e.to_string(),
+                })
+            })
+    }
+
     /// The common shape of every data operation.
     pub(crate) fn data_op<T>(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        op: Operation,
+        ctx: &CallContext,
+        matter: Subjectmatter,
+        work: impl FnMut(&mut dyn DataTx, &DataGrant, &Keys, &mut Subjectmatter) -> Result<T, TxError>,
+    ) -> Result<(T, u64), VaultError> {
+        self.data_op_pending(p, purpose, op, ctx, matter, work)?
+            .wait_seq()
+    }
+
+    /// [`Self::data_op`] that returns as soon as the operation's audit entry is appended:
+    /// a read's entry may still wait for its group's commit, and the answer comes out of
+    /// the [`Pending`] only once it is durable. A write's is durable on return.
+    pub(crate) fn data_op_pending<T>(
         &self,
         p: &Principal,
         purpose: &PurposeName,
@@ -92,7 +125,7 @@ impl Vault {
             &Keys,
             &mut Subjectmatter,
         ) -> Result<T, TxError>,
-    ) -> Result<(T, u64), VaultError> {
+    ) -> Result<Pending<T>, VaultError> {
         let controller: ControllerId =
             p.controller
                 .clone()
@@ -104,38 +137,32 @@ impl Vault {
         let mut matter = matter;
         let mut out: Option<T> = None;
         // Reads run beside the writer on a snapshot and only their audit entry queues for
-        // the write (`Store::consult`); the entry is durable before anything is returned.
-        let run = if op.is_read() {
-            Store::consult
-        } else {
-            Store::transact
+        // the write (`Store::consult_pending`); what they found leaves the `Pending` only
+        // once that entry is durable.
+        let mut unit = |tx: &mut dyn DataTx| -> Result<AuditDraft, TxError> {
+            let c = tx.controller()?;
+            let documented = tx.purpose(purpose)?;
+            let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
+                .map_err(Denial::from)?;
+            let keys = Keys {
+                controller: self.controller_key(&controller, &c)?,
+            };
+            out = Some(work(tx, &grant, &keys, &mut matter)?);
+            Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
         };
-        let result = run(
-            self.store.as_ref(),
-            &controller,
-            self.clock.now(),
-            &mut |tx| {
-                let c = tx.controller()?;
-                let documented = tx.purpose(purpose)?;
-                let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
-                    .map_err(Denial::from)?;
-                let keys = Keys {
-                    controller: self
-                        .root
-                        .unwrap_controller_key(&controller, &c.wrapped_key)
-                        .map_err(|e| {
-                            TxError::Store(custodian_store::StoreError::Corrupt {
-                                table: "controllers",
-                                reason: e.to_string(),
-                            })
-                        })?,
-                };
-                out = Some(work(tx, &grant, &keys, &mut matter)?);
-                Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
-            },
-        );
+        let now = self.clock.now();
+        let result = if op.is_read() {
+            self.store.consult_pending(&controller, now, &mut unit)
+        } else {
+            self.store
+                .transact(&controller, now, &mut unit)
+                .map(PendingAudit::durable)
+        };
         match result {
-            Ok(entry) => Ok((out.expect("work ran and produced a value"), entry.seq)),
+            Ok(audit) => Ok(Pending::new(
+                out.expect("work ran and produced a value"),
+                audit,
+            )),
             Err(TxError::Denied(Denial::Refused(r))) => {
                 self.audit_refusal(
                     p,
@@ -455,11 +482,22 @@ impl Vault {
         subject: &SubjectId,
         ctx: &CallContext,
     ) -> Result<SubjectView, VaultError> {
+        self.get_subject_pending(p, purpose, subject, ctx)?.wait()
+    }
+
+    /// [`Self::get_subject`], answered once its audit entry is durable (see [`Pending`]).
+    pub fn get_subject_pending(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        subject: &SubjectId,
+        ctx: &CallContext,
+    ) -> Result<Pending<SubjectView>, VaultError> {
         let matter = Subjectmatter {
             subject: Some(subject.clone()),
             ..Default::default()
         };
-        self.data_op(
+        self.data_op_pending(
             p,
             purpose,
             Operation::Consultation,
@@ -481,7 +519,6 @@ impl Vault {
                 })
             },
         )
-        .map(|(t, _)| t)
     }
 
     /// Retrieval: one record, optionally only some of its fields.
@@ -493,11 +530,24 @@ impl Vault {
         only: Option<&[FieldName]>,
         ctx: &CallContext,
     ) -> Result<RecordView, VaultError> {
+        self.get_record_pending(p, purpose, record, only, ctx)?
+            .wait()
+    }
+
+    /// [`Self::get_record`], answered once its audit entry is durable (see [`Pending`]).
+    pub fn get_record_pending(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        record: &RecordId,
+        only: Option<&[FieldName]>,
+        ctx: &CallContext,
+    ) -> Result<Pending<RecordView>, VaultError> {
         let matter = Subjectmatter {
             record: Some(record.clone()),
             ..Default::default()
         };
-        self.data_op(
+        self.data_op_pending(
             p,
             purpose,
             Operation::Retrieval,
@@ -518,7 +568,6 @@ impl Vault {
                 Self::open_record(grant, &key, row)
             },
         )
-        .map(|(t, _)| t)
     }
 
     /// Alteration (rectification, Art. 16): replaces the named fields of a record.
@@ -611,6 +660,17 @@ impl Vault {
         query: LookupQuery,
         ctx: &CallContext,
     ) -> Result<LookupResult, VaultError> {
+        self.lookup_pending(p, purpose, query, ctx)?.wait()
+    }
+
+    /// [`Self::lookup`], answered once its audit entry is durable (see [`Pending`]).
+    pub fn lookup_pending(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        query: LookupQuery,
+        ctx: &CallContext,
+    ) -> Result<Pending<LookupResult>, VaultError> {
         let op = Operation::Retrieval;
         let normalized = query
             .kind
@@ -620,7 +680,7 @@ impl Vault {
             fields: vec![format!("lookup:{}", query.kind.as_str())],
             ..Default::default()
         };
-        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, _| {
+        self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, _| {
             let category = match query.kind {
                 LookupKind::Email => "user.contact.email",
                 LookupKind::Phone => "user.contact.phone_number",
@@ -645,7 +705,6 @@ impl Vault {
             }
             Ok(LookupResult { subjects })
         })
-        .map(|(t, _)| t)
     }
 
     /// Erasure (Art. 17) of a subject: its key, records, fields and lookup entries go in

@@ -207,15 +207,7 @@ impl Vault {
         self.store.transact(&controller, now, &mut |tx| {
             out.clear();
             let c = tx.controller()?;
-            let key = self
-                .root
-                .unwrap_controller_key(&controller, &c.wrapped_key)
-                .map_err(|e| {
-                    TxError::Store(custodian_store::StoreError::Corrupt {
-                        table: "controllers",
-                        reason: e.to_string(),
-                    })
-                })?;
+            let key = self.controller_key(&controller, &c)?;
             for row in tx.requests(open_only || overdue_only)? {
                 if overdue_only && row.due_at >= now {
                     continue;
@@ -395,15 +387,7 @@ impl Vault {
             }
             tx.update_request(&row)?;
             let c = tx.controller()?;
-            let key = self
-                .root
-                .unwrap_controller_key(controller, &c.wrapped_key)
-                .map_err(|e| {
-                    TxError::Store(custodian_store::StoreError::Corrupt {
-                        table: "controllers",
-                        reason: e.to_string(),
-                    })
-                })?;
+            let key = self.controller_key(controller, &c)?;
             let d = Self::details(&key, controller, &row)?;
             out = Some(view(&row, d, now));
             let mut draft = AuditDraft::new(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod inbox;
 pub mod ledger;
 pub mod lifecycle;
+mod pending;
 pub mod rights;
 pub mod token_cache;
 pub mod verify;
@@ -20,6 +21,7 @@ pub mod views;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::VaultError;
+pub use pending::Pending;
 
 use custodian_core::audit::{AuditDraft, ChainId};
 use custodian_core::ids::RequestId;

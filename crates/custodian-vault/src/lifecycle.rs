@@ -301,10 +301,7 @@ impl Vault {
                 subjects = 0;
                 records = 0;
                 let c = tx.controller()?;
-                let ckey = self
-                    .root
-                    .unwrap_controller_key(controller, &c.wrapped_key)
-                    .map_err(|e| corrupt("controllers", e))?;
+                let ckey = self.controller_key(controller, &c)?;
                 let keys = crate::data::Keys { controller: ckey };
                 for id in tx.subject_ids()? {
                     let export = self.export_inside(tx, &keys, controller, &id, now)?;

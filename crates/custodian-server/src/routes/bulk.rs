@@ -8,7 +8,7 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
-use crate::extract::{Auth, Ctx, Params, Purpose, blocking};
+use crate::extract::{Auth, Ctx, Params, Purpose, audited_read, blocking};
 use crate::openapi::{BodyErrors, DataErrors};
 use crate::problem::{ApiError, Problem};
 use axum::Json;
@@ -58,8 +58,8 @@ pub async fn list_records(
     Params(q): Params<RecordSetQuery>,
 ) -> Result<Json<RecordList>, ApiError> {
     let set = q.set()?;
-    let records = blocking(&state.vault, move |v| {
-        v.purpose_records(&p, &purpose, &set, &ctx)
+    let records = audited_read(&state.vault, move |v| {
+        v.purpose_records_pending(&p, &purpose, &set, &ctx)
     })
     .await?;
     // The store has no page of a purpose's records to ask for, so the set was read (and its

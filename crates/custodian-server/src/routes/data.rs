@@ -1,7 +1,7 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
-use crate::extract::{Auth, Ctx, Params, Purpose, blocking};
+use crate::extract::{Auth, Ctx, Params, Purpose, audited_read, blocking};
 use crate::openapi::{BodyErrors, DataErrors};
 use crate::problem::ApiError;
 use axum::Json;
@@ -44,8 +44,8 @@ pub async fn get_subject(
 ) -> Result<Json<SubjectView>, ApiError> {
     let id = path_id(&id, SubjectId::parse)?;
     Ok(Json(
-        blocking(&state.vault, move |v| {
-            v.get_subject(&p, &purpose, &id, &ctx)
+        audited_read(&state.vault, move |v| {
+            v.get_subject_pending(&p, &purpose, &id, &ctx)
         })
         .await?,
     ))
@@ -143,7 +143,10 @@ pub async fn lookup(
     Body(q): Body<LookupQuery>,
 ) -> Result<Json<LookupResult>, ApiError> {
     Ok(Json(
-        blocking(&state.vault, move |v| v.lookup(&p, &purpose, q, &ctx)).await?,
+        audited_read(&state.vault, move |v| {
+            v.lookup_pending(&p, &purpose, q, &ctx)
+        })
+        .await?,
     ))
 }
 
@@ -187,8 +190,8 @@ pub async fn get_record(
             )
         })?;
     Ok(Json(
-        blocking(&state.vault, move |v| {
-            v.get_record(&p, &purpose, &id, only.as_deref(), &ctx)
+        audited_read(&state.vault, move |v| {
+            v.get_record_pending(&p, &purpose, &id, only.as_deref(), &ctx)
         })
         .await?,
     ))

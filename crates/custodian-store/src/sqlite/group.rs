@@ -7,16 +7,19 @@
 //! unit inside `SAVEPOINT unit` (so a unit that fails rolls back alone; a unit that only
 //! appends audit entries runs without one, and its failure fails the group), and then either
 //! commits — when nobody is waiting for the lock, or the group is full — or leaves the
-//! transaction open for the next waiter and sleeps until some later member commits the
-//! group. Every member of a group gets the group's outcome: if the `COMMIT` fails (disk
-//! full, I/O error, an injected fault), all of them fail and nothing of theirs is stored.
-//! A single caller therefore commits at once, exactly as without grouping.
+//! transaction open for the next waiter and waits until some later member commits the
+//! group: asleep (`write`), or, for an audited read served by the async server, without a
+//! thread (`run` hands back the group, whose outcome the caller polls as a future). Every
+//! member of a group gets the group's outcome: if the `COMMIT` fails (disk full, I/O
+//! error, an injected fault), all of them fail and nothing of theirs is stored. A single
+//! caller therefore commits at once, exactly as without grouping.
 
 use super::codec::map_err;
-use crate::StoreError;
+use crate::{Settlement, StoreError};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 /// At most this many units share one commit, which bounds how long the first one waits.
 pub(crate) const MAX_GROUP: usize = 64;
@@ -62,29 +65,75 @@ pub(crate) struct Writer {
 /// Where a group's members wait for its outcome. Each group has its own lock and condition
 /// variable: members woken by a commit take this small lock, not the writer's, so they do
 /// not queue against the units of the next group (at 64 connections, waking on the
-/// writer's lock was a fifth of the time spent around the writer).
+/// writer's lock was a fifth of the time spent around the writer). Members that wait as
+/// futures (`SqliteStore::consult_pending`) leave a waker instead of a sleeping thread.
 #[derive(Default)]
-struct Group {
-    outcome: Mutex<Option<Result<(), StoreError>>>,
+pub(crate) struct Group {
+    state: Mutex<GroupState>,
     settled: Condvar,
 }
 
+#[derive(Default)]
+struct GroupState {
+    outcome: Option<Result<(), StoreError>>,
+    wakers: Vec<Waker>,
+}
+
 impl Group {
-    fn settle(&self, outcome: Result<(), StoreError>) {
-        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-        self.settled.notify_all();
+    fn state(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the outcome, once there is one.
-    fn wait(&self) -> Result<(), StoreError> {
-        let mut slot = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(outcome) = slot.as_ref() {
-                return outcome.as_ref().map(|_| ()).map_err(clone_err);
-            }
-            slot = self.settled.wait(slot).unwrap_or_else(|p| p.into_inner());
+    fn settle(&self, outcome: Result<(), StoreError>) {
+        let wakers = {
+            let mut state = self.state();
+            state.outcome = Some(outcome);
+            std::mem::take(&mut state.wakers)
+        };
+        self.settled.notify_all();
+        for w in wakers {
+            w.wake();
         }
     }
+
+    fn copy(outcome: &Result<(), StoreError>) -> Result<(), StoreError> {
+        outcome.as_ref().map(|_| ()).map_err(clone_err)
+    }
+}
+
+impl Settlement for Group {
+    /// A copy of the outcome, once there is one.
+    fn wait(&self) -> Result<(), StoreError> {
+        let mut state = self.state();
+        loop {
+            if let Some(outcome) = state.outcome.as_ref() {
+                return Self::copy(outcome);
+            }
+            state = self.settled.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        let mut state = self.state();
+        match state.outcome.as_ref() {
+            Some(outcome) => Poll::Ready(Self::copy(outcome)),
+            None => {
+                if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// What became of a unit that succeeded.
+pub(crate) enum Unit<T> {
+    /// Its group is committed: the unit is durable.
+    Durable(T),
+    /// It joined a group that a unit queued behind it will commit; durable once `Group`
+    /// settles successfully.
+    Joined(T, Arc<Group>),
 }
 
 pub(crate) struct GroupWriter {
@@ -143,12 +192,13 @@ impl GroupWriter {
                 let mut w = poisoned.into_inner();
                 self.writer.clear_poison();
                 if w.open.is_some() {
+                    let members = w.members;
                     self.fail(
                         &mut w,
                         StoreError::Backend(
                             "a unit of work panicked; its group was rolled back".into(),
                         ),
-                        0,
+                        members,
                     );
                 }
                 w
@@ -209,6 +259,20 @@ impl GroupWriter {
         containment: Containment,
         f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
+        match self.run(fault, containment, f)? {
+            Unit::Durable(out) => Ok(out),
+            Unit::Joined(out, group) => group.wait().map(|()| out).map_err(E::from),
+        }
+    }
+
+    /// Runs `f` as one unit of work and returns once it has run: its group may still be
+    /// open, and the unit is durable only once that group settles successfully.
+    pub(crate) fn run<T, E: From<StoreError>>(
+        &self,
+        fault: &dyn Fn() -> Option<rusqlite::Error>,
+        containment: Containment,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<Unit<T>, E> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = self.lock();
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -319,11 +383,13 @@ impl GroupWriter {
             }
         };
         if self.waiting.load(Ordering::SeqCst) == 0 || w.members >= self.max_group {
-            return self.commit(&mut w, fault, 1).map(|()| out).map_err(E::from);
+            return self
+                .commit(&mut w, fault, 1)
+                .map(|()| Unit::Durable(out))
+                .map_err(E::from);
         }
-        // Others are queued for the lock: let them join, and wait for the group's commit.
-        drop(w);
-        group.wait().map(|()| out).map_err(E::from)
+        // Others are queued for the lock: let them join; one of them commits the group.
+        Ok(Unit::Joined(out, group))
     }
 }
 
@@ -426,6 +492,90 @@ mod tests {
         });
         let stored = rows(&writer.lock().conn);
         (first, second, stored)
+    }
+
+    /// Unit 1 joins a group (a second caller is queued behind it) and returns at once;
+    /// the second unit holds its group open until the test has polled the first's outcome,
+    /// then commits, with `commit_fault` injected. Returns the first unit's outcome as the
+    /// poll saw it before the commit, the number of wake-ups, its outcome after, and the
+    /// rows stored.
+    fn joined_unit_then_commit(
+        commit_fault: bool,
+    ) -> (bool, usize, Result<(), StoreError>, Vec<i64>) {
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::open_connection(&dir.path().join("g.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)")
+            .unwrap();
+        let writer = GroupWriter::new(conn);
+        let no_fault = || None;
+        let fault = || commit_fault.then(|| rusqlite::Error::InvalidQuery);
+        let queued = std::sync::Barrier::new(2);
+        let polled = std::sync::Barrier::new(2);
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                queued.wait();
+                writer.write(&fault, Containment::Group, |c| {
+                    c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
+                    polled.wait();
+                    Ok::<_, StoreError>(())
+                })
+            });
+            let first = writer
+                .run(&no_fault, Containment::Unit, |c| {
+                    c.execute("INSERT INTO t VALUES (1)", []).map_err(map_err)?;
+                    queued.wait();
+                    while writer.waiting.load(Ordering::SeqCst) == 0 {
+                        std::thread::yield_now();
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            let Unit::Joined((), group) = first else {
+                panic!("the first unit joined a group left open for the second")
+            };
+            let before = group
+                .poll_settled(&mut Context::from_waker(&waker))
+                .is_pending();
+            polled.wait();
+            let second = second.join().unwrap();
+            assert_eq!(second.is_ok(), !commit_fault, "{second:?}");
+            let after = match group.poll_settled(&mut Context::from_waker(&waker)) {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => panic!("settled once the group committed"),
+            };
+            assert_eq!(group.wait().is_ok(), after.is_ok(), "wait agrees with poll");
+            let stored = rows(&writer.lock().conn);
+            (before, woken.0.load(Ordering::SeqCst), after, stored)
+        })
+    }
+
+    #[test]
+    fn a_joined_unit_is_durable_once_a_later_unit_commits_its_group() {
+        let (pending_before, wakes, after, stored) = joined_unit_then_commit(false);
+        assert!(pending_before, "not settled before the commit");
+        assert_eq!(wakes, 1, "the waiting future is woken once");
+        assert!(after.is_ok(), "{after:?}");
+        assert_eq!(stored, [1, 2]);
+    }
+
+    #[test]
+    fn a_joined_unit_fails_when_its_group_commit_fails() {
+        let (pending_before, wakes, after, stored) = joined_unit_then_commit(true);
+        assert!(pending_before);
+        assert_eq!(wakes, 1);
+        assert!(after.is_err(), "the group's failure is the unit's");
+        assert!(
+            stored.is_empty(),
+            "nothing of the group is stored: {stored:?}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod subject_index;
 pub use codec::AuditColumns;
 
 use crate::rows::*;
-use crate::{DataTx, Result, Store, StoreError, TxError, Work};
+use crate::{DataTx, PendingAudit, Result, Store, StoreError, TxError, Work};
 use codec::*;
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId, GENESIS};
 use custodian_core::category::DataCategory;
@@ -784,6 +784,15 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
+        self.consult_pending(controller, at, work)?.wait()
+    }
+
+    fn consult_pending(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<PendingAudit, TxError> {
         let draft = self.read(|c| {
             // One snapshot for the whole unit: WAL readers see the database as of BEGIN.
             group::control(c, "BEGIN").map_err(map_err)?;
@@ -792,7 +801,15 @@ impl Store for SqliteStore {
             group::control(c, "ROLLBACK").map_err(map_err)?;
             Ok(out)
         })??;
-        self.append_only(|tx| Ok(append_in_tx(tx, draft, at)?))
+        let unit = self.writer.run(
+            &|| self.faults.error(),
+            group::Containment::Group,
+            |tx| -> Result<AuditEntry, TxError> { Ok(append_in_tx(tx, draft, at)?) },
+        )?;
+        Ok(match unit {
+            group::Unit::Durable(entry) => PendingAudit::durable(entry),
+            group::Unit::Joined(entry, group) => PendingAudit::pending(entry, group),
+        })
     }
 
     fn purge_deleted(&self) {

@@ -1,0 +1,56 @@
+//! What an audited read found, held until its audit entry is durable.
+//!
+//! A read's entry may join a group commit that a later operation commits. [`Pending`] holds
+//! the answer meanwhile and gives it up only once that commit has succeeded: blocking
+//! ([`Pending::wait`]) on a thread that may block, or awaited ([`Pending::settled`]) by an
+//! async caller, which then needs no thread sleeping for it. If the commit fails, the answer
+//! is dropped and the caller gets the error: no audit entry, no operation.
+
+use crate::VaultError;
+use custodian_store::PendingAudit;
+
+#[must_use = "the answer may be handed out only once its audit entry is durable"]
+pub struct Pending<T> {
+    value: T,
+    audit: PendingAudit,
+}
+
+impl<T> Pending<T> {
+    pub(crate) fn new(value: T, audit: PendingAudit) -> Self {
+        Self { value, audit }
+    }
+
+    /// The answer and the sequence number of its audit entry, once the entry is durable.
+    pub(crate) fn wait_seq(self) -> Result<(T, u64), VaultError> {
+        let entry = self.audit.wait()?;
+        Ok((self.value, entry.seq))
+    }
+
+    /// The answer, once its audit entry is durable (blocks the calling thread until then).
+    pub fn wait(self) -> Result<T, VaultError> {
+        self.wait_seq().map(|(value, _)| value)
+    }
+
+    /// The answer, once its audit entry is durable, without blocking a thread.
+    pub async fn settled(self) -> Result<T, VaultError> {
+        self.audit.await?;
+        Ok(self.value)
+    }
+
+    /// The same wait for an answer made from this one.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Pending<U> {
+        Pending {
+            value: f(self.value),
+            audit: self.audit,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the value: it is personal data.
+        f.debug_struct("Pending")
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
