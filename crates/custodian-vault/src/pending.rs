@@ -36,14 +36,6 @@ impl<T> Pending<T> {
         self.audit.await?;
         Ok(self.value)
     }
-
-    /// The same wait for an answer made from this one.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Pending<U> {
-        Pending {
-            value: f(self.value),
-            audit: self.audit,
-        }
-    }
 }
 
 impl<T> std::fmt::Debug for Pending<T> {
