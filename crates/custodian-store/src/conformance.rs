@@ -50,6 +50,10 @@ pub fn run_all(make: Factory<'_>) {
         ),
         ("consult_reads_then_audits", consult_reads_then_audits),
         (
+            "consulted_purposes_follow_every_change",
+            consulted_purposes_follow_every_change,
+        ),
+        (
             "bulk_entries_found_by_subject",
             bulk_entries_found_by_subject,
         ),
@@ -794,6 +798,181 @@ fn consult_reads_then_audits(store: &dyn Store) {
             Ok(draft(&a, Operation::Consultation))
         })
         .unwrap();
+}
+
+/// What a unit of work reads of a purpose's records and of some subjects, sorted.
+type View = (Vec<RecordRow>, Vec<SubjectRow>, Vec<Option<SubjectRow>>);
+
+/// A purpose's records and some subjects' rows as a consult reads them (the SQLite backend
+/// may answer from rows it kept) and as a write transaction reads them (never from memory).
+fn purpose_views(
+    store: &dyn Store,
+    c: &ControllerId,
+    purpose: &PurposeName,
+    subjects: &[SubjectId],
+) -> (View, View) {
+    let read = |tx: &mut dyn DataTx| -> std::result::Result<View, TxError> {
+        let mut records = tx.records_of_purpose(purpose)?;
+        records.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        let mut rows = tx.subjects_by_id(subjects)?;
+        rows.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        let one_by_one = subjects
+            .iter()
+            .map(|s| tx.subject(s))
+            .collect::<Result<_, _>>()?;
+        Ok((records, rows, one_by_one))
+    };
+    let mut consulted = None;
+    store
+        .consult(c, now(), &mut |tx| {
+            consulted = Some(read(tx)?);
+            Ok(draft(c, Operation::Consultation))
+        })
+        .unwrap();
+    let mut written = None;
+    store
+        .transact(c, now(), &mut |tx| {
+            written = Some(read(tx)?);
+            Ok(draft(c, Operation::Consultation))
+        })
+        .unwrap();
+    (consulted.unwrap(), written.unwrap())
+}
+
+type Change<'a> = Box<dyn Fn(&mut dyn DataTx) -> std::result::Result<(), TxError> + 'a>;
+
+/// What a consult reads of a purpose's records and of subjects is what the database holds
+/// after every kind of change to them, read once and read again; a change rolled back
+/// leaves it as it was; another controller's purpose of the same name never answers.
+fn consulted_purposes_follow_every_change(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let service = PurposeName::parse("service").unwrap();
+    let f1 = seed_subject(store, &a, [21; 32]);
+    let f2 = seed_subject(store, &a, [22; 32]);
+    let fb = seed_subject(store, &b, [21; 32]);
+    let subjects = [f1.subject.clone(), f2.subject.clone(), fb.subject.clone()];
+    let check = |label: &str, records: usize| {
+        for round in ["first", "second"] {
+            let (consulted, written) = purpose_views(store, &a, &service, &subjects);
+            assert_eq!(consulted, written, "{label}: {round} read");
+            assert_eq!(consulted.0.len(), records, "{label}: {round} read");
+            assert!(consulted.2[2].is_none(), "B's subject is not A's");
+        }
+        let (theirs, _) = purpose_views(store, &b, &service, &subjects);
+        assert_eq!(
+            theirs.0.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            vec![fb.record.clone()],
+            "{label}: controller B's purpose"
+        );
+        assert_eq!(
+            theirs.1.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            vec![fb.subject.clone()],
+            "{label}: controller B's subjects"
+        );
+    };
+    check("seeded", 2);
+    let added = RecordId::from_random(rand16());
+    let record = |id: &RecordId| {
+        let mut row = None;
+        store
+            .transact(&a, now(), &mut |tx| {
+                row = tx.record(id)?;
+                Ok(draft(&a, Operation::Consultation))
+            })
+            .unwrap();
+        row.expect("the record exists")
+    };
+    let first = record(&f1.record);
+    let mut new_record = first.clone();
+    new_record.id = added.clone();
+    let mut new_header = first.clone();
+    new_header.header.meta.recipients = vec!["auditors".into()];
+    new_header.header.updated_at = now() + Duration::seconds(1);
+    let mut new_fields = new_header.clone();
+    new_fields.fields[0].sealed = vec![5; 41];
+    let mut moved = new_fields.clone();
+    moved.subject = f2.subject.clone();
+    let changes: Vec<(&str, usize, Change<'_>)> = vec![
+        (
+            "a record added",
+            3,
+            Box::new(|tx| tx.insert_record(&new_record).map_err(TxError::from)),
+        ),
+        (
+            "a header rewritten",
+            3,
+            Box::new(|tx| {
+                assert!(tx.rewrite_record(&first, &new_header)?);
+                Ok(())
+            }),
+        ),
+        (
+            "fields rewritten",
+            3,
+            Box::new(|tx| {
+                assert!(tx.rewrite_record(&new_header, &new_fields)?);
+                Ok(())
+            }),
+        ),
+        (
+            "a record moved to another subject",
+            3,
+            Box::new(|tx| {
+                assert!(tx.rewrite_record(&new_fields, &moved)?);
+                Ok(())
+            }),
+        ),
+        (
+            "a subject restricted",
+            3,
+            Box::new(|tx| tx.set_restricted(&f1.subject, true).map_err(TxError::from)),
+        ),
+        (
+            "a record deleted",
+            2,
+            Box::new(|tx| tx.delete_record(&f2.record).map_err(TxError::from)),
+        ),
+        (
+            "a subject erased",
+            1,
+            Box::new(|tx| {
+                tx.erase_subject(&f2.subject, now(), "test")
+                    .map(|_| ())
+                    .map_err(TxError::from)
+            }),
+        ),
+        (
+            "everything destroyed",
+            0,
+            Box::new(|tx| {
+                tx.destroy_all("certificate", now())
+                    .map(|_| ())
+                    .map_err(TxError::from)
+            }),
+        ),
+    ];
+    for (label, records, change) in changes {
+        // The same change rolled back first: nothing moves.
+        let before = purpose_views(store, &a, &service, &subjects);
+        let r = store.transact(&a, now(), &mut |tx| {
+            change(tx)?;
+            Err(TxError::Denied(Denial::NotFound))
+        });
+        assert!(matches!(r, Err(TxError::Denied(Denial::NotFound))));
+        assert_eq!(
+            purpose_views(store, &a, &service, &subjects),
+            before,
+            "{label}, rolled back"
+        );
+        store
+            .transact(&a, now(), &mut |tx| {
+                change(tx)?;
+                Ok(draft(&a, Operation::Alteration))
+            })
+            .unwrap();
+        check(label, records);
+    }
 }
 
 fn bulk_entries_found_by_subject(store: &dyn Store) {

@@ -2,6 +2,7 @@
 //! `controller_id = ?1`; the controller comes from the constructor, never from a caller.
 
 use super::codec::*;
+use super::kept::Kept;
 use crate::rows::*;
 use crate::{DataTx, Result};
 use custodian_core::ids::{ControllerId, RecordId, SubjectId};
@@ -24,6 +25,14 @@ pub(crate) struct SqliteTx<'a> {
     now: OffsetDateTime,
     /// The audit chain's head as this transaction's own appends moved it.
     head: Option<super::Head>,
+    /// Rows kept between reads: given to read-only snapshots only (see `kept`).
+    kept: Option<&'a Kept>,
+    /// The controller's subjects token in this snapshot, once read.
+    subjects_token: Option<Option<i64>>,
+    /// Purposes whose token this unit of work already changed (see `records_changed`).
+    purposes_changed: Vec<PurposeName>,
+    /// Whether this unit of work already changed the subjects token.
+    subjects_changed: bool,
 }
 
 impl<'a> SqliteTx<'a> {
@@ -37,6 +46,23 @@ impl<'a> SqliteTx<'a> {
             controller,
             now,
             head: None,
+            kept: None,
+            subjects_token: None,
+            purposes_changed: Vec::new(),
+            subjects_changed: false,
+        }
+    }
+
+    /// A transaction over a read-only snapshot that may answer from, and fill, `kept`.
+    pub(crate) fn reading(
+        tx: &'a Connection,
+        controller: &'a ControllerId,
+        now: OffsetDateTime,
+        kept: &'a Kept,
+    ) -> Self {
+        Self {
+            kept: Some(kept),
+            ..Self::new(tx, controller, now)
         }
     }
 
@@ -68,6 +94,144 @@ impl<'a> SqliteTx<'a> {
         }
         Ok(n)
     }
+
+    /// Gives `purpose` a new token (migration 0013) before its records change, once per unit
+    /// of work: readers only see the unit committed, and a unit rolled back takes its new
+    /// token with it. Every statement here that inserts, changes or deletes records calls
+    /// it (or `all_records_changed`); the conformance suite reads after each of them.
+    fn records_changed(&mut self, purpose: &PurposeName) -> Result<()> {
+        if self.purposes_changed.contains(purpose) {
+            return Ok(());
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO record_generations (controller_id, purpose, token) VALUES (?1, ?2, random())
+                 ON CONFLICT (controller_id, purpose) DO UPDATE SET token = excluded.token",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), purpose.as_str()])
+            .map_err(map_err)?;
+        self.purposes_changed.push(purpose.clone());
+        Ok(())
+    }
+
+    /// New tokens for every purpose of the controller.
+    fn all_records_changed(&mut self) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE record_generations SET token = random() WHERE controller_id = ?1",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c()])
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// The subjects token's counterpart of `records_changed`, before subjects' rows change
+    /// or go. Not for a new subject: only rows read from the database are kept, so a row
+    /// that did not exist yet cannot be kept wrong.
+    fn subjects_changed(&mut self) -> Result<()> {
+        if self.subjects_changed {
+            return Ok(());
+        }
+        self.tx
+            .prepare_cached(
+                "INSERT INTO subject_generations (controller_id, token) VALUES (?1, random())
+                 ON CONFLICT (controller_id) DO UPDATE SET token = excluded.token",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c()])
+            .map_err(map_err)?;
+        self.subjects_changed = true;
+        Ok(())
+    }
+
+    fn query_records_of_purpose(&self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
+        let mut st = self
+            .tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                record_cols!(),
+                " FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"
+            ))
+            .map_err(map_err)?;
+        st.query_map(params![self.c(), purpose.as_str()], record_row)
+            .map_err(map_err)?
+            .map(|r| r.map_err(map_err)?)
+            .collect()
+    }
+
+    /// Rows of the controller's subjects among `ids`, looked up one at a time: the ids come
+    /// from records already read, so reading the purpose's records again to find them (an
+    /// IN subquery) would cost more.
+    fn query_subjects(&self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
+        let mut st = self
+            .tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                subject_cols!(),
+                " FROM subjects WHERE controller_id = ?1 AND id = ?2"
+            ))
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = st
+                .query_row(params![self.c(), id.as_str()], subject_row)
+                .optional()
+                .map_err(map_err)?
+            {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The controller's subjects token in this snapshot (migration 0013), read once.
+    fn subjects_token(&mut self) -> Result<Option<i64>> {
+        if let Some(t) = self.subjects_token {
+            return Ok(t);
+        }
+        let t = self
+            .tx
+            .prepare_cached("SELECT token FROM subject_generations WHERE controller_id = ?1")
+            .map_err(map_err)?
+            .query_row(params![self.c()], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        self.subjects_token = Some(t);
+        Ok(t)
+    }
+
+    /// Subjects among `ids`, from the rows kept under this snapshot's token where there are
+    /// some (readers only), the rest from the database (and kept).
+    fn subjects_kept(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
+        let Some(cache) = self.kept.map(|k| &k.subjects) else {
+            return self.query_subjects(ids);
+        };
+        // No token: the controller never had a subject (the triggers write one on the first).
+        let Some(token) = self.subjects_token()? else {
+            return self.query_subjects(ids);
+        };
+        let (mut found, missing) = cache.get(self.controller, token, ids);
+        if !missing.is_empty() {
+            let read = self.query_subjects(&missing)?;
+            cache.put(self.controller, token, &read);
+            found.extend(read);
+        }
+        Ok(found)
+    }
+
+    /// The token `record_generations` holds for `purpose` in this snapshot (migration 0013).
+    fn record_generation(&self, purpose: &PurposeName) -> Result<Option<i64>> {
+        self.tx
+            .prepare_cached(
+                "SELECT token FROM record_generations WHERE controller_id = ?1 AND purpose = ?2",
+            )
+            .map_err(map_err)?
+            .query_row(params![self.c(), purpose.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(map_err)
+    }
 }
 
 impl DataTx for SqliteTx<'_> {
@@ -98,17 +262,7 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn subject(&mut self, id: &SubjectId) -> Result<Option<SubjectRow>> {
-        self.tx
-            .prepare_cached(concat!(
-                "SELECT ",
-                subject_cols!(),
-                " FROM subjects WHERE controller_id = ?1 AND id = ?2"
-            ))
-            .map_err(map_err)?
-            .query_row(params![self.c(), id.as_str()], subject_row)
-            .optional()
-            .map_err(map_err)?
-            .transpose()
+        Ok(self.subjects_kept(std::slice::from_ref(id))?.pop())
     }
 
     fn was_erased(&mut self, id: &SubjectId) -> Result<bool> {
@@ -124,6 +278,15 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn insert_subject(&mut self, row: &SubjectRow) -> Result<()> {
+        // The controller's first subject gives it a token (see `subjects_changed` for why a
+        // new subject does not change it).
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO subject_generations (controller_id, token) VALUES (?1, random())",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c()])
+            .map_err(map_err)?;
         self.tx
             .prepare_cached(concat!(
                 "INSERT INTO subjects (controller_id, ",
@@ -144,6 +307,7 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn set_restricted(&mut self, id: &SubjectId, restricted: bool) -> Result<()> {
+        self.subjects_changed()?;
         self.tx
             .prepare_cached(
                 "UPDATE subjects SET restricted = ?3 WHERE controller_id = ?1 AND id = ?2",
@@ -203,6 +367,22 @@ impl DataTx for SqliteTx<'_> {
         at: OffsetDateTime,
         reason: &str,
     ) -> Result<ErasedCounts> {
+        let purposes: Vec<String> = self
+            .tx
+            .prepare_cached(concat!(
+                "SELECT DISTINCT purpose FROM ",
+                by_subject!(),
+                " WHERE controller_id = ?1 AND subject_id = ?2"
+            ))
+            .map_err(map_err)?
+            .query_map(params![self.c(), id.as_str()], |r| r.get(0))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(map_err)?;
+        for p in purposes {
+            self.records_changed(&PurposeName::parse(&p).map_err(|e| corrupt("records", e))?)?;
+        }
+        self.subjects_changed()?;
         let c = self.c().to_owned();
         let s = id.as_str();
         let run = |sql: &str| -> Result<u64> {
@@ -277,6 +457,7 @@ impl DataTx for SqliteTx<'_> {
 
     fn insert_record(&mut self, row: &RecordRow) -> Result<()> {
         let h = &row.header;
+        self.records_changed(&h.purpose)?;
         self.tx
             .prepare_cached(concat!(
                 "INSERT INTO records (controller_id, ",
@@ -302,6 +483,18 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn delete_record(&mut self, id: &RecordId) -> Result<()> {
+        let purpose: Option<String> = self
+            .tx
+            .prepare_cached("SELECT purpose FROM records WHERE controller_id = ?1 AND id = ?2")
+            .map_err(map_err)?
+            .query_row(params![self.c(), id.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(map_err)?;
+        let Some(purpose) = purpose else {
+            return Ok(());
+        };
+        let purpose = PurposeName::parse(&purpose).map_err(|e| corrupt("records", e))?;
+        self.records_changed(&purpose)?;
         for sql in [
             "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2",
             "DELETE FROM records WHERE controller_id = ?1 AND id = ?2",
@@ -316,41 +509,23 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
-        let records: Vec<RecordRow> = {
-            let mut st = self
-                .tx
-                .prepare_cached(concat!("SELECT ", record_cols!(), " FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"))
-                .map_err(map_err)?;
-            st.query_map(params![self.c(), purpose.as_str()], record_row)
-                .map_err(map_err)?
-                .map(|r| r.map_err(map_err)?)
-                .collect::<Result<_>>()?
+        let Some(cache) = self.kept.map(|k| &k.records) else {
+            return self.query_records_of_purpose(purpose);
         };
-        Ok(records)
+        // No token: the purpose never held a record (the triggers write one on the first).
+        let Some(token) = self.record_generation(purpose)? else {
+            return self.query_records_of_purpose(purpose);
+        };
+        if let Some(rows) = cache.get(self.controller, purpose, token) {
+            return Ok(rows.to_vec());
+        }
+        let rows = self.query_records_of_purpose(purpose)?;
+        cache.put(self.controller, purpose, token, &rows);
+        Ok(rows)
     }
 
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
-        // One point lookup each: the ids come from records already read, so reading the
-        // purpose's records again to find them (an IN subquery) would cost more.
-        let mut st = self
-            .tx
-            .prepare_cached(concat!(
-                "SELECT ",
-                subject_cols!(),
-                " FROM subjects WHERE controller_id = ?1 AND id = ?2"
-            ))
-            .map_err(map_err)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(row) = st
-                .query_row(params![self.c(), id.as_str()], subject_row)
-                .optional()
-                .map_err(map_err)?
-            {
-                out.push(row?);
-            }
-        }
-        Ok(out)
+        self.subjects_kept(ids)
     }
 
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>> {
@@ -376,6 +551,8 @@ impl DataTx for SqliteTx<'_> {
         use crate::rewrite::Value;
         use rusqlite::ToSql;
         use rusqlite::types::{ToSqlOutput, ValueRef};
+        // The statement matches on the stored purpose: it is the one whose records change.
+        self.records_changed(&old.header.purpose)?;
         let changes = crate::rewrite::changed_columns(old, new);
         let created = nanos(old.header.created_at);
         // The table's whole primary key: one descent, where the id alone would go through
@@ -629,6 +806,8 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn destroy_all(&mut self, certificate: &str, at: OffsetDateTime) -> Result<DestroyedCounts> {
+        self.all_records_changed()?;
+        self.subjects_changed()?;
         let c = self.c().to_owned();
         let run = |sql: &str| -> Result<u64> {
             Ok(self

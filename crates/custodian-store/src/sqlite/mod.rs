@@ -11,6 +11,7 @@
 pub(crate) mod codec;
 mod data_tx;
 mod group;
+mod kept;
 mod subject_index;
 
 pub use codec::AuditColumns;
@@ -110,6 +111,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/sqlite/0012_audit_runs_of_every_subject.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_generations.sql"),
     ),
 ];
 
@@ -239,6 +244,7 @@ pub struct SqliteStore {
     writer: group::GroupWriter,
     purges: group::CheckpointGate,
     readers: Mutex<Vec<Connection>>,
+    kept: kept::Kept,
     faults: FaultSwitch,
 }
 
@@ -299,8 +305,40 @@ impl SqliteStore {
             writer: group::GroupWriter::new(writer),
             purges: group::CheckpointGate::default(),
             readers: Mutex::new(Vec::new()),
+            kept: kept::Kept::new(),
             faults: FaultSwitch::default(),
         })
+    }
+
+    /// Drops the kept rows whose tokens are no longer current (see `kept`).
+    fn keep_current(&self) -> Result<()> {
+        let (records, subjects) = self.read(|c| {
+            let t = "record_generations";
+            let mut records = std::collections::HashMap::new();
+            let mut st = c
+                .prepare_cached("SELECT controller_id, purpose, token FROM record_generations")
+                .map_err(map_err)?;
+            let mut rows = st.query([]).map_err(map_err)?;
+            while let Some(r) = rows.next().map_err(map_err)? {
+                let controller = ControllerId::parse(col_text(r, 0)?).map_err(|e| corrupt(t, e))?;
+                let purpose = custodian_core::purpose::PurposeName::parse(col_text(r, 1)?)
+                    .map_err(|e| corrupt(t, e))?;
+                records.insert((controller, purpose), r.get(2).map_err(map_err)?);
+            }
+            let t = "subject_generations";
+            let mut subjects = std::collections::HashMap::new();
+            let mut st = c
+                .prepare_cached("SELECT controller_id, token FROM subject_generations")
+                .map_err(map_err)?;
+            let mut rows = st.query([]).map_err(map_err)?;
+            while let Some(r) = rows.next().map_err(map_err)? {
+                let controller = ControllerId::parse(col_text(r, 0)?).map_err(|e| corrupt(t, e))?;
+                subjects.insert(controller, r.get(1).map_err(map_err)?);
+            }
+            Ok((records, subjects))
+        })?;
+        self.kept.keep_current(&records, &subjects);
+        Ok(())
     }
 
     /// The switch that injects [`WriteFault`]s into this store's write transactions (tests).
@@ -796,7 +834,7 @@ impl Store for SqliteStore {
         let draft = self.read(|c| {
             // One snapshot for the whole unit: WAL readers see the database as of BEGIN.
             group::control(c, "BEGIN").map_err(map_err)?;
-            let mut scoped = data_tx::SqliteTx::new(c, controller, at);
+            let mut scoped = data_tx::SqliteTx::reading(c, controller, at, &self.kept);
             let out = work(&mut scoped as &mut dyn DataTx);
             group::control(c, "ROLLBACK").map_err(map_err)?;
             Ok(out)
@@ -813,6 +851,11 @@ impl Store for SqliteStore {
     }
 
     fn purge_deleted(&self) {
+        // Kept rows of what was erased (ciphertexts, wrapped keys) go with the WAL.
+        if let Err(e) = self.keep_current() {
+            tracing::warn!(error = %e, "could not read the current tokens after an erasure; forgetting every kept row");
+            self.kept.clear();
+        }
         // Erasures that finish together share one truncation (see `CheckpointGate`).
         if let Err(e) = self.purges.run(|| self.checkpoint_wal()) {
             tracing::warn!(error = %e, "could not truncate the WAL after an erasure; the next one will retry");
@@ -1187,6 +1230,146 @@ mod tests {
         id
     }
 
+    /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
+    /// the token changes whichever process writes: here a second store on the same file, as
+    /// the CLI beside a running server would be.
+    #[test]
+    fn kept_rows_follow_changes_made_by_another_process() {
+        use custodian_core::category::{DataCategory, SubjectCategory};
+        use custodian_core::purpose::PurposeName;
+        use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        let c = controller(&store, 3);
+        let purpose = PurposeName::parse("service").unwrap();
+        let subject = SubjectId::from_random([4; 16]);
+        let now = OffsetDateTime::now_utc();
+        let draft = || {
+            AuditDraft::new(
+                ChainId::Controller(c.clone()),
+                "test",
+                Action::Processing(Operation::Consultation),
+            )
+        };
+        store
+            .transact(&c, now, &mut |tx| {
+                tx.insert_subject(&SubjectRow {
+                    id: subject.clone(),
+                    category: SubjectCategory::Customer,
+                    restricted: false,
+                    wrapped_key: vec![9; 60],
+                    created_at: now,
+                })?;
+                for n in 0..3u8 {
+                    tx.insert_record(&RecordRow {
+                        id: RecordId::from_random([10 + n; 16]),
+                        subject: subject.clone(),
+                        header: RecordHeader {
+                            purpose: purpose.clone(),
+                            meta: RecordMeta::default(),
+                            created_at: now,
+                            updated_at: now,
+                            expires_at: now + time::Duration::days(1),
+                        },
+                        fields: vec![FieldRow {
+                            name: FieldName::parse("email").unwrap(),
+                            category: DataCategory::parse("user.contact.email").unwrap(),
+                            sealed: vec![n; 40],
+                        }],
+                    })?;
+                }
+                Ok(draft())
+            })
+            .unwrap();
+        assert_eq!(store.kept.records.bytes(), 0, "writers never fill it");
+        let consulted = || {
+            let mut got = Vec::new();
+            store
+                .consult(&c, now, &mut |tx| {
+                    got = tx.records_of_purpose(&purpose)?;
+                    Ok(draft())
+                })
+                .unwrap();
+            got
+        };
+        let first = consulted();
+        assert_eq!(first.len(), 3);
+        assert!(
+            store.kept.records.bytes() > 0,
+            "a consult keeps what it read"
+        );
+        assert_eq!(consulted(), first, "and answers from it, unchanged");
+        // The other process changes a record's recipients and deletes another.
+        let mut changed = first[0].clone();
+        changed.header.meta.recipients = vec!["auditors".into()];
+        other
+            .transact(&c, now, &mut |tx| {
+                assert!(tx.rewrite_record(&first[0], &changed)?);
+                Ok(draft())
+            })
+            .unwrap();
+        let after = consulted();
+        assert_eq!(after.len(), 3);
+        assert_eq!(after[0].header.meta.recipients, vec!["auditors".to_owned()]);
+        other
+            .transact(&c, now, &mut |tx| {
+                tx.delete_record(&first[1].id)?;
+                Ok(draft())
+            })
+            .unwrap();
+        let after = consulted();
+        assert_eq!(
+            after.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            vec![first[0].id.clone(), first[2].id.clone()]
+        );
+        // The subject's row likewise: kept by the first read, changed by the other process.
+        let restricted = || {
+            let mut row = None;
+            store
+                .consult(&c, now, &mut |tx| {
+                    row = tx.subject(&subject)?;
+                    Ok(draft())
+                })
+                .unwrap();
+            row.expect("the subject exists").restricted
+        };
+        assert!(!restricted());
+        assert!(
+            store.kept.subjects.rows() > 0,
+            "a consult keeps the subjects it read"
+        );
+        assert!(!restricted());
+        other
+            .transact(&c, now, &mut |tx| {
+                tx.set_restricted(&subject, true)?;
+                Ok(draft())
+            })
+            .unwrap();
+        assert!(restricted());
+        // After an erasure (purge_deleted) only what was read under current tokens stays:
+        // with nothing erased, everything (all of it read again since the last change).
+        assert_eq!(consulted(), after);
+        let bytes = store.kept.records.bytes();
+        store.purge_deleted();
+        assert_eq!(store.kept.records.bytes(), bytes);
+        other
+            .transact(&c, now, &mut |tx| {
+                tx.erase_subject(&subject, now, "test")?;
+                Ok(draft())
+            })
+            .unwrap();
+        store.purge_deleted();
+        assert_eq!(
+            store.kept.records.bytes(),
+            0,
+            "the erased subject's records went"
+        );
+        assert_eq!(store.kept.subjects.rows(), 0);
+        assert!(consulted().is_empty());
+    }
+
     /// Group commit: many threads at once, some units failing; every successful unit is
     /// stored with its audit entry, no failed one is, and the chain has no gap.
     #[test]
@@ -1354,6 +1537,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 0, "the table of one row per field is dropped");
+        // Migration 13 gave the one purpose that holds records its token.
+        let tokens: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM record_generations WHERE purpose = 'billing'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tokens, 1);
     }
 
     /// A chain written before migration 9 (bulk entries indexed by 0007's audit_subjects)
