@@ -490,11 +490,10 @@ impl DataTx for SqliteTx<'_> {
             .query_row(params![self.c(), id.as_str()], |r| r.get(0))
             .optional()
             .map_err(map_err)?;
-        let Some(purpose) = purpose else {
-            return Ok(());
-        };
-        let purpose = PurposeName::parse(&purpose).map_err(|e| corrupt("records", e))?;
-        self.records_changed(&purpose)?;
+        if let Some(purpose) = purpose {
+            let purpose = PurposeName::parse(&purpose).map_err(|e| corrupt("records", e))?;
+            self.records_changed(&purpose)?;
+        }
         for sql in [
             "DELETE FROM lookups WHERE controller_id = ?1 AND record_id = ?2",
             "DELETE FROM records WHERE controller_id = ?1 AND id = ?2",
