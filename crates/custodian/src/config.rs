@@ -59,6 +59,10 @@ pub struct Config {
     pub backup_keep: usize,
     /// `text` or `json`.
     pub log_format: String,
+    /// SQLite: MiB of decoded records kept in memory between reads (0: none).
+    pub kept_records_mib: usize,
+    /// SQLite: subjects' rows kept in memory between reads (0: none).
+    pub kept_subjects: usize,
 }
 
 /// Shows every setting but the secrets: the root key is never serialised, and a database
@@ -99,6 +103,8 @@ impl Default for Config {
             backup_interval_minutes: 24 * 60,
             backup_keep: 7,
             log_format: "text".into(),
+            kept_records_mib: 64,
+            kept_subjects: 100_000,
         }
     }
 }
@@ -167,6 +173,14 @@ impl Config {
         Ok(cfg)
     }
 
+    /// What the SQLite store keeps in memory between reads.
+    pub fn kept_limits(&self) -> custodian_store::sqlite::KeptLimits {
+        custodian_store::sqlite::KeptLimits {
+            record_bytes: self.kept_records_mib.saturating_mul(1 << 20),
+            subject_rows: self.kept_subjects,
+        }
+    }
+
     pub fn database_path(&self) -> PathBuf {
         match &self.database {
             Some(d) => PathBuf::from(d.strip_prefix("sqlite://").unwrap_or(d)),
@@ -227,6 +241,25 @@ mod tests {
             PathBuf::from("/var/lib/c.db")
         );
         assert_eq!(Config::default().postgres_url(), None);
+    }
+
+    #[test]
+    fn kept_rows_are_sized_by_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        assert_eq!(
+            Config::default().kept_limits(),
+            custodian_store::sqlite::KeptLimits::default()
+        );
+        std::fs::write(&f, "kept_records_mib = 8\nkept_subjects = 0\n").unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.kept_limits(),
+            custodian_store::sqlite::KeptLimits {
+                record_bytes: 8 << 20,
+                subject_rows: 0
+            }
+        );
     }
 
     #[test]

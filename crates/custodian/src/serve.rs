@@ -52,7 +52,8 @@ fn open_sqlite(cfg: &Config) -> Result<SqliteStore, String> {
     {
         keyfile::private_dir(dir)?;
     }
-    SqliteStore::open(&db).map_err(|e| format!("cannot open the database {}: {e}", db.display()))
+    SqliteStore::open_with(&db, cfg.kept_limits())
+        .map_err(|e| format!("cannot open the database {}: {e}", db.display()))
 }
 
 fn init_logging(cfg: &Config) {

@@ -24,12 +24,26 @@ use custodian_core::purpose::PurposeName;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// How many bytes of decoded records a store keeps at most (about 90,000 GDPRbench
-/// records of three fields, ~700 bytes each as `row_bytes` counts them).
-pub(crate) const RECORD_BUDGET: usize = 64 << 20;
+/// How much a SQLite store keeps in memory between reads (see the module's comment); zero
+/// keeps nothing of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptLimits {
+    /// Bytes of decoded records, as `row_bytes` counts them (a GDPRbench record of three
+    /// fields is about 700).
+    pub record_bytes: usize,
+    /// Subjects' rows (about 150 bytes each).
+    pub subject_rows: usize,
+}
 
-/// How many subjects' rows a store keeps at most (about 15 MiB).
-pub(crate) const SUBJECT_ROWS: usize = 100_000;
+impl Default for KeptLimits {
+    /// 64 MiB of records (about 90,000 GDPRbench records) and 100,000 subjects.
+    fn default() -> Self {
+        Self {
+            record_bytes: 64 << 20,
+            subject_rows: 100_000,
+        }
+    }
+}
 
 /// What a store keeps between reads.
 pub(crate) struct Kept {
@@ -38,10 +52,10 @@ pub(crate) struct Kept {
 }
 
 impl Kept {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(limits: KeptLimits) -> Self {
         Self {
-            records: RecordCache::new(RECORD_BUDGET),
-            subjects: SubjectCache::new(SUBJECT_ROWS),
+            records: RecordCache::new(limits.record_bytes),
+            subjects: SubjectCache::new(limits.subject_rows),
         }
     }
 
@@ -364,7 +378,7 @@ mod tests {
 
     #[test]
     fn an_entry_answers_only_its_own_token() {
-        let cache = RecordCache::new(RECORD_BUDGET);
+        let cache = RecordCache::new(KeptLimits::default().record_bytes);
         cache.put(&c(1), &p("billing"), 7, &[row(1, 10)]);
         assert_eq!(cache.get(&c(1), &p("billing"), 7).unwrap().len(), 1);
         assert!(cache.get(&c(1), &p("billing"), 8).is_none());
@@ -470,7 +484,7 @@ mod tests {
 
     #[test]
     fn only_what_was_read_under_current_tokens_stays() {
-        let kept = Kept::new();
+        let kept = Kept::new(KeptLimits::default());
         kept.records.put(&c(1), &p("a"), 1, &[row(1, 10)]);
         kept.records.put(&c(1), &p("b"), 2, &[row(2, 10)]);
         kept.subjects.put(&c(1), 7, &[subject(1)]);

@@ -12,6 +12,8 @@ pub(crate) mod codec;
 mod data_tx;
 mod group;
 mod kept;
+
+pub use kept::KeptLimits;
 mod subject_index;
 
 pub use codec::AuditColumns;
@@ -281,6 +283,11 @@ fn open_connection(path: &Path) -> Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, KeptLimits::default())
+    }
+
+    /// [`Self::open`], keeping at most `kept` in memory between reads.
+    pub fn open_with(path: impl AsRef<Path>, limits: KeptLimits) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut writer = open_connection(&path)?;
         // Every write (audited reads included) goes through this connection. Its page cache
@@ -305,7 +312,7 @@ impl SqliteStore {
             writer: group::GroupWriter::new(writer),
             purges: group::CheckpointGate::default(),
             readers: Mutex::new(Vec::new()),
-            kept: kept::Kept::new(),
+            kept: kept::Kept::new(limits),
             faults: FaultSwitch::default(),
         })
     }
@@ -1348,6 +1355,28 @@ mod tests {
             })
             .unwrap();
         assert!(restricted());
+        // Limits of zero keep nothing, and reads answer all the same.
+        let none = KeptLimits {
+            record_bytes: 0,
+            subject_rows: 0,
+        };
+        let bare = SqliteStore::open_with(&path, none).unwrap();
+        for _ in 0..2 {
+            let mut got = None;
+            bare.consult(&c, now, &mut |tx| {
+                got = Some((
+                    tx.records_of_purpose(&purpose)?.len(),
+                    tx.subjects_by_id(std::slice::from_ref(&subject))?.len(),
+                ));
+                Ok(draft())
+            })
+            .unwrap();
+            assert_eq!(got, Some((2, 1)));
+        }
+        assert_eq!(
+            (bare.kept.records.bytes(), bare.kept.subjects.rows()),
+            (0, 0)
+        );
         // After an erasure (purge_deleted) only what was read under current tokens stays:
         // with nothing erased, everything (all of it read again since the last change).
         assert_eq!(consulted(), after);
