@@ -2190,6 +2190,12 @@ async fn metrics_never_carry_data() {
         text.contains("route=\"/v1/subjects/{id}\""),
         "route templates label requests: {text}"
     );
+    // The reads above looked their subject up among the rows kept between reads.
+    assert!(
+        text.contains("custodian_kept_lookups_total{kind=\"subjects\",outcome=\"miss\"}"),
+        "kept rows are counted: {text}"
+    );
+    assert!(text.contains("custodian_kept_subject_rows"), "{text}");
     for needle in [
         EMAIL,
         NAME,

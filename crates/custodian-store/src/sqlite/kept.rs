@@ -78,11 +78,32 @@ impl Kept {
         r.entries
             .retain(|key, e| records.get(key) == Some(&e.token));
         r.bytes = r.entries.values().map(|e| e.bytes).sum();
+        gauge::record_bytes(r.bytes);
         let mut s = lock(&self.subjects.inner);
         let s = &mut *s;
         s.controllers
             .retain(|c, k| subjects.get(c) == Some(&k.token));
         s.rows = s.controllers.values().map(|k| k.rows.len()).sum();
+        gauge::subject_rows(s.rows);
+    }
+}
+
+/// Metrics of the process's kept rows: counts and sizes only, labelled by kind and outcome
+/// (never an id or a purpose).
+mod gauge {
+    pub(super) fn lookups(kind: &'static str, outcome: &'static str, n: usize) {
+        if n > 0 {
+            metrics::counter!("custodian_kept_lookups_total", "kind" => kind, "outcome" => outcome)
+                .increment(n as u64);
+        }
+    }
+
+    pub(super) fn record_bytes(n: usize) {
+        metrics::gauge!("custodian_kept_record_bytes").set(n as f64);
+    }
+
+    pub(super) fn subject_rows(n: usize) {
+        metrics::gauge!("custodian_kept_subject_rows").set(n as f64);
     }
 }
 
@@ -152,14 +173,18 @@ impl RecordCache {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
-        let e = inner
+        let found = match inner
             .entries
-            .get_mut(&(controller.clone(), purpose.clone()))?;
-        if e.token != token {
-            return None;
-        }
-        e.last_used = now;
-        Some(e.rows.clone())
+            .get_mut(&(controller.clone(), purpose.clone()))
+        {
+            Some(e) if e.token == token => {
+                e.last_used = now;
+                Some(e.rows.clone())
+            }
+            _ => None,
+        };
+        gauge::lookups("records", if found.is_some() { "hit" } else { "miss" }, 1);
+        found
     }
 
     /// Keeps `rows`, read in a snapshot where the purpose's token was `token`, in place of
@@ -179,6 +204,7 @@ impl RecordCache {
             inner.bytes -= old.bytes;
         }
         if bytes > self.budget / 4 {
+            gauge::record_bytes(inner.bytes);
             return;
         }
         while inner.bytes + bytes > self.budget {
@@ -206,12 +232,14 @@ impl RecordCache {
                 last_used,
             },
         );
+        gauge::record_bytes(inner.bytes);
     }
 
     pub(crate) fn clear(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
         inner.bytes = 0;
+        gauge::record_bytes(0);
     }
 
     #[cfg(test)]
@@ -257,7 +285,7 @@ impl SubjectCache {
         let mut inner = lock(&self.inner);
         inner.clock += 1;
         let now = inner.clock;
-        match inner.controllers.get_mut(controller) {
+        let (found, missing) = match inner.controllers.get_mut(controller) {
             Some(k) if k.token == token => {
                 k.last_used = now;
                 let mut found = Vec::with_capacity(ids.len());
@@ -271,7 +299,10 @@ impl SubjectCache {
                 (found, missing)
             }
             _ => (Vec::new(), ids.to_vec()),
-        }
+        };
+        gauge::lookups("subjects", "hit", found.len());
+        gauge::lookups("subjects", "miss", missing.len());
+        (found, missing)
     }
 
     /// Keeps `rows`, read in a snapshot where the controller's subjects token was `token`;
@@ -326,12 +357,14 @@ impl SubjectCache {
                 inner.rows += 1;
             }
         }
+        gauge::subject_rows(inner.rows);
     }
 
     pub(crate) fn clear(&self) {
         let mut inner = lock(&self.inner);
         inner.controllers.clear();
         inner.rows = 0;
+        gauge::subject_rows(0);
     }
 
     #[cfg(test)]
