@@ -208,7 +208,7 @@ impl<'a> SqliteTx<'a> {
         let Some(cache) = self.kept.map(|k| &k.subjects) else {
             return self.query_subjects(ids);
         };
-        // No token: the controller never had a subject (the triggers write one on the first).
+        // No token: the controller never had a subject (`insert_subject` writes one with the first).
         let Some(token) = self.subjects_token()? else {
             return self.query_subjects(ids);
         };
@@ -511,7 +511,7 @@ impl DataTx for SqliteTx<'_> {
         let Some(cache) = self.kept.map(|k| &k.records) else {
             return self.query_records_of_purpose(purpose);
         };
-        // No token: the purpose never held a record (the triggers write one on the first).
+        // No token: the purpose never held a record (`records_changed` writes one with the first).
         let Some(token) = self.record_generation(purpose)? else {
             return self.query_records_of_purpose(purpose);
         };
