@@ -227,6 +227,18 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError>;
+    /// [`Store::transact`] for a unit that may change many rows (every record of a
+    /// purpose). Backends that group units into shared commits run it first in its group,
+    /// where a failure needs no savepoint to undo it alone (SQLite: see
+    /// `sqlite::group::Containment::First`); the others, as `transact`.
+    fn transact_many(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
+        self.transact(controller, at, work)
+    }
     /// A unit of work that only reads: runs `work` on one consistent snapshot of
     /// `controller`'s data beside the writer (so reads do not queue behind writes), then
     /// appends the audit entry it returns, and returns only once that entry is durable.

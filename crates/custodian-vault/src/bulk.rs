@@ -10,7 +10,7 @@
 //! Subjects who restricted processing or objected to the purpose are left out of the set,
 //! as `lookup` leaves them out: finding them would be processing them.
 
-use crate::data::{Keys, Subjectmatter};
+use crate::data::{Keys, Scale, Subjectmatter};
 use crate::views::{AuditPage, RecordView};
 use crate::{CallContext, Pending, Vault, VaultError};
 use custodian_core::ValidationError;
@@ -309,84 +309,94 @@ impl Vault {
             .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))?;
         let matter = Subjectmatter::default();
         let now = self.clock.now();
-        self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
-            let mut report = BulkReport::default();
-            let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
-            let mut audit = Audit::default();
-            if let Some(f) = &valid {
-                grant
-                    .check_fields([(f.name.as_str(), &f.category)])
-                    .map_err(Denial::from)?;
-            }
-            if let RecordChange::Category { field, category } = change {
-                grant
-                    .check_fields([(field.as_str(), category)])
-                    .map_err(Denial::from)?;
-            }
-            // Moving records to another subject processes that subject too.
-            let target = match change {
-                RecordChange::Subject(t) => {
-                    let (row, key) = self.subject_key(tx, keys, grant, t)?;
-                    Self::check_subject_state(tx, grant, &row)?;
-                    Some((t.clone(), key))
+        let scale = Scale::of(set);
+        self.data_op_sized(
+            p,
+            purpose,
+            op,
+            ctx,
+            matter,
+            scale,
+            |tx, grant, keys, matter| {
+                let mut report = BulkReport::default();
+                let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+                let mut audit = Audit::default();
+                if let Some(f) = &valid {
+                    grant
+                        .check_fields([(f.name.as_str(), &f.category)])
+                        .map_err(Denial::from)?;
                 }
-                _ => None,
-            };
-            let needs_key = matches!(
-                change,
-                RecordChange::Field { .. }
-                    | RecordChange::Category { .. }
-                    | RecordChange::Subject(_)
-            );
-            for (subject, (row, records)) in &groups {
-                let key = if needs_key {
-                    Some(Self::unwrap_key(keys, grant, row)?)
-                } else {
-                    None
-                };
-                let mut touched = Vec::new();
-                for r in records {
-                    if self.alter_one(
-                        tx,
-                        grant,
-                        keys,
-                        key.as_ref(),
-                        target.as_ref(),
-                        r,
-                        change,
-                        valid.as_ref(),
-                        now,
-                    )? {
-                        touched.push(r);
+                if let RecordChange::Category { field, category } = change {
+                    grant
+                        .check_fields([(field.as_str(), category)])
+                        .map_err(Denial::from)?;
+                }
+                // Moving records to another subject processes that subject too.
+                let target = match change {
+                    RecordChange::Subject(t) => {
+                        let (row, key) = self.subject_key(tx, keys, grant, t)?;
+                        Self::check_subject_state(tx, grant, &row)?;
+                        Some((t.clone(), key))
                     }
+                    _ => None,
+                };
+                let needs_key = matches!(
+                    change,
+                    RecordChange::Field { .. }
+                        | RecordChange::Category { .. }
+                        | RecordChange::Subject(_)
+                );
+                for (subject, (row, records)) in &groups {
+                    let key = if needs_key {
+                        Some(Self::unwrap_key(keys, grant, row)?)
+                    } else {
+                        None
+                    };
+                    let mut touched = Vec::new();
+                    for r in records {
+                        if self.alter_one(
+                            tx,
+                            grant,
+                            keys,
+                            key.as_ref(),
+                            target.as_ref(),
+                            r,
+                            change,
+                            valid.as_ref(),
+                            now,
+                        )? {
+                            touched.push(r);
+                        }
+                    }
+                    if touched.is_empty() {
+                        continue;
+                    }
+                    report.subjects += 1;
+                    report.records += touched.len() as u64;
+                    let mut names = BTreeSet::from([change.audit_name()]);
+                    if matches!(change, RecordChange::Subject(_)) {
+                        names.extend(
+                            touched
+                                .iter()
+                                .flat_map(|r| r.fields.iter().map(|f| f.name.to_string())),
+                        );
+                    }
+                    audit.subject(subject, &touched, names);
                 }
-                if touched.is_empty() {
-                    continue;
+                if let (Some((t, _)), true) = (&target, report.records > 0) {
+                    let names = groups
+                        .values()
+                        .flat_map(|(_, records)| records)
+                        .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
+                        .chain([change.audit_name()])
+                        .collect();
+                    audit.subject(t, &[], names);
                 }
-                report.subjects += 1;
-                report.records += touched.len() as u64;
-                let mut names = BTreeSet::from([change.audit_name()]);
-                if matches!(change, RecordChange::Subject(_)) {
-                    names.extend(
-                        touched
-                            .iter()
-                            .flat_map(|r| r.fields.iter().map(|f| f.name.to_string())),
-                    );
-                }
-                audit.subject(subject, &touched, names);
-            }
-            if let (Some((t, _)), true) = (&target, report.records > 0) {
-                let names = groups
-                    .values()
-                    .flat_map(|(_, records)| records)
-                    .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
-                    .chain([change.audit_name()])
-                    .collect();
-                audit.subject(t, &[], names);
-            }
-            audit.finish(matter);
-            Ok(report)
-        })
+                audit.finish(matter);
+                Ok(report)
+            },
+        )?
+        .wait_seq()
         .map(|(t, _)| t)
     }
 
@@ -520,24 +530,35 @@ impl Vault {
         let op = Operation::Erasure;
         let matter = Subjectmatter::default();
         let mut erased: Vec<(SubjectId, custodian_core::ids::RecordId)> = Vec::new();
-        let (report, _) =
-            self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
-                erased.clear();
-                let mut report = BulkReport::default();
-                let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
-                let mut audit = Audit::default();
-                for (subject, (_, records)) in &groups {
-                    for r in records {
-                        tx.delete_record(&r.id)?;
-                        erased.push((subject.clone(), r.id.clone()));
+        let scale = Scale::of(set);
+        let (report, _) = self
+            .data_op_sized(
+                p,
+                purpose,
+                op,
+                ctx,
+                matter,
+                scale,
+                |tx, grant, keys, matter| {
+                    erased.clear();
+                    let mut report = BulkReport::default();
+                    let groups =
+                        self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+                    let mut audit = Audit::default();
+                    for (subject, (_, records)) in &groups {
+                        for r in records {
+                            tx.delete_record(&r.id)?;
+                            erased.push((subject.clone(), r.id.clone()));
+                        }
+                        report.subjects += 1;
+                        report.records += records.len() as u64;
+                        audit.every_record(subject, records);
                     }
-                    report.subjects += 1;
-                    report.records += records.len() as u64;
-                    audit.every_record(subject, records);
-                }
-                audit.finish(matter);
-                Ok(report)
-            })?;
+                    audit.finish(matter);
+                    Ok(report)
+                },
+            )?
+            .wait_seq()?;
         let erased: Vec<_> = erased.into_iter().map(|(s, r)| (s, Some(r))).collect();
         self.after_erasure(p.controller.as_ref(), &erased, report.records > 0);
         Ok(report)

@@ -78,6 +78,23 @@ pub(crate) struct Keys {
     pub(crate) controller: ControllerKey,
 }
 
+/// How many records a write may change: a unit over many runs first in its store group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scale {
+    Few,
+    Many,
+}
+
+impl Scale {
+    /// Every record of a purpose is many; one subject's are few.
+    pub(crate) fn of(set: &crate::bulk::RecordSet) -> Self {
+        match set {
+            crate::bulk::RecordSet::Purpose => Self::Many,
+            crate::bulk::RecordSet::Subject(_) => Self::Few,
+        }
+    }
+}
+
 impl Vault {
     /// The controller's key, unwrapped from the controller's row read in a unit of work.
     pub(crate) fn controller_key(
@@ -119,6 +136,22 @@ impl Vault {
         op: Operation,
         ctx: &CallContext,
         matter: Subjectmatter,
+        work: impl FnMut(&mut dyn DataTx, &DataGrant, &Keys, &mut Subjectmatter) -> Result<T, TxError>,
+    ) -> Result<Pending<T>, VaultError> {
+        self.data_op_sized(p, purpose, op, ctx, matter, Scale::Few, work)
+    }
+
+    /// [`Self::data_op_pending`] for a write of `scale`: one over many records runs first in
+    /// its store group (`Store::transact_many`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn data_op_sized<T>(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        op: Operation,
+        ctx: &CallContext,
+        matter: Subjectmatter,
+        scale: Scale,
         mut work: impl FnMut(
             &mut dyn DataTx,
             &DataGrant,
@@ -151,12 +184,16 @@ impl Vault {
             Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
         };
         let now = self.clock.now();
-        let result = if op.is_read() {
-            self.store.consult_pending(&controller, now, &mut unit)
-        } else {
-            self.store
+        let result = match (op.is_read(), scale) {
+            (true, _) => self.store.consult_pending(&controller, now, &mut unit),
+            (false, Scale::Few) => self
+                .store
                 .transact(&controller, now, &mut unit)
-                .map(PendingAudit::durable)
+                .map(PendingAudit::durable),
+            (false, Scale::Many) => self
+                .store
+                .transact_many(&controller, now, &mut unit)
+                .map(PendingAudit::durable),
         };
         match result {
             Ok(audit) => Ok(Pending::new(

@@ -387,6 +387,16 @@ impl SqliteStore {
             .write(&|| self.faults.error(), group::Containment::Unit, f)
     }
 
+    /// [`Self::write`] for a unit that changes many rows: it runs first in its group,
+    /// without a savepoint (see [`group::Containment::First`]).
+    fn write_first<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.writer
+            .write(&|| self.faults.error(), group::Containment::First, f)
+    }
+
     /// [`Self::write`] for a unit that only appends audit entries: it fails only when the
     /// database does, and then fails its whole group (see [`group::Containment`]).
     fn append_only<T, E: From<StoreError>>(
@@ -395,6 +405,20 @@ impl SqliteStore {
     ) -> std::result::Result<T, E> {
         self.writer
             .write(&|| self.faults.error(), group::Containment::Group, f)
+    }
+
+    /// One unit of work over `controller`'s data and its audit entry, in the writer's
+    /// open transaction.
+    fn unit(
+        tx: &Connection,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
+        let mut scoped = data_tx::SqliteTx::new(tx, controller, at);
+        let draft = work(&mut scoped as &mut dyn DataTx)?;
+        let mut head = scoped.into_head();
+        Ok(append_linked(tx, draft, at, &mut head, true)?)
     }
 
     /// Copies the database to `dest` while the server keeps running (SQLite online backup).
@@ -815,12 +839,16 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
-        self.write(|tx| {
-            let mut scoped = data_tx::SqliteTx::new(tx, controller, at);
-            let draft = work(&mut scoped as &mut dyn DataTx)?;
-            let mut head = scoped.into_head();
-            Ok(append_linked(tx, draft, at, &mut head, true)?)
-        })
+        self.write(|tx| Self::unit(tx, controller, at, work))
+    }
+
+    fn transact_many(
+        &self,
+        controller: &ControllerId,
+        at: OffsetDateTime,
+        work: Work<'_>,
+    ) -> Result<AuditEntry, TxError> {
+        self.write_first(|tx| Self::unit(tx, controller, at, work))
     }
 
     fn consult(
