@@ -118,6 +118,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_generations.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_audit_entries_without_rowid.sql"),
+    ),
 ];
 
 /// The fields stored in the records matching `filter` (an SQL condition on `records`, bound
@@ -1794,6 +1798,90 @@ mod tests {
             |r| r.get(0),
         )
         .unwrap()
+    }
+
+    /// Migration 14 keys audit entries by (chain, seq) without a rowid: every entry of every
+    /// chain reads back as it was, the table has no second B-tree, and it is still append-only.
+    #[test]
+    fn migration_14_keys_audit_entries_by_chain_and_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let chains = [
+            ChainId::Controller(ControllerId::from_random([1; 16])),
+            ChainId::Controller(ControllerId::from_random([2; 16])),
+        ];
+        let subject = SubjectId::from_random([3; 16]);
+        let all = |conn: &Connection| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut st = conn
+                .prepare(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_entries ORDER BY chain, seq"
+                ))
+                .unwrap();
+            let n = st.column_count();
+            st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let before = {
+            let mut conn = open_connection(&path).unwrap();
+            migrate_upto(&mut conn, 13).unwrap();
+            let tx = conn.transaction().unwrap();
+            // Interleaved chains, inserted out of key order, with every optional column set
+            // on some entries.
+            for q in (1..=300i64).rev() {
+                for (i, chain) in chains.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO audit_entries (chain, seq, at, actor, action, purpose, subject_id, record_id,
+                                                    fields, refused, request_id, prev_hash, hash, subjects)
+                         VALUES (?1, ?2, ?3, 'controller_app:test', 'consultation', ?4, ?5, NULL,
+                                 '[\"email\"]', ?6, ?7, ?8, ?9, ?10)",
+                        params![
+                            chain.as_string(),
+                            q,
+                            q * 1_000 + i as i64,
+                            (q % 2 == 0).then_some("billing"),
+                            (q % 3 == 0).then(|| subject.as_str()),
+                            (q % 5 == 0).then_some("purpose_not_granted"),
+                            (q % 7 == 0).then(|| format!("req-{q}")),
+                            [q as u8; 32].to_vec(),
+                            [i as u8; 32].to_vec(),
+                            if q % 11 == 0 { format!("[\"{}\"]", subject.as_str()) } else { "[]".to_owned() },
+                        ],
+                    )
+                    .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+            all(&conn)
+        };
+        assert_eq!(before.len(), 600);
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = open_connection(&path).unwrap();
+        assert_eq!(all(&conn), before, "every entry reads back as it was");
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'audit_entries'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_entries'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the key is the table: no second B-tree");
+        for sql in [
+            "UPDATE audit_entries SET actor = 'someone else'",
+            "DELETE FROM audit_entries WHERE seq = 1",
+        ] {
+            let err = conn.execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("append-only"), "{sql}: {err}");
+        }
     }
 
     /// Migration 11 rebuilds subjects without a rowid: every row kept as it was, records
