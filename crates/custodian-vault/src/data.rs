@@ -314,7 +314,7 @@ impl Vault {
         key: &SubjectKey,
         row: RecordRow,
     ) -> Result<RecordView, TxError> {
-        let mut fields = BTreeMap::new();
+        let mut fields = Vec::with_capacity(row.fields.len());
         for f in row.fields {
             let ctx = FieldContext {
                 controller: grant.controller(),
@@ -335,14 +335,16 @@ impl Vault {
                     reason: "plaintext is not a JSON scalar".into(),
                 })
             })?;
-            fields.insert(
+            fields.push((
                 f.name,
                 FieldView {
                     category: f.category,
                     value,
                 },
-            );
+            ));
         }
+        // A record's field set is stored in name order.
+        let fields = FieldMap::from_sorted(fields);
         Ok(RecordView {
             id: row.id,
             subject: row.subject,

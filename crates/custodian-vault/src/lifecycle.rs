@@ -563,7 +563,7 @@ impl Vault {
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect(),
-                fields,
+                fields: fields.into_iter().collect(),
                 source: r.header.meta.source.clone(),
                 recipients: r.header.meta.recipients.clone(),
                 automated_decision: r.header.meta.automated_decision.clone(),

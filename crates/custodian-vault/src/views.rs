@@ -185,6 +185,121 @@ pub struct FieldView {
     pub value: FieldValue,
 }
 
+/// A record's fields by name, in name order: a map on the wire (a JSON object), held as one
+/// sorted vector. A bulk read answers thousands of records of a few fields each, and a
+/// `BTreeMap` gave each record a node of room for eleven fields (about a kilobyte) to
+/// allocate, fill by search and free again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldMap(Vec<(FieldName, FieldView)>);
+
+impl FieldMap {
+    /// From fields already in strictly increasing name order (as a record's field set is
+    /// stored); anything else is sorted, the last of equal names kept.
+    pub fn from_sorted(fields: Vec<(FieldName, FieldView)>) -> Self {
+        if fields.windows(2).all(|w| w[0].0 < w[1].0) {
+            Self(fields)
+        } else {
+            fields.into_iter().collect()
+        }
+    }
+
+    /// The field named `name` (a `FieldName` or a `str`).
+    pub fn get<K: FieldKey + ?Sized>(&self, name: &K) -> Option<&FieldView> {
+        let name = name.field_key();
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key<K: FieldKey + ?Sized>(&self, name: &K) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&FieldName, &FieldView)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &FieldName> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &FieldView> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+/// What a [`FieldMap`] is looked up by.
+pub trait FieldKey {
+    fn field_key(&self) -> &str;
+}
+
+impl FieldKey for FieldName {
+    fn field_key(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl FieldKey for str {
+    fn field_key(&self) -> &str {
+        self
+    }
+}
+
+impl<K: FieldKey + ?Sized> std::ops::Index<&K> for FieldMap {
+    type Output = FieldView;
+    fn index(&self, name: &K) -> &FieldView {
+        self.get(name).expect("no field of that name")
+    }
+}
+
+impl FromIterator<(FieldName, FieldView)> for FieldMap {
+    fn from_iter<I: IntoIterator<Item = (FieldName, FieldView)>>(iter: I) -> Self {
+        // As a map collects: in name order, the last of equal names kept.
+        let map: BTreeMap<FieldName, FieldView> = iter.into_iter().collect();
+        Self(map.into_iter().collect())
+    }
+}
+
+impl IntoIterator for FieldMap {
+    type Item = (FieldName, FieldView);
+    type IntoIter = std::vec::IntoIter<(FieldName, FieldView)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a FieldMap {
+    type Item = (&'a FieldName, &'a FieldView);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (FieldName, FieldView)>,
+        fn(&'a (FieldName, FieldView)) -> (&'a FieldName, &'a FieldView),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl Serialize for FieldMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::<FieldName, FieldView>::deserialize(d).map(|m| Self(m.into_iter().collect()))
+    }
+}
+
 /// (Its OpenAPI schema is written out flat in [`schemas`], as `NewRecord`'s is.)
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecordView {
@@ -192,7 +307,7 @@ pub struct RecordView {
     pub subject: SubjectId,
     /// The purpose the record was collected under.
     pub purpose: PurposeName,
-    pub fields: BTreeMap<FieldName, FieldView>,
+    pub fields: FieldMap,
     #[serde(flatten)]
     pub meta: RecordMeta,
     #[serde(with = "time::serde::rfc3339")]
@@ -312,6 +427,48 @@ fn unique_fields<'de, D: serde::Deserializer<'de>>(
 mod tests {
     use super::*;
 
+    fn field(name: &str, value: &str) -> (FieldName, FieldView) {
+        (
+            FieldName::parse(name).unwrap(),
+            FieldView {
+                category: DataCategory::parse("user.name").unwrap(),
+                value: FieldValue::Text(value.into()),
+            },
+        )
+    }
+
+    fn text(v: Option<&FieldView>) -> Option<&str> {
+        v.map(|f| match &f.value {
+            FieldValue::Text(t) => t.as_str(),
+            _ => panic!("text"),
+        })
+    }
+
+    #[test]
+    fn a_field_map_is_in_name_order_and_answers_by_name() {
+        let sorted = FieldMap::from_sorted(vec![field("a", "1"), field("b", "2")]);
+        // Out of order, and a name given twice: sorted, the last kept (as a map collects).
+        let unsorted =
+            FieldMap::from_sorted(vec![field("b", "x"), field("a", "1"), field("b", "2")]);
+        assert_eq!(sorted, unsorted);
+        assert_eq!(
+            sorted.keys().map(FieldName::as_str).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(text(sorted.get("b")), Some("2"));
+        assert_eq!(text(sorted.get(&FieldName::parse("a").unwrap())), Some("1"));
+        assert_eq!(sorted.get("c"), None);
+        assert!(!sorted.contains_key("c"));
+        assert_eq!(sorted.len(), 2);
+        // On the wire, a JSON object in name order, read back the same.
+        let json = serde_json::to_string(&sorted).unwrap();
+        assert_eq!(
+            json,
+            r#"{"a":{"category":"user.name","value":"1"},"b":{"category":"user.name","value":"2"}}"#
+        );
+        assert_eq!(serde_json::from_str::<FieldMap>(&json).unwrap(), sorted);
+    }
+
     #[test]
     fn a_field_given_twice_is_refused() {
         let once = r#"{"fields":{"name":{"category":"user.name","value":"a"}}}"#;
@@ -388,7 +545,7 @@ pub struct ExportedRecord {
     /// The categories of data in this record (Art. 15(1)(b)).
     pub categories: Vec<DataCategory>,
     #[cfg_attr(feature = "openapi", schema(schema_with = schemas::fields_map))]
-    pub fields: BTreeMap<FieldName, FieldView>,
+    pub fields: FieldMap,
     /// Where the data came from (Art. 15(1)(g)).
     #[cfg_attr(feature = "openapi", schema(schema_with = custodian_core::schema::source_schema))]
     pub source: Option<String>,
