@@ -470,11 +470,13 @@ mod tests {
     }
 
     /// Unit `first` runs and, before returning, waits until a second caller queues for the
-    /// writer, so that both share one group; the second runs `second` under `containment`
-    /// and fails. Returns both outcomes and the rows stored afterwards.
-    fn group_of_two_whose_second_fails(
+    /// writer, so that both would share one group; the second runs `second` (given the
+    /// database's path) under `containment`. Returns both outcomes and the rows stored
+    /// afterwards.
+    fn group_of_two<T: Send>(
         containment: Containment,
-    ) -> (Result<(), StoreError>, Result<(), StoreError>, Vec<i64>) {
+        second: impl FnOnce(&Connection, &std::path::Path) -> Result<T, StoreError> + Send,
+    ) -> (Result<(), StoreError>, Result<T, StoreError>, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.db");
         let conn = super::super::open_connection(&path).unwrap();
@@ -496,15 +498,22 @@ mod tests {
             });
             let second = s.spawn(|| {
                 queued.wait();
-                writer.write(&no_fault, containment, |c| {
-                    c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
-                    Err::<(), _>(StoreError::Backend("the append failed".into()))
-                })
+                writer.write(&no_fault, containment, |c| second(c, &path))
             });
             (first.join().unwrap(), second.join().unwrap())
         });
         let stored = rows(&writer.lock().conn);
         (first, second, stored)
+    }
+
+    /// [`group_of_two`] whose second unit writes, then fails.
+    fn group_of_two_whose_second_fails(
+        containment: Containment,
+    ) -> (Result<(), StoreError>, Result<(), StoreError>, Vec<i64>) {
+        group_of_two(containment, |c, _| {
+            c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
+            Err::<(), _>(StoreError::Backend("the append failed".into()))
+        })
     }
 
     /// Unit 1 joins a group (a second caller is queued behind it) and returns at once;
@@ -611,42 +620,18 @@ mod tests {
     /// connection already sees that group's row while the unit works.
     #[test]
     fn a_unit_that_runs_first_commits_the_open_group_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let conn = super::super::open_connection(&path).unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER NOT NULL)")
-            .unwrap();
-        let writer = GroupWriter::new(conn);
-        let no_fault = || None;
-        let queued = std::sync::Barrier::new(2);
-        let (first, second, seen) = std::thread::scope(|s| {
-            let first = s.spawn(|| {
-                writer.write(&no_fault, Containment::Unit, |c| {
-                    c.execute("INSERT INTO t VALUES (1)", []).map_err(map_err)?;
-                    queued.wait();
-                    while writer.waiting.load(Ordering::SeqCst) == 0 {
-                        std::thread::yield_now();
-                    }
-                    Ok::<_, StoreError>(())
-                })
-            });
-            let second = s.spawn(|| {
-                queued.wait();
-                writer.write(&no_fault, Containment::First, |c| {
-                    let other = super::super::open_connection(&path).unwrap();
-                    let seen = rows(&other);
-                    c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
-                    Ok::<_, StoreError>(seen)
-                })
-            });
-            let second = second.join().unwrap();
-            let seen = second.as_ref().ok().cloned();
-            (first.join().unwrap(), second, seen)
+        let (first, second, stored) = group_of_two(Containment::First, |c, path| {
+            let seen = rows(&super::super::open_connection(path).unwrap());
+            c.execute("INSERT INTO t VALUES (2)", []).map_err(map_err)?;
+            Ok(seen)
         });
         assert!(first.is_ok(), "{first:?}");
-        assert!(second.is_ok(), "{second:?}");
-        assert_eq!(seen, Some(vec![1]), "the first group was committed before");
-        assert_eq!(rows(&writer.lock().conn), [1, 2]);
+        assert_eq!(
+            second.ok(),
+            Some(vec![1]),
+            "the first group was committed before"
+        );
+        assert_eq!(stored, [1, 2]);
     }
 
     #[test]
