@@ -770,6 +770,21 @@ fn consult_reads_then_audits(store: &dyn Store) {
         store.audit_head(&chain).unwrap(),
         Some((next.seq, next.hash))
     );
+    // A refused read's entry, appended the same way: the next link, durable once waited for.
+    let refusal = store
+        .append_pending(
+            draft(&a, Operation::Consultation).refused("a test refusal".to_string()),
+            now(),
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(refusal.seq, next.seq + 1);
+    assert_eq!(refusal.prev_hash, next.hash);
+    assert_eq!(
+        store.audit_head(&chain).unwrap(),
+        Some((refusal.seq, refusal.hash))
+    );
     let r = store.consult_pending(&a, now(), &mut |_| Err(TxError::Denied(Denial::NotFound)));
     assert!(matches!(r, Err(TxError::Denied(Denial::NotFound))));
     // Scoped like every unit of work: controller B's consult never sees A's record.

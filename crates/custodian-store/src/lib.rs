@@ -26,7 +26,7 @@ use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId}
 use custodian_core::lookup::LookupKind;
 use custodian_core::policy::Denial;
 use custodian_core::purpose::{Purpose, PurposeName};
-pub use pending::{PendingAudit, Settlement};
+pub use pending::{Append, Appending, PendingAudit, Settlement};
 use rows::*;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -251,10 +251,11 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError>;
-    /// [`Store::consult`] that returns as soon as the entry is appended: the caller waits
-    /// for its durability on the [`PendingAudit`] (blocking, or as a future), and hands out
-    /// what `work` read only once that says the entry is durable. Backends without group
-    /// commit return an entry that is already durable.
+    /// [`Store::consult`] that returns once `work` has read: the entry is appended (SQLite:
+    /// as the caller waits, on its own thread when it blocks, by the store's appending
+    /// thread when it awaits) and made durable through the [`PendingAudit`], and the caller
+    /// hands out what `work` read only once that says the entry is durable. Backends
+    /// without group commit return an entry that is already durable.
     fn consult_pending(
         &self,
         controller: &ControllerId,
@@ -263,6 +264,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PendingAudit, TxError> {
         self.consult(controller, at, work)
             .map(PendingAudit::durable)
+    }
+
+    /// Whether [`Store::consult_pending`] and [`Store::append_pending`] may run on an async
+    /// runtime's own threads: they then do no network I/O, never wait for the writer or a
+    /// commit (another thread appends and commits the entry), and block at most on reads
+    /// of local files. Backends that answer `false` are called on a blocking pool.
+    fn consults_in_place(&self) -> bool {
+        false
+    }
+
+    /// Appends one entry the way [`Store::consult_pending`] appends a read's: the caller
+    /// waits for its durability on the [`PendingAudit`]. For the refusals of reads.
+    fn append_pending(&self, draft: AuditDraft, at: OffsetDateTime) -> Result<PendingAudit> {
+        let mut entries = self.append_audit(vec![draft], at)?;
+        let entry = entries
+            .pop()
+            .ok_or_else(|| StoreError::Backend("an append returned no entry".into()))?;
+        Ok(PendingAudit::durable(entry))
     }
 
     /// Pushes content deleted by an erasure out of any log or journal where it could

@@ -201,13 +201,19 @@ impl Vault {
                 audit,
             )),
             Err(TxError::Denied(Denial::Refused(r))) => {
-                self.audit_refusal(
-                    p,
-                    matter
-                        .draft(&p.actor(), chain, op, purpose, ctx)
-                        .refused(r.to_string()),
-                );
-                Err(VaultError::Refused(r))
+                // Appended the way a read's entry is: the caller gets the refusal once it
+                // is recorded, and a read refused on an async thread hands it to the
+                // store's appending thread instead of waiting there for the writer.
+                let draft = matter
+                    .draft(&p.actor(), chain, op, purpose, ctx)
+                    .refused(r.to_string());
+                match self.store.append_pending(draft, self.clock.now()) {
+                    Ok(audit) => Ok(Pending::refused(VaultError::Refused(r), audit)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not write a refusal to the audit trail");
+                        Err(VaultError::Refused(r))
+                    }
+                }
             }
             Err(e) => Err(e.into()),
         }

@@ -4,26 +4,39 @@
 //! the answer meanwhile and gives it up only once that commit has succeeded: blocking
 //! ([`Pending::wait`]) on a thread that may block, or awaited ([`Pending::settled`]) by an
 //! async caller, which then needs no thread sleeping for it. If the commit fails, the answer
-//! is dropped and the caller gets the error: no audit entry, no operation.
+//! is dropped and the caller gets the error: no audit entry, no operation. A refusal waits
+//! the same way for the entry that records it, and is then the caller's error.
 
 use crate::VaultError;
-use custodian_store::PendingAudit;
+use custodian_core::audit::AuditEntry;
+use custodian_store::{PendingAudit, TxError};
 
 #[must_use = "the answer may be handed out only once its audit entry is durable"]
 pub struct Pending<T> {
-    value: T,
+    value: Result<T, VaultError>,
     audit: PendingAudit,
 }
 
 impl<T> Pending<T> {
     pub(crate) fn new(value: T, audit: PendingAudit) -> Self {
-        Self { value, audit }
+        Self {
+            value: Ok(value),
+            audit,
+        }
+    }
+
+    /// A refusal, given to the caller once `audit` (the entry recording it) is settled.
+    pub(crate) fn refused(e: VaultError, audit: PendingAudit) -> Self {
+        Self {
+            value: Err(e),
+            audit,
+        }
     }
 
     /// The answer and the sequence number of its audit entry, once the entry is durable.
     pub(crate) fn wait_seq(self) -> Result<(T, u64), VaultError> {
-        let entry = self.audit.wait()?;
-        Ok((self.value, entry.seq))
+        let entry = self.audit.wait();
+        Self::settle(self.value, entry)
     }
 
     /// The answer, once its audit entry is durable (blocks the calling thread until then).
@@ -33,8 +46,24 @@ impl<T> Pending<T> {
 
     /// The answer, once its audit entry is durable, without blocking a thread.
     pub async fn settled(self) -> Result<T, VaultError> {
-        self.audit.await?;
-        Ok(self.value)
+        let entry = self.audit.await;
+        Self::settle(self.value, entry).map(|(value, _)| value)
+    }
+
+    fn settle(
+        value: Result<T, VaultError>,
+        entry: Result<AuditEntry, TxError>,
+    ) -> Result<(T, u64), VaultError> {
+        match value {
+            Ok(value) => Ok((value, entry?.seq)),
+            Err(refusal) => {
+                // The refusal stands whether or not it could be recorded.
+                if let Err(e) = entry {
+                    tracing::error!(error = %e, "could not write a refusal to the audit trail");
+                }
+                Err(refusal)
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
-use crate::extract::{Auth, Ctx, Params, Purpose, audited_read, blocking};
+use crate::extract::{Auth, Ctx, Params, Purpose, audited_bulk_read, blocking};
 use crate::openapi::{BodyErrors, DataErrors};
 use crate::problem::{ApiError, Problem};
 use axum::Json;
@@ -58,7 +58,7 @@ pub async fn list_records(
     Params(q): Params<RecordSetQuery>,
 ) -> Result<Json<RecordList>, ApiError> {
     let set = q.set()?;
-    let records = audited_read(&state.vault, move |v| {
+    let records = audited_bulk_read(&state.vault, move |v| {
         v.purpose_records_pending(&p, &purpose, &set, &ctx)
     })
     .await?;

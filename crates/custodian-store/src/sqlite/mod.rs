@@ -8,6 +8,7 @@
 //! Concurrency: one writer connection behind a mutex (SQLite allows one writer at a time
 //! anyway) and a small pool of reader connections that WAL lets run beside it.
 
+mod appender;
 pub(crate) mod codec;
 mod data_tx;
 mod group;
@@ -247,7 +248,9 @@ const MAX_IDLE_READERS: usize = 64;
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: group::GroupWriter,
+    writer: Arc<group::GroupWriter>,
+    /// Appends the audit entries of reads (see `appender`).
+    appender: appender::Appender,
     purges: group::CheckpointGate,
     readers: Mutex<Vec<Connection>>,
     kept: kept::Kept,
@@ -311,13 +314,16 @@ impl SqliteStore {
             .map_err(map_err)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
+        let writer = Arc::new(group::GroupWriter::new(writer));
+        let faults = FaultSwitch::default();
         Ok(Self {
             path,
-            writer: group::GroupWriter::new(writer),
+            writer: writer.clone(),
+            appender: appender::Appender::new(writer, faults.clone()),
             purges: group::CheckpointGate::default(),
             readers: Mutex::new(Vec::new()),
             kept: kept::Kept::new(limits),
-            faults: FaultSwitch::default(),
+            faults,
         })
     }
 
@@ -878,15 +884,15 @@ impl Store for SqliteStore {
             group::control(c, "ROLLBACK").map_err(map_err)?;
             Ok(out)
         })??;
-        let unit = self.writer.run(
-            &|| self.faults.error(),
-            group::Containment::Group,
-            |tx| -> Result<AuditEntry, TxError> { Ok(append_in_tx(tx, draft, at)?) },
-        )?;
-        Ok(match unit {
-            group::Unit::Durable(entry) => PendingAudit::durable(entry),
-            group::Unit::Joined(entry, group) => PendingAudit::pending(entry, group),
-        })
+        Ok(self.appender.pending(draft, at))
+    }
+
+    fn consults_in_place(&self) -> bool {
+        true
+    }
+
+    fn append_pending(&self, draft: AuditDraft, at: OffsetDateTime) -> Result<PendingAudit> {
+        Ok(self.appender.pending(draft, at))
     }
 
     fn purge_deleted(&self) {
@@ -1550,6 +1556,96 @@ mod tests {
             })
             .unwrap();
         assert_eq!(store.audit_page(&chain, 0, 100).unwrap().len(), 1);
+    }
+
+    fn consulted(store: &SqliteStore, c: &ControllerId) -> PendingAudit {
+        store
+            .consult_pending(c, OffsetDateTime::now_utc(), &mut |_tx: &mut dyn DataTx| {
+                Ok(AuditDraft::new(
+                    ChainId::Controller(c.clone()),
+                    "app",
+                    Action::Processing(Operation::Consultation),
+                ))
+            })
+            .unwrap()
+    }
+
+    /// Reads whose entries the appending thread took together share their commit's
+    /// outcome: when it fails, every one of them gets the error (and none may hand out
+    /// what it read), nothing of theirs is stored, and the next reads work.
+    #[test]
+    fn a_failed_commit_fails_every_queued_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+        let c = controller(&store, 9);
+        let chain = ChainId::Controller(c.clone());
+        store.fault_switch().set(Some(WriteFault::IoError));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        let mut read = consulted(&store, &c);
+                        queue(&mut read);
+                        let r = read.wait();
+                        assert!(
+                            matches!(r, Err(crate::TxError::Store(StoreError::Unavailable(_)))),
+                            "{r:?}"
+                        );
+                    }
+                });
+            }
+        });
+        store.fault_switch().set(None);
+        assert!(store.audit_page(&chain, 0, 100).unwrap().is_empty());
+        let entry = consulted(&store, &c).wait().unwrap();
+        assert_eq!(entry.seq, 1);
+    }
+
+    /// Polls a pending audit once, as an async caller's first await does: it is queued for
+    /// the appending thread (and almost never ready yet).
+    fn queue(pending: &mut PendingAudit) {
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = std::pin::Pin::new(pending).poll(&mut cx);
+    }
+
+    /// Reads awaited as futures are appended by the appending thread; dropping the store
+    /// appends and commits every one queued before: none of their callers is left
+    /// waiting, and the entries are there when the file is opened again.
+    #[test]
+    fn reads_queued_before_the_store_is_dropped_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let c = controller(&store, 10);
+        let mut pending: Vec<PendingAudit> = (0..50).map(|_| consulted(&store, &c)).collect();
+        pending.iter_mut().for_each(queue);
+        drop(store);
+        let chain = ChainId::Controller(c);
+        // Appended before the drop returned: a connection of its own sees all of them.
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.audit_page(&chain, 0, 100).unwrap().len(), 50);
+        let seqs: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap().seq).collect();
+        assert_eq!(seqs, (1..=50).collect::<Vec<u64>>());
+        // Waiting appended nothing more: each was appended once, by the thread.
+        assert_eq!(other.audit_page(&chain, 0, 100).unwrap().len(), 50);
+    }
+
+    /// A read that blocks for its entry appends it on its own thread, and one dropped
+    /// without being waited for or awaited appends nothing (its answer is never given).
+    #[test]
+    fn a_blocking_read_appends_its_own_entry_and_an_unwaited_one_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("b.db")).unwrap();
+        let c = controller(&store, 11);
+        let chain = ChainId::Controller(c.clone());
+        drop(consulted(&store, &c));
+        assert!(store.audit_page(&chain, 0, 10).unwrap().is_empty());
+        assert_eq!(consulted(&store, &c).wait().unwrap().seq, 1);
+        assert!(
+            !store.appender.started(),
+            "no appending thread for a blocking caller"
+        );
     }
 
     /// A database written before migration 8 (a row per field) reads back the same records

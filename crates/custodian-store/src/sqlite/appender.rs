@@ -1,0 +1,310 @@
+//! The audit entries of reads awaited by async callers, appended by one thread of their own.
+//!
+//! An audited read runs its query on a reader connection and then appends its entry through
+//! the writer, and the last one in takes the `COMMIT` (and its fsync) as well. A thread that
+//! blocks until the entry is durable still does exactly that ([`PendingAudit::wait`]: no
+//! other thread to wake). But an async server would have to run every read on its blocking
+//! pool only so that it may wait there for the writer lock and the commit (at 64
+//! connections, a sixth of the server's CPU went to handing reads to that pool and back,
+//! perf). A read that is awaited instead queues its entry's draft here and its future
+//! waits; this thread takes every draft queued meanwhile, appends them as one unit of the
+//! group commit (`group.rs`), and commits, while the next reads queue. Durability is
+//! unchanged: the read's answer still waits on its [`PendingAudit`] until the commit
+//! holding its entry has succeeded, and gets that commit's error if it failed.
+//!
+//! The thread starts with the first queued draft and is joined when the store is dropped,
+//! after it has appended every draft queued before; a draft queued after that, or when no
+//! thread could be started, is appended on the caller's thread.
+
+use super::group::{Containment, Group, GroupWriter, Unit, clone_err};
+use super::{FaultSwitch, append_in_tx, append_linked};
+use crate::{Append, Appending, PendingAudit, StoreError};
+use custodian_core::audit::{AuditDraft, AuditEntry};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use time::OffsetDateTime;
+
+pub(crate) struct Appender {
+    handle: Arc<Handle>,
+}
+
+/// What a [`PendingAudit`] appends its draft through (see `Append`).
+struct Handle(Arc<Shared>);
+
+struct Shared {
+    writer: Arc<GroupWriter>,
+    faults: FaultSwitch,
+    queue: Mutex<Queue>,
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    drafts: Vec<Queued>,
+    thread: Thread,
+    closed: bool,
+}
+
+#[derive(Default)]
+enum Thread {
+    #[default]
+    NotStarted,
+    Running(JoinHandle<()>),
+    /// Could not be started: every draft is appended by its caller.
+    Failed,
+}
+
+struct Queued {
+    draft: AuditDraft,
+    at: OffsetDateTime,
+    slot: Arc<Slot>,
+}
+
+impl Appender {
+    pub(crate) fn new(writer: Arc<GroupWriter>, faults: FaultSwitch) -> Self {
+        Self {
+            handle: Arc::new(Handle(Arc::new(Shared {
+                writer,
+                faults,
+                queue: Mutex::default(),
+                arrived: Condvar::new(),
+            }))),
+        }
+    }
+
+    /// `draft`, to be appended as its caller waits for it: on the caller's thread when it
+    /// blocks ([`PendingAudit::wait`]), by the appending thread when it is awaited.
+    pub(crate) fn pending(&self, draft: AuditDraft, at: OffsetDateTime) -> PendingAudit {
+        PendingAudit::unappended(draft, at, self.handle.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> bool {
+        !matches!(self.handle.0.queue().thread, Thread::NotStarted)
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        let thread = {
+            let mut queue = self.handle.0.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.thread)
+        };
+        self.handle.0.arrived.notify_one();
+        if let Thread::Running(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Append for Handle {
+    fn append_here(&self, draft: AuditDraft, at: OffsetDateTime) -> Result<AuditEntry, StoreError> {
+        let shared = &self.0;
+        shared
+            .writer
+            .write(&|| shared.faults.error(), Containment::Group, |tx| {
+                append_in_tx(tx, draft, at)
+            })
+    }
+
+    fn queue(&self, draft: AuditDraft, at: OffsetDateTime) -> Arc<dyn Appending> {
+        let shared = &self.0;
+        let slot = Arc::new(Slot::default());
+        let queued = Queued {
+            draft,
+            at,
+            slot: slot.clone(),
+        };
+        let mut queue = shared.queue();
+        if !queue.closed {
+            if matches!(queue.thread, Thread::NotStarted) {
+                queue.thread = shared.start();
+            }
+            if matches!(queue.thread, Thread::Running(_)) {
+                queue.drafts.push(queued);
+                // The thread is asleep only when the queue was empty.
+                if queue.drafts.len() == 1 {
+                    shared.arrived.notify_one();
+                }
+                return slot;
+            }
+        }
+        // No thread (the store is closing, or none could be started): append it here.
+        drop(queue);
+        shared.append_batch(vec![queued]);
+        slot
+    }
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(self: &Arc<Self>) -> Thread {
+        let shared = self.clone();
+        match std::thread::Builder::new()
+            .name("custodian-audit-appender".into())
+            .spawn(move || shared.run())
+        {
+            Ok(thread) => Thread::Running(thread),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the audit appender; reads append their entries themselves");
+                Thread::Failed
+            }
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            let batch = {
+                let mut queue = self.queue();
+                while queue.drafts.is_empty() && !queue.closed {
+                    queue = self.arrived.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+                if queue.drafts.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut queue.drafts)
+            };
+            self.append_batch(batch);
+        }
+    }
+
+    /// Appends `batch` as one unit of the group commit and gives each draft's slot the
+    /// outcome. Never panics past this point: a slot left unfilled would hold its read's
+    /// answer forever.
+    fn append_batch(&self, batch: Vec<Queued>) {
+        let (work, slots): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|q| ((q.draft, q.at), q.slot)).unzip();
+        let last = work.len().saturating_sub(1);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.writer.run(
+                &|| self.faults.error(),
+                Containment::Group,
+                |tx| -> Result<Vec<AuditEntry>, StoreError> {
+                    let mut head = None;
+                    work.into_iter()
+                        .enumerate()
+                        .map(|(i, (draft, at))| append_linked(tx, draft, at, &mut head, i == last))
+                        .collect()
+                },
+            )
+        }))
+        .unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "appending audit entries panicked".into(),
+            ))
+        });
+        match outcome {
+            Ok(Unit::Durable(entries)) => {
+                for (slot, entry) in slots.iter().zip(entries) {
+                    slot.fill(Ok((entry, None)));
+                }
+            }
+            Ok(Unit::Joined(entries, commit)) => {
+                for (slot, entry) in slots.iter().zip(entries) {
+                    slot.fill(Ok((entry, Some(commit.clone()))));
+                }
+            }
+            Err(e) => {
+                for slot in &slots {
+                    slot.fill(Err(clone_err(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// One queued draft's outcome: its entry once appended, with the group whose commit makes
+/// it durable if that commit is still to come.
+#[derive(Default)]
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    filled: Condvar,
+}
+
+type Appended = Result<(AuditEntry, Option<Arc<Group>>), StoreError>;
+
+#[derive(Default)]
+struct SlotState {
+    outcome: Option<Appended>,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fill(&self, outcome: Appended) {
+        let waker = {
+            let mut state = self.state();
+            state.outcome = Some(outcome);
+            state.waker.take()
+        };
+        self.filled.notify_one();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Appending for Slot {
+    fn wait(&self) -> Result<AuditEntry, StoreError> {
+        let commit = {
+            let mut state = self.state();
+            loop {
+                match state.outcome.as_mut() {
+                    None => state = self.filled.wait(state).unwrap_or_else(|p| p.into_inner()),
+                    Some(Err(e)) => return Err(clone_err(e)),
+                    Some(Ok((_, commit))) => break commit.clone(),
+                }
+            }
+        };
+        if let Some(commit) = commit {
+            crate::Settlement::wait(&*commit)?;
+        }
+        self.take_entry()
+    }
+
+    fn poll_appended(&self, cx: &mut Context<'_>) -> Poll<Result<AuditEntry, StoreError>> {
+        let commit = {
+            let mut state = self.state();
+            match state.outcome.as_ref() {
+                None => {
+                    if !state
+                        .waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        state.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(clone_err(e))),
+                Some(Ok((_, commit))) => commit.clone(),
+            }
+        };
+        if let Some(commit) = commit {
+            match crate::Settlement::poll_settled(&*commit, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        Poll::Ready(self.take_entry())
+    }
+}
+
+impl Slot {
+    fn take_entry(&self) -> Result<AuditEntry, StoreError> {
+        match self.state().outcome.take() {
+            Some(Ok((entry, _))) => Ok(entry),
+            Some(Err(e)) => Err(e),
+            None => Err(StoreError::Backend("an audit entry was taken twice".into())),
+        }
+    }
+}
