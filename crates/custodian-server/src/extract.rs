@@ -34,7 +34,7 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// Runs an audited read of one record, subject or lookup and waits for its audit entry's
+/// Runs an audited read of one record, subject (or its records) or lookup and waits for its audit entry's
 /// commit without holding a thread. Where the store allows it (`Store::consults_in_place`:
 /// SQLite, whose reads hand their audit entry to an appending thread), the read runs right
 /// here on the async thread: handing it to the blocking pool and back cost more than the
@@ -52,7 +52,7 @@ pub async fn audited_read<T: Send + 'static>(
     pending.settled().await.map_err(ApiError::from)
 }
 
-/// [`audited_read`] for a read over many records (a whole purpose): always on the blocking
+/// [`audited_read`] for a read over many records (a whole purpose's): always on the blocking
 /// pool, where its length holds up no other request.
 pub async fn audited_bulk_read<T: Send + 'static>(
     vault: &Arc<Vault>,

@@ -86,8 +86,8 @@ impl PendingAudit {
     /// An entry appended by `by` as the caller waits for it: on the caller's own thread
     /// when it blocks ([`PendingAudit::wait`]: no other thread to wake and wait for), queued
     /// for another thread when it is awaited as a future (no async thread ever waits for
-    /// the writer or a commit). Dropped unwaited, it is never appended: the read's answer,
-    /// which waits for it, is then never handed out either.
+    /// the writer or a commit). Dropped unwaited (a client that went away), it is queued
+    /// all the same: the read ran, so it is recorded, though its answer is never handed out.
     pub fn unappended(draft: AuditDraft, at: OffsetDateTime, by: Arc<dyn Append>) -> Self {
         Self {
             state: State::Unappended {
@@ -139,6 +139,16 @@ impl Future for PendingAudit {
                 self.state = State::Queued(queued);
                 polled
             }
+        }
+    }
+}
+
+impl Drop for PendingAudit {
+    fn drop(&mut self) {
+        if let State::Unappended { draft, by } = &mut self.state
+            && let Some((draft, at)) = draft.take()
+        {
+            drop(by.queue(draft, at));
         }
     }
 }

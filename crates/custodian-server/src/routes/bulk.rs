@@ -8,15 +8,15 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
-use crate::extract::{Auth, Ctx, Params, Purpose, audited_bulk_read, blocking};
+use crate::extract::{Auth, Ctx, Params, Purpose, audited_bulk_read, audited_read, blocking};
 use crate::openapi::{BodyErrors, DataErrors};
 use crate::problem::{ApiError, Problem};
 use axum::Json;
 use axum::extract::State;
 use custodian_core::ids::SubjectId;
-use custodian_vault::VaultError;
 use custodian_vault::bulk::{BulkReport, RecordChange, RecordSet};
 use custodian_vault::views::{BulkChange, RecordList};
+use custodian_vault::{Vault, VaultError};
 use serde::Deserialize;
 
 /// The most records one `GET /v1/records` answers with. A larger set is refused (400
@@ -58,10 +58,14 @@ pub async fn list_records(
     Params(q): Params<RecordSetQuery>,
 ) -> Result<Json<RecordList>, ApiError> {
     let set = q.set()?;
-    let records = audited_bulk_read(&state.vault, move |v| {
-        v.purpose_records_pending(&p, &purpose, &set, &ctx)
-    })
-    .await?;
+    let one_subject = matches!(set, RecordSet::Subject(_));
+    // One subject's records are few, like a subject read; a whole purpose's may be thousands.
+    let read = move |v: &Vault| v.purpose_records_pending(&p, &purpose, &set, &ctx);
+    let records = if one_subject {
+        audited_read(&state.vault, read).await?
+    } else {
+        audited_bulk_read(&state.vault, read).await?
+    };
     // The store has no page of a purpose's records to ask for, so the set was read (and its
     // consultation audited) whole; a set too large to send is refused rather than cut.
     if records.len() > MAX_LISTED_RECORDS {
