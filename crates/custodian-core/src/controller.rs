@@ -90,6 +90,6 @@ pub struct Controller {
     /// §15: the law governing the agreement.
     pub governing_law: MemberState,
     pub status: ControllerStatus,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
     pub created_at: OffsetDateTime,
 }

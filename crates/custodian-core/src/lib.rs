@@ -22,6 +22,7 @@ pub mod principal;
 pub mod purpose;
 pub mod record;
 pub mod region;
+pub mod rfc3339;
 #[cfg(feature = "openapi")]
 pub mod schema;
 

@@ -139,7 +139,7 @@ pub struct Checkpoint {
     pub seq: u64,
     #[serde(with = "hex32")]
     pub hash: [u8; 32],
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub signed_at: OffsetDateTime,
     #[serde(with = "hex64")]
     pub signature: [u8; 64],
@@ -278,6 +278,6 @@ pub struct DestroyedCounts {
 pub struct ErasureEntry {
     pub controller: ControllerId,
     pub subject: SubjectId,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub erased_at: OffsetDateTime,
 }

@@ -31,7 +31,7 @@ pub struct LedgerEntry {
     /// Set when one record was erased; absent when the whole subject was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<RecordId>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub at: time::OffsetDateTime,
 }
 

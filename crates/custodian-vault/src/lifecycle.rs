@@ -611,7 +611,7 @@ pub struct Certificate {
     pub format: String,
     pub controller: ControllerId,
     pub controller_name: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub destroyed_at: time::OffsetDateTime,
     pub subjects: u64,
     pub records: u64,
@@ -664,7 +664,7 @@ pub struct ManifestFile {
 pub struct ExportManifest {
     pub format: String,
     pub controller: ControllerId,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: time::OffsetDateTime,
     pub subjects: u64,
     pub records: u64,

@@ -61,11 +61,11 @@ pub struct TokenView {
     pub purposes: Option<BTreeSet<PurposeName>>,
     pub operations: Option<BTreeSet<Operation>>,
     pub label: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "custodian_core::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "custodian_core::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -116,7 +116,7 @@ pub struct AccountView {
     pub login: LoginName,
     pub role: Role,
     pub controller: Option<ControllerId>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
     pub disabled: bool,
 }
@@ -143,7 +143,7 @@ pub struct NewRecord {
     #[serde(flatten)]
     pub meta: RecordMeta,
     /// A shorter life than the purpose's retention; capped by it.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "custodian_core::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -310,12 +310,12 @@ pub struct RecordView {
     pub fields: FieldMap,
     #[serde(flatten)]
     pub meta: RecordMeta,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// When the record is erased by retention.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
@@ -328,7 +328,7 @@ pub struct SubjectView {
     pub restricted: bool,
     /// Art. 21: purposes the subject objected to.
     pub objections: Vec<PurposeName>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
     pub records: Vec<RecordView>,
 }
@@ -363,7 +363,7 @@ pub struct LookupResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntryView {
     pub seq: u64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub at: OffsetDateTime,
     pub actor: String,
     /// An Art. 4(2) operation, or `admin.*` for administrative acts.
@@ -501,7 +501,7 @@ pub struct SubjectExport {
     )]
     pub format: String,
     pub controller: ControllerId,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub exported_at: OffsetDateTime,
     pub subject: ExportedSubject,
     /// The purposes the records were collected under: why, on which basis, for how long
@@ -520,7 +520,7 @@ pub struct ExportedSubject {
     pub restricted: bool,
     /// Art. 21: purposes the subject objected to.
     pub objections: Vec<PurposeName>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
 }
 
@@ -555,12 +555,12 @@ pub struct ExportedRecord {
     /// The logic of any automated decision (Art. 15(1)(h)).
     #[cfg_attr(feature = "openapi", schema(schema_with = custodian_core::schema::decision_schema))]
     pub automated_decision: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub updated_at: OffsetDateTime,
     /// When it will be erased by retention (Art. 15(1)(d)).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
@@ -587,10 +587,10 @@ pub struct RequestReceipt {
     pub reference: custodian_core::ids::DsrId,
     pub right: custodian_core::dsr::Right,
     pub state: custodian_core::dsr::RequestState,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub received_at: OffsetDateTime,
     /// One month after receipt (Art. 12(3)), unless extended.
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub due_at: OffsetDateTime,
 }
 
@@ -603,17 +603,17 @@ pub struct RequestView {
     pub state: custodian_core::dsr::RequestState,
     pub contact: String,
     pub message: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub received_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub due_at: OffsetDateTime,
     pub overdue: bool,
     pub extended_months: u32,
     pub extension_reason: Option<String>,
     pub subject: Option<SubjectId>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "custodian_core::rfc3339::option")]
     pub identity_confirmed_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "custodian_core::rfc3339::option")]
     pub closed_at: Option<OffsetDateTime>,
     pub note: Option<String>,
 }
@@ -679,7 +679,7 @@ pub enum BulkChange {
     /// A new end of retention, capped by the purpose's retention counted from each record's
     /// collection.
     ExpiresAt {
-        #[serde(with = "time::serde::rfc3339")]
+        #[serde(with = "custodian_core::rfc3339")]
         expires_at: OffsetDateTime,
     },
     /// The records are about another subject of the same controller.

@@ -36,7 +36,7 @@ struct Header {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub backup_id: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub created_at: time::OffsetDateTime,
     pub database_bytes: u64,
     pub database_sha256: String,

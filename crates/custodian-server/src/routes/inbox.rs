@@ -68,9 +68,9 @@ pub struct RequestStatusView {
     pub reference: DsrId,
     pub right: Right,
     pub state: RequestState,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub received_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "custodian_core::rfc3339")]
     pub due_at: OffsetDateTime,
 }
 
