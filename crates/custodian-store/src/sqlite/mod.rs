@@ -1609,6 +1609,46 @@ mod tests {
         let _ = std::pin::Pin::new(pending).poll(&mut cx);
     }
 
+    /// Many readers at once, each queueing its entry and waiting for it, many times over
+    /// (so that the appending thread takes batches, and waits to gather more after a
+    /// large one): every read gets its own durable entry, and the chain has each once, in
+    /// sequence, each linked to the one before.
+    #[test]
+    fn concurrent_queued_reads_each_get_one_entry_of_an_unbroken_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("c.db")).unwrap();
+        let c = controller(&store, 12);
+        let mut seqs: Vec<u64> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..25)
+                            .map(|_| {
+                                let mut read = consulted(&store, &c);
+                                queue(&mut read);
+                                read.wait().unwrap().seq
+                            })
+                            .collect::<Vec<u64>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        let stored = store.audit_page(&ChainId::Controller(c), 0, 500).unwrap();
+        assert_eq!(stored.len(), 200);
+        let mut prev = GENESIS;
+        for (i, e) in stored.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1);
+            assert_eq!(e.prev_hash, prev);
+            prev = e.hash;
+        }
+    }
+
     /// Reads awaited as futures are appended by the appending thread; dropping the store
     /// appends and commits every one queued before: none of their callers is left
     /// waiting, and the entries are there when the file is opened again.
