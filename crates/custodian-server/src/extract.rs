@@ -34,12 +34,13 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// Runs an audited read of one record, subject (or its records) or lookup and waits for its audit entry's
-/// commit without holding a thread. Where the store allows it (`Store::consults_in_place`:
-/// SQLite, whose reads hand their audit entry to an appending thread), the read runs right
-/// here on the async thread: handing it to the blocking pool and back cost more than the
-/// read itself (perf: a sixth of the server's CPU at 64 connections). Otherwise it runs on
-/// the blocking pool. Either way the answer is released once that commit succeeds.
+/// Runs an audited read of one record, subject (or its records) or lookup and waits for
+/// its audit entry's commit without holding a thread. Where the store allows it
+/// (`Store::consults_in_place`: SQLite, whose awaited reads hand their audit entry to an
+/// appending thread), the read runs right here on the async thread: handing it to the
+/// blocking pool and back cost more than the read itself (perf: a sixth of the server's CPU
+/// at 64 connections). Otherwise it runs on the blocking pool. Either way the answer is
+/// released once that commit succeeds.
 pub async fn audited_read<T: Send + 'static>(
     vault: &Arc<Vault>,
     f: impl FnOnce(&Vault) -> Result<Pending<T>, VaultError> + Send + 'static,
