@@ -21,12 +21,12 @@
 //! after it has appended every draft queued before; a draft queued after that, or when no
 //! thread could be started, is appended on the caller's thread.
 
-use super::group::{Containment, Group, GroupWriter, Unit, clone_err};
+use super::group::{Containment, Group, GroupWriter, Outcome, Unit, clone_err};
 use super::{FaultSwitch, append_in_tx, append_linked};
-use crate::{Append, Appending, PendingAudit, StoreError};
+use crate::{Append, Appending, PendingAudit, Settlement, StoreError};
 use custodian_core::audit::{AuditDraft, AuditEntry};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use time::OffsetDateTime;
 
@@ -261,90 +261,54 @@ impl Shared {
 /// One queued draft's outcome: its entry once appended, with the group whose commit makes
 /// it durable if that commit is still to come.
 #[derive(Default)]
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
-    filled: Condvar,
-}
+pub(crate) struct Slot(Outcome<Appended>);
 
 type Appended = Result<(AuditEntry, Option<Arc<Group>>), StoreError>;
 
-#[derive(Default)]
-struct SlotState {
-    outcome: Option<Appended>,
-    waker: Option<Waker>,
-}
-
 impl Slot {
-    fn state(&self) -> MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn fill(&self, outcome: Appended) {
+        self.0.set(outcome);
     }
 
-    fn fill(&self, outcome: Appended) {
-        let waker = {
-            let mut state = self.state();
-            state.outcome = Some(outcome);
-            state.waker.take()
-        };
-        self.filled.notify_one();
-        if let Some(w) = waker {
-            w.wake();
+    /// The group still to commit, if any; the append's error if it failed.
+    fn commit(appended: &mut Appended) -> Result<Option<Arc<Group>>, StoreError> {
+        match appended {
+            Ok((_, commit)) => Ok(commit.clone()),
+            Err(e) => Err(clone_err(e)),
         }
+    }
+
+    /// The entry, once appended and durable (the slot is read by its one `PendingAudit`).
+    fn take_entry(&self) -> Result<AuditEntry, StoreError> {
+        let taken = || Err(StoreError::Backend("an audit entry was taken twice".into()));
+        self.0
+            .wait(|appended| match std::mem::replace(appended, taken()) {
+                Ok((entry, _)) => Ok(entry),
+                Err(e) => Err(e),
+            })
     }
 }
 
 impl Appending for Slot {
     fn wait(&self) -> Result<AuditEntry, StoreError> {
-        let commit = {
-            let mut state = self.state();
-            loop {
-                match state.outcome.as_mut() {
-                    None => state = self.filled.wait(state).unwrap_or_else(|p| p.into_inner()),
-                    Some(Err(e)) => return Err(clone_err(e)),
-                    Some(Ok((_, commit))) => break commit.clone(),
-                }
-            }
-        };
-        if let Some(commit) = commit {
-            crate::Settlement::wait(&*commit)?;
+        if let Some(commit) = self.0.wait(Self::commit)? {
+            Settlement::wait(&*commit)?;
         }
         self.take_entry()
     }
 
     fn poll_appended(&self, cx: &mut Context<'_>) -> Poll<Result<AuditEntry, StoreError>> {
-        let commit = {
-            let mut state = self.state();
-            match state.outcome.as_ref() {
-                None => {
-                    if !state
-                        .waker
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()))
-                    {
-                        state.waker = Some(cx.waker().clone());
-                    }
-                    return Poll::Pending;
-                }
-                Some(Err(e)) => return Poll::Ready(Err(clone_err(e))),
-                Some(Ok((_, commit))) => commit.clone(),
-            }
+        let commit = match self.0.poll(cx, Self::commit) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(commit) => commit?,
         };
         if let Some(commit) = commit {
-            match crate::Settlement::poll_settled(&*commit, cx) {
+            match Settlement::poll_settled(&*commit, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
         }
         Poll::Ready(self.take_entry())
-    }
-}
-
-impl Slot {
-    fn take_entry(&self) -> Result<AuditEntry, StoreError> {
-        match self.state().outcome.take() {
-            Some(Ok((entry, _))) => Ok(entry),
-            Some(Err(e)) => Err(e),
-            None => Err(StoreError::Backend("an audit entry was taken twice".into())),
-        }
     }
 }

@@ -71,61 +71,64 @@ pub(crate) struct Writer {
     members: usize,
 }
 
-/// Where a group's members wait for its outcome. Each group has its own lock and condition
-/// variable: members woken by a commit take this small lock, not the writer's, so they do
-/// not queue against the units of the next group (at 64 connections, waking on the
-/// writer's lock was a fifth of the time spent around the writer). Members that wait as
-/// futures (`SqliteStore::consult_pending`) leave a waker instead of a sleeping thread.
-#[derive(Default)]
-pub(crate) struct Group {
-    state: Mutex<GroupState>,
-    settled: Condvar,
+/// A value set once and waited for, by threads (blocking) or by futures (a waker each): a
+/// group's commit outcome, a queued read's appended entry (`appender::Slot`).
+pub(crate) struct Outcome<T> {
+    state: Mutex<OutcomeState<T>>,
+    set: Condvar,
 }
 
-#[derive(Default)]
-struct GroupState {
-    outcome: Option<Result<(), StoreError>>,
+struct OutcomeState<T> {
+    value: Option<T>,
     wakers: Vec<Waker>,
 }
 
-impl Group {
-    fn state(&self) -> MutexGuard<'_, GroupState> {
+impl<T> Default for Outcome<T> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(OutcomeState {
+                value: None,
+                wakers: Vec::new(),
+            }),
+            set: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Outcome<T> {
+    fn state(&self) -> MutexGuard<'_, OutcomeState<T>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn settle(&self, outcome: Result<(), StoreError>) {
+    /// Sets the value and wakes every thread and future waiting for it.
+    pub(crate) fn set(&self, value: T) {
         let wakers = {
             let mut state = self.state();
-            state.outcome = Some(outcome);
+            state.value = Some(value);
             std::mem::take(&mut state.wakers)
         };
-        self.settled.notify_all();
+        self.set.notify_all();
         for w in wakers {
             w.wake();
         }
     }
 
-    fn copy(outcome: &Result<(), StoreError>) -> Result<(), StoreError> {
-        outcome.as_ref().map(|_| ()).map_err(clone_err)
-    }
-}
-
-impl Settlement for Group {
-    /// A copy of the outcome, once there is one.
-    fn wait(&self) -> Result<(), StoreError> {
+    /// Blocks until the value is set, then gives `read` what it needs of it.
+    pub(crate) fn wait<R>(&self, read: impl FnOnce(&mut T) -> R) -> R {
         let mut state = self.state();
         loop {
-            if let Some(outcome) = state.outcome.as_ref() {
-                return Self::copy(outcome);
+            if let Some(value) = state.value.as_mut() {
+                return read(value);
             }
-            state = self.settled.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = self.set.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+    /// `read` of the value if it is set; otherwise `cx`'s waker is woken once it is.
+    pub(crate) fn poll<R>(&self, cx: &mut Context<'_>, read: impl FnOnce(&mut T) -> R) -> Poll<R> {
         let mut state = self.state();
-        match state.outcome.as_ref() {
-            Some(outcome) => Poll::Ready(Self::copy(outcome)),
+        match state.value.as_mut() {
+            Some(value) => Poll::Ready(read(value)),
             None => {
                 if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
                     state.wakers.push(cx.waker().clone());
@@ -133,6 +136,35 @@ impl Settlement for Group {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Where a group's members wait for its outcome. Each group has its own lock and condition
+/// variable: members woken by a commit take this small lock, not the writer's, so they do
+/// not queue against the units of the next group (at 64 connections, waking on the
+/// writer's lock was a fifth of the time spent around the writer). Members that wait as
+/// futures leave a waker instead of a sleeping thread.
+#[derive(Default)]
+pub(crate) struct Group(Outcome<Result<(), StoreError>>);
+
+impl Group {
+    fn settle(&self, outcome: Result<(), StoreError>) {
+        self.0.set(outcome);
+    }
+
+    fn copy(outcome: &mut Result<(), StoreError>) -> Result<(), StoreError> {
+        outcome.as_ref().map(|_| ()).map_err(clone_err)
+    }
+}
+
+impl Settlement for Group {
+    /// A copy of the outcome, once there is one.
+    fn wait(&self) -> Result<(), StoreError> {
+        self.0.wait(Self::copy)
+    }
+
+    fn poll_settled(&self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
+        self.0.poll(cx, Self::copy)
     }
 }
 
