@@ -34,6 +34,38 @@ fn aead_key(key: &[u8; KEY_LEN]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte AES key"))
 }
 
+/// A key that seals and opens with AES-256-GCM, its schedule built once: a bulk read
+/// unwraps hundreds of subject keys under one controller key and opens thousands of fields
+/// under one subject key, and building the schedule per use was most of each use's cost.
+/// Wiped on drop: the bytes by `Zeroizing`, the schedule by aws-lc (allocated with
+/// `OPENSSL_malloc`, which `OPENSSL_free` cleanses).
+struct AeadKey {
+    raw: Zeroizing<[u8; KEY_LEN]>,
+    aead: LessSafeKey,
+}
+
+impl AeadKey {
+    fn new(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        let aead = aead_key(&raw);
+        Self { raw, aead }
+    }
+
+    fn generate() -> Result<Self, CryptoError> {
+        Ok(Self::new(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
+    }
+}
+
+impl zeroize::Zeroize for AeadKey {
+    fn zeroize(&mut self) {
+        self.raw.zeroize();
+        // Dropping the old schedule cleanses it; the new one is of the zeroed key.
+        self.aead = aead_key(&self.raw);
+    }
+}
+
+/// Both parts wipe themselves when dropped (see the type).
+impl zeroize::ZeroizeOnDrop for AeadKey {}
+
 fn seal(key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     seal_with(&aead_key(key), aad, plaintext)
 }
@@ -199,7 +231,7 @@ impl RootKey {
 
     pub fn wrap_controller_key(&self, controller: &ControllerId, key: &ControllerKey) -> Vec<u8> {
         let aad = context("custodian/controller-key/v1", &[controller.as_str()]);
-        versioned(self.version, seal(&self.key, &aad, key.0.as_ref()))
+        versioned(self.version, seal(&self.key, &aad, key.0.raw.as_ref()))
     }
 
     pub fn unwrap_controller_key(
@@ -214,7 +246,9 @@ impl RootKey {
             ));
         }
         let aad = context("custodian/controller-key/v1", &[controller.as_str()]);
-        Ok(ControllerKey(key_from(open(&self.key, &aad, sealed)?)?))
+        Ok(ControllerKey(AeadKey::new(key_from(open(
+            &self.key, &aad, sealed,
+        )?)?)))
     }
 
     /// A key derived for one job (checkpoint signing, backup encryption), so the root key
@@ -228,7 +262,7 @@ impl RootKey {
 
 /// One controller's key. Wraps its subjects' keys and derives its blind-index key. Wiped on drop.
 #[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct ControllerKey(Zeroizing<[u8; KEY_LEN]>);
+pub struct ControllerKey(AeadKey);
 
 impl fmt::Debug for ControllerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -238,7 +272,7 @@ impl fmt::Debug for ControllerKey {
 
 impl ControllerKey {
     pub fn generate() -> Result<Self, CryptoError> {
-        Ok(Self(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
+        Ok(Self(AeadKey::generate()?))
     }
 
     pub fn wrap_subject_key(
@@ -251,7 +285,7 @@ impl ControllerKey {
             "custodian/subject-key/v1",
             &[controller.as_str(), subject.as_str()],
         );
-        versioned(1, seal(&self.0, &aad, key.raw.as_ref()))
+        versioned(1, seal_with(&self.0.aead, &aad, key.0.raw.as_ref()))
     }
 
     pub fn unwrap_subject_key(
@@ -265,16 +299,18 @@ impl ControllerKey {
             "custodian/subject-key/v1",
             &[controller.as_str(), subject.as_str()],
         );
-        Ok(SubjectKey::from_raw(key_from(open(
-            &self.0, &aad, sealed,
-        )?)?))
+        Ok(SubjectKey(AeadKey::new(key_from(open_with(
+            &self.0.aead,
+            &aad,
+            sealed,
+        )?)?)))
     }
 
     /// Seals a controller-level secret (a requester's contact details), bound to `label`
     /// and `parts` (e.g. the request id) as associated data.
     pub fn seal_bound(&self, label: &str, parts: &[&str], plaintext: &[u8]) -> Vec<u8> {
-        seal(
-            &self.0,
+        seal_with(
+            &self.0.aead,
             &context(&format!("custodian/{label}/v1"), parts),
             plaintext,
         )
@@ -286,8 +322,8 @@ impl ControllerKey {
         parts: &[&str],
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        open(
-            &self.0,
+        open_with(
+            &self.0.aead,
             &context(&format!("custodian/{label}/v1"), parts),
             sealed,
         )
@@ -295,7 +331,7 @@ impl ControllerKey {
     }
 
     pub fn index_key(&self) -> crate::index::IndexKey {
-        let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_ref());
+        let k = hmac::Key::new(hmac::HMAC_SHA256, self.0.raw.as_ref());
         let tag = hmac::sign(&k, b"custodian/blind-index/v1");
         crate::index::IndexKey::from_bytes(tag.as_ref().try_into().expect("32 bytes"))
     }
@@ -337,24 +373,8 @@ impl FieldContext<'_> {
 
 /// One data subject's key: every field about that person is encrypted under it, so
 /// destroying it erases them all at once, whatever their number. Wiped on drop.
-pub struct SubjectKey {
-    raw: Zeroizing<[u8; KEY_LEN]>,
-    /// The AES-256-GCM key schedule, built once: a bulk read opens thousands of fields
-    /// under one subject key, and building it per field was most of each field's cost.
-    /// aws-lc allocates it with `OPENSSL_malloc`, and `OPENSSL_free` cleanses it on drop.
-    aead: LessSafeKey,
-}
-
-impl zeroize::Zeroize for SubjectKey {
-    fn zeroize(&mut self) {
-        self.raw.zeroize();
-        // Dropping the old schedule cleanses it; the new one is of the zeroed key.
-        self.aead = aead_key(&self.raw);
-    }
-}
-
-/// Both parts wipe themselves when dropped (see the fields).
-impl zeroize::ZeroizeOnDrop for SubjectKey {}
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct SubjectKey(AeadKey);
 
 impl fmt::Debug for SubjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -363,17 +383,12 @@ impl fmt::Debug for SubjectKey {
 }
 
 impl SubjectKey {
-    fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> Self {
-        let aead = aead_key(&raw);
-        Self { raw, aead }
-    }
-
     pub fn generate() -> Result<Self, CryptoError> {
-        Ok(Self::from_raw(Zeroizing::new(random::bytes::<KEY_LEN>()?)))
+        Ok(Self(AeadKey::generate()?))
     }
 
     pub fn seal_field(&self, ctx: FieldContext<'_>, plaintext: &[u8]) -> Vec<u8> {
-        ctx.with_aad(|aad| seal_with(&self.aead, aad, plaintext))
+        ctx.with_aad(|aad| seal_with(&self.0.aead, aad, plaintext))
     }
 
     pub fn open_field(
@@ -391,7 +406,7 @@ impl SubjectKey {
         ctx: FieldContext<'_>,
         sealed: Vec<u8>,
     ) -> Result<Plaintext, CryptoError> {
-        ctx.with_aad(|aad| open_owned(&self.aead, aad, sealed))
+        ctx.with_aad(|aad| open_owned(&self.0.aead, aad, sealed))
             .map(Plaintext)
     }
 }
@@ -520,10 +535,13 @@ mod tests {
         assert!(root.key.iter().all(|b| *b == 0), "the root key is wiped");
         let mut ck = ControllerKey::generate().unwrap();
         ck.zeroize();
-        assert!(ck.0.iter().all(|b| *b == 0), "a controller key is wiped");
+        assert!(
+            ck.0.raw.iter().all(|b| *b == 0),
+            "a controller key is wiped"
+        );
         let mut sk = SubjectKey::generate().unwrap();
         sk.zeroize();
-        assert!(sk.raw.iter().all(|b| *b == 0), "a subject key is wiped");
+        assert!(sk.0.raw.iter().all(|b| *b == 0), "a subject key is wiped");
     }
 
     #[test]

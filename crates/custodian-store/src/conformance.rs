@@ -4,7 +4,7 @@
 //! The cases speak only through the [`Store`] trait, so they hold for any backend.
 
 use crate::rows::*;
-use crate::{DataTx, Store, StoreError, TxError};
+use crate::{DataTx, MetaChange, Store, StoreError, TxError};
 use custodian_core::audit::{Action, AdminAction, AuditDraft, ChainId, GENESIS, Outcome};
 use custodian_core::category::{DataCategory, SubjectCategory};
 use custodian_core::controller::{Controller, ControllerName, ControllerStatus};
@@ -53,6 +53,7 @@ pub fn run_all(make: Factory<'_>) {
             "consulted_purposes_follow_every_change",
             consulted_purposes_follow_every_change,
         ),
+        ("purpose_metadata_set_at_once", purpose_metadata_set_at_once),
         (
             "bulk_entries_found_by_subject",
             bulk_entries_found_by_subject,
@@ -939,6 +940,17 @@ fn consulted_purposes_follow_every_change(store: &dyn Store) {
             }),
         ),
         (
+            "an item set on the whole purpose",
+            3,
+            Box::new(|tx| {
+                let at = now() + Duration::seconds(2);
+                let n =
+                    tx.alter_purpose_meta(&service, &MetaChange::Source(Some("bulk")), &[], at)?;
+                assert_eq!(n, 3);
+                Ok(())
+            }),
+        ),
+        (
             "a subject restricted",
             3,
             Box::new(|tx| tx.set_restricted(&f1.subject, true).map_err(TxError::from)),
@@ -988,6 +1000,120 @@ fn consulted_purposes_follow_every_change(store: &dyn Store) {
             .unwrap();
         check(label, records);
     }
+}
+
+/// `alter_purpose_meta` sets one item on every record of one purpose of its controller but
+/// the excepted subjects', with the update time given; the expiry is capped for each record
+/// as `Purpose::expiry` caps it from the record's collection; nothing else changes.
+fn purpose_metadata_set_at_once(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let f1 = seed_subject(store, &a, [31; 32]);
+    let f2 = seed_subject(store, &a, [32; 32]);
+    let f3 = seed_subject(store, &a, [33; 32]);
+    let fb = seed_subject(store, &b, [31; 32]);
+    let service = PurposeName::parse("service").unwrap();
+    let documented = purpose("service", &["user"]);
+    // One of f1's records was collected long ago: its retention ends before the new expiry.
+    let old = RecordId::from_random(rand16());
+    let collected = now() - Duration::days(40);
+    store
+        .transact(&a, now(), &mut |tx| {
+            let mut row = tx.record(&f1.record)?.expect("seeded");
+            row.id = old.clone();
+            row.header.created_at = collected;
+            row.header.updated_at = collected;
+            tx.insert_record(&row)?;
+            Ok(draft(&a, Operation::Collection))
+        })
+        .unwrap();
+    let read = |c: &ControllerId| {
+        let mut out = Vec::new();
+        store
+            .consult(c, now(), &mut |tx| {
+                out = tx.records_of_purpose(&service)?;
+                Ok(draft(c, Operation::Consultation))
+            })
+            .unwrap();
+        out.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+        out
+    };
+    let before = read(&a);
+    let before_b = read(&b);
+    assert_eq!(before.len(), 4);
+    let at = now() + Duration::seconds(5);
+    let requested = now() + Duration::days(20);
+    let recipients = ["auditors".to_owned(), "support".to_owned()];
+    store
+        .transact(&a, at, &mut |tx| {
+            let mut set = |change: MetaChange<'_>, except: &[SubjectId]| {
+                tx.alter_purpose_meta(&service, &change, except, at)
+            };
+            assert_eq!(
+                set(
+                    MetaChange::Source(Some("crm import")),
+                    std::slice::from_ref(&f2.subject)
+                )?,
+                3
+            );
+            assert_eq!(set(MetaChange::Recipients(&recipients), &[])?, 4);
+            let not_f1 = [f2.subject.clone(), f3.subject.clone()];
+            assert_eq!(
+                set(MetaChange::AutomatedDecision(Some("scoring")), &not_f1)?,
+                2
+            );
+            let expiry = MetaChange::ExpiresAt {
+                requested,
+                retention: documented.retention(),
+            };
+            assert_eq!(set(expiry, &[])?, 4);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+    let after = read(&a);
+    assert_eq!(after.len(), 4);
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(
+            (&is.id, &is.subject, &is.fields),
+            (&was.id, &was.subject, &was.fields)
+        );
+        assert_eq!(
+            (&is.header.purpose, is.header.created_at),
+            (&was.header.purpose, was.header.created_at)
+        );
+        assert_eq!(is.header.updated_at, at);
+        let of_f1 = is.subject == f1.subject;
+        let source = if is.subject == f2.subject {
+            "signup form"
+        } else {
+            "crm import"
+        };
+        assert_eq!(is.header.meta.source.as_deref(), Some(source));
+        assert_eq!(is.header.meta.recipients, recipients);
+        assert_eq!(
+            is.header.meta.automated_decision.as_deref(),
+            of_f1.then_some("scoring")
+        );
+        assert_eq!(
+            is.header.expires_at,
+            documented.expiry(is.header.created_at, Some(requested))
+        );
+    }
+    let capped = after.iter().find(|r| r.id == old).unwrap();
+    assert_eq!(capped.header.expires_at, collected + Duration::days(30));
+    // B's records are not A's to change, and B's own statement changes only B's.
+    assert_eq!(read(&b), before_b);
+    store
+        .transact(&b, at, &mut |tx| {
+            let n = tx.alter_purpose_meta(&service, &MetaChange::Source(None), &[], at)?;
+            assert_eq!(n, 1);
+            Ok(draft(&b, Operation::Alteration))
+        })
+        .unwrap();
+    assert_eq!(read(&a), after);
+    let theirs = read(&b);
+    assert_eq!(theirs[0].id, fb.record);
+    assert_eq!(theirs[0].header.meta.source, None);
 }
 
 fn bulk_entries_found_by_subject(store: &dyn Store) {

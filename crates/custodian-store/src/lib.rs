@@ -27,6 +27,7 @@ use custodian_core::lookup::LookupKind;
 use custodian_core::policy::Denial;
 use custodian_core::purpose::{Purpose, PurposeName};
 pub use pending::{Append, Appending, PendingAudit, Settlement};
+pub use rewrite::MetaChange;
 use rows::*;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -124,6 +125,17 @@ pub trait DataTx {
     /// the columns that differ. The record is found by `old`'s key; id, purpose and
     /// creation time are never rewritten. False when there is no such record.
     fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool>;
+    /// Sets one metadata item on every record of `purpose` except the records of the
+    /// subjects in `except`, with `at` as their update time, in one statement over the
+    /// purpose's records: no record read or found by key one at a time. Returns how many
+    /// records changed.
+    fn alter_purpose_meta(
+        &mut self,
+        purpose: &PurposeName,
+        change: &MetaChange<'_>,
+        except: &[SubjectId],
+        at: OffsetDateTime,
+    ) -> Result<u64>;
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;

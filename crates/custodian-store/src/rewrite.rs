@@ -5,6 +5,86 @@
 
 use crate::rows::RecordRow;
 use crate::sqlite::codec::{json, nanos};
+use time::OffsetDateTime;
+
+/// A metadata item set on every record of a set at once ([`crate::DataTx::alter_purpose_meta`]):
+/// the same value for every record, or, for the expiry, one computed from each record's own
+/// collection time.
+#[derive(Debug, Clone, Copy)]
+pub enum MetaChange<'a> {
+    Source(Option<&'a str>),
+    Recipients(&'a [String]),
+    AutomatedDecision(Option<&'a str>),
+    /// Each record's expiry becomes `requested`, capped at its collection time plus
+    /// `retention`: `Purpose::expiry` counted from the record's `created_at`.
+    ExpiresAt {
+        requested: OffsetDateTime,
+        retention: time::Duration,
+    },
+}
+
+impl MetaChange<'_> {
+    /// The column set and its new value; for the expiry, the two numbers the backend's
+    /// `min(requested, created_at + retention)` needs (nanoseconds).
+    pub(crate) fn column(&self) -> (&'static str, Value<'_>) {
+        match self {
+            Self::Source(s) => ("source", Value::MaybeText(*s)),
+            Self::Recipients(r) => ("recipients", Value::OwnedText(json(r))),
+            Self::AutomatedDecision(a) => ("automated_decision", Value::MaybeText(*a)),
+            Self::ExpiresAt { requested, .. } => ("expires_at", Value::Int(nanos(*requested))),
+        }
+    }
+
+    /// For the expiry, the retention in nanoseconds (saturating: a retention beyond what
+    /// nanoseconds since 1970 can hold caps nothing).
+    pub(crate) fn retention_nanos(&self) -> Option<i64> {
+        match self {
+            Self::ExpiresAt { retention, .. } => {
+                Some(i64::try_from(retention.whole_nanoseconds()).unwrap_or(i64::MAX))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The statement of `DataTx::alter_purpose_meta`, for a backend whose n-th placeholder
+/// `param(n)` writes and whose "subject not among the list bound at this placeholder"
+/// condition `not_among` writes. Parameters: 1 controller, 2 purpose, 3 update time, 4 the
+/// value, 5 the retention (the expiry only), then the excepted subjects when `excepting`.
+pub(crate) fn alter_purpose_sql(
+    change: &MetaChange<'_>,
+    excepting: bool,
+    param: fn(usize) -> String,
+    not_among: fn(&str) -> String,
+) -> String {
+    let (column, _) = change.column();
+    let set = match change.retention_nanos() {
+        // min(requested, created_at + retention), written so that the sum is only taken
+        // when it is at most `requested`: it never overflows.
+        Some(_) => format!(
+            "{column} = CASE WHEN {r} > {v} - created_at THEN {v} ELSE created_at + {r} END",
+            v = param(4),
+            r = param(5),
+        ),
+        None => format!("{column} = {}", param(4)),
+    };
+    let mut sql = format!(
+        "UPDATE records SET updated_at = {}, {set} WHERE controller_id = {} AND purpose = {}",
+        param(3),
+        param(1),
+        param(2),
+    );
+    if excepting {
+        let at = if change.retention_nanos().is_some() {
+            6
+        } else {
+            5
+        };
+        sql.push_str(" AND ");
+        sql.push_str(&not_among(&param(at)));
+    }
+    sql
+}
 
 /// A column's new value, as both databases store it.
 pub(crate) enum Value<'a> {

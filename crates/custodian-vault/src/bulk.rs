@@ -20,15 +20,16 @@ use custodian_core::ids::SubjectId;
 use custodian_core::operation::Operation;
 use custodian_core::policy::{DataGrant, Denial};
 use custodian_core::principal::Principal;
-use custodian_core::purpose::PurposeName;
+use custodian_core::purpose::{Purpose, PurposeName};
 use custodian_core::record::{
     FieldInput, FieldName, FieldValue, RecordMeta, ValidField, validate_field,
 };
 use custodian_crypto::keys::{FieldContext, SubjectKey};
 use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
-use custodian_store::{DataTx, StoreError, TxError, fieldset};
+use custodian_store::{DataTx, MetaChange, StoreError, TxError, fieldset};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Which records a bulk operation works on. Always only records collected under the
@@ -67,6 +68,21 @@ pub enum RecordChange {
 }
 
 impl RecordChange {
+    /// The change as one statement can make it over a purpose's records, when it can:
+    /// the same value for every record, or the expiry `Purpose::expiry` gives each.
+    fn meta(&self, purpose: &Purpose) -> Option<MetaChange<'_>> {
+        Some(match self {
+            Self::Source(s) => MetaChange::Source(s.as_deref()),
+            Self::Recipients(r) => MetaChange::Recipients(r),
+            Self::AutomatedDecision(a) => MetaChange::AutomatedDecision(a.as_deref()),
+            Self::ExpiresAt(t) => MetaChange::ExpiresAt {
+                requested: *t,
+                retention: purpose.retention(),
+            },
+            Self::Subject(_) | Self::Field { .. } | Self::Category { .. } => return None,
+        })
+    }
+
     /// What the audit entry names: a field, or the metadata item changed.
     fn audit_name(&self) -> String {
         match self {
@@ -190,14 +206,14 @@ impl Audit {
 
 impl Vault {
     /// Loads the set, grouped by subject, and drops subjects whose state forbids the
-    /// operation (counted in `skipped`).
+    /// operation (named in `skipped`).
     fn load_set(
         &self,
         tx: &mut dyn DataTx,
         grant: &DataGrant,
         keys: &Keys,
         set: &RecordSet,
-        skipped: &mut u64,
+        skipped: &mut Vec<SubjectId>,
     ) -> Result<Groups, TxError> {
         let purpose = &grant.purpose().name;
         let records = match set {
@@ -235,16 +251,10 @@ impl Vault {
             if grant.check_subject(row.restricted, objected).is_ok() {
                 allowed.insert(subject, (row, records));
             } else {
-                *skipped += 1;
+                skipped.push(subject);
             }
         }
         Ok(allowed)
-    }
-
-    fn unwrap_key(keys: &Keys, grant: &DataGrant, row: &SubjectRow) -> Result<SubjectKey, TxError> {
-        keys.controller
-            .unwrap_subject_key(grant.controller(), &row.id, &row.wrapped_key)
-            .map_err(|e| corrupt("subjects", e))
     }
 
     /// Consultation of a set of records: every record collected under `purpose` (or only
@@ -271,7 +281,7 @@ impl Vault {
         let op = Operation::Consultation;
         let matter = Subjectmatter::default();
         self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
-            let mut skipped = 0;
+            let mut skipped = Vec::new();
             let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
             let mut audit = Audit::default();
             let mut out = Vec::new();
@@ -284,7 +294,7 @@ impl Vault {
                             .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
                     )
                     .map_err(Denial::from)?;
-                let key = Self::unwrap_key(keys, grant, &row)?;
+                let key = self.unwrap_subject(keys, grant.controller(), &row)?;
                 for r in records {
                     out.push(Self::open_record(grant, &key, r)?);
                 }
@@ -319,8 +329,30 @@ impl Vault {
             scale,
             |tx, grant, keys, matter| {
                 let mut report = BulkReport::default();
-                let groups = self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+                let mut skipped = Vec::new();
+                let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+                report.skipped_subjects = skipped.len() as u64;
                 let mut audit = Audit::default();
+                // An item the same for every record of a purpose (or computed from each
+                // one's collection): one statement over the purpose's records.
+                if let (RecordSet::Purpose, Some(meta)) = (set, change.meta(grant.purpose())) {
+                    let expected: usize = groups.values().map(|(_, records)| records.len()).sum();
+                    let changed = tx.alter_purpose_meta(purpose, &meta, &skipped, now)?;
+                    if changed != expected as u64 {
+                        return Err(corrupt(
+                            "records",
+                            "a purpose's records changed while they were altered",
+                        ));
+                    }
+                    for (subject, (_, records)) in &groups {
+                        report.subjects += 1;
+                        report.records += records.len() as u64;
+                        let touched: Vec<&RecordRow> = records.iter().collect();
+                        audit.subject(subject, &touched, BTreeSet::from([change.audit_name()]));
+                    }
+                    audit.finish(matter);
+                    return Ok(report);
+                }
                 if let Some(f) = &valid {
                     grant
                         .check_fields([(f.name.as_str(), &f.category)])
@@ -348,7 +380,7 @@ impl Vault {
                 );
                 for (subject, (row, records)) in &groups {
                     let key = if needs_key {
-                        Some(Self::unwrap_key(keys, grant, row)?)
+                        Some(self.unwrap_subject(keys, grant.controller(), row)?)
                     } else {
                         None
                     };
@@ -358,7 +390,7 @@ impl Vault {
                             tx,
                             grant,
                             keys,
-                            key.as_ref(),
+                            key.as_deref(),
                             target.as_ref(),
                             r,
                             change,
@@ -409,7 +441,7 @@ impl Vault {
         grant: &DataGrant,
         keys: &Keys,
         key: Option<&SubjectKey>,
-        target: Option<&(SubjectId, SubjectKey)>,
+        target: Option<&(SubjectId, Arc<SubjectKey>)>,
         r: &RecordRow,
         change: &RecordChange,
         valid: Option<&ValidField>,
@@ -542,8 +574,9 @@ impl Vault {
                 |tx, grant, keys, matter| {
                     erased.clear();
                     let mut report = BulkReport::default();
-                    let groups =
-                        self.load_set(tx, grant, keys, set, &mut report.skipped_subjects)?;
+                    let mut skipped = Vec::new();
+                    let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+                    report.skipped_subjects = skipped.len() as u64;
                     let mut audit = Audit::default();
                     for (subject, (_, records)) in &groups {
                         for r in records {

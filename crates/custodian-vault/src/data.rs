@@ -21,6 +21,7 @@ use custodian_crypto::random::id_bytes;
 use custodian_store::rows::{ControllerRow, FieldRow, LookupRow, RecordRow, SubjectRow};
 use custodian_store::{DataTx, PendingAudit, TxError, fieldset};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the audit entry of an operation names, filled in as the work learns it, so that a
 /// refusal is recorded with the same detail as a success.
@@ -74,8 +75,12 @@ fn validate_fields(
         .collect()
 }
 
+/// The keys an operation works with: its controller's, and a way to its subjects' through
+/// [`Vault::unwrap_subject`], kept for later operations when `epoch` (the key cache's,
+/// taken before the operation's transaction began) says they may be.
 pub(crate) struct Keys {
-    pub(crate) controller: ControllerKey,
+    pub(crate) controller: Arc<ControllerKey>,
+    pub(crate) epoch: Option<u64>,
 }
 
 /// How many records a write may change: a unit over many runs first in its store group.
@@ -110,6 +115,56 @@ impl Vault {
                     reason: e.to_string(),
                 })
             })
+    }
+
+    /// The keys of an operation whose transaction began after the key cache showed
+    /// `epoch`: the controller's key from the cache when `row` holds it wrapped as it was.
+    pub(crate) fn keys(
+        &self,
+        controller: &ControllerId,
+        row: &ControllerRow,
+        epoch: u64,
+    ) -> Result<Keys, TxError> {
+        let key = match self.keys.controller(controller, &row.wrapped_key) {
+            Some(k) => k,
+            None => {
+                let k = Arc::new(self.controller_key(controller, row)?);
+                self.keys
+                    .put_controller(controller, &row.wrapped_key, k.clone(), epoch);
+                k
+            }
+        };
+        Ok(Keys {
+            controller: key,
+            epoch: Some(epoch),
+        })
+    }
+
+    /// The key of the subject whose row is `row`, read in the caller's transaction.
+    pub(crate) fn unwrap_subject(
+        &self,
+        keys: &Keys,
+        controller: &ControllerId,
+        row: &SubjectRow,
+    ) -> Result<Arc<SubjectKey>, TxError> {
+        if let Some(k) = self.keys.subject(controller, &row.id, &row.wrapped_key) {
+            return Ok(k);
+        }
+        let key = Arc::new(
+            keys.controller
+                .unwrap_subject_key(controller, &row.id, &row.wrapped_key)
+                .map_err(|e| {
+                    TxError::Store(custodian_store::StoreError::Corrupt {
+                        table: "subjects",
+                        reason: e.to_string(),
+                    })
+                })?,
+        );
+        if let Some(epoch) = keys.epoch {
+            self.keys
+                .put_subject(controller, &row.id, &row.wrapped_key, key.clone(), epoch);
+        }
+        Ok(key)
     }
 
     /// The common shape of every data operation.
@@ -172,14 +227,13 @@ impl Vault {
         // Reads run beside the writer on a snapshot and only their audit entry queues for
         // the write (`Store::consult_pending`); what they found leaves the `Pending` only
         // once that entry is durable.
+        let epoch = self.keys.epoch();
         let mut unit = |tx: &mut dyn DataTx| -> Result<AuditDraft, TxError> {
             let c = tx.controller()?;
             let documented = tx.purpose(purpose)?;
             let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
                 .map_err(Denial::from)?;
-            let keys = Keys {
-                controller: self.controller_key(&controller, &c)?,
-            };
+            let keys = self.keys(&controller, &c, epoch)?;
             out = Some(work(tx, &grant, &keys, &mut matter)?);
             Ok(matter.draft(grant.actor(), chain.clone(), op, purpose, ctx))
         };
@@ -248,21 +302,13 @@ impl Vault {
         keys: &Keys,
         grant: &DataGrant,
         id: &SubjectId,
-    ) -> Result<(SubjectRow, SubjectKey), TxError> {
+    ) -> Result<(SubjectRow, Arc<SubjectKey>), TxError> {
         let row = match tx.subject(id)? {
             Some(r) => r,
             None if tx.was_erased(id)? => return Err(Denial::Gone.into()),
             None => return Err(Denial::NotFound.into()),
         };
-        let key = keys
-            .controller
-            .unwrap_subject_key(grant.controller(), id, &row.wrapped_key)
-            .map_err(|e| {
-                TxError::Store(custodian_store::StoreError::Corrupt {
-                    table: "subjects",
-                    reason: e.to_string(),
-                })
-            })?;
+        let key = self.unwrap_subject(keys, grant.controller(), &row)?;
         Ok((row, key))
     }
 
@@ -498,7 +544,7 @@ impl Vault {
         keys: &Keys,
         subject: &SubjectId,
         matter: &mut Subjectmatter,
-    ) -> Result<(SubjectRow, SubjectKey, Vec<RecordRow>), TxError> {
+    ) -> Result<(SubjectRow, Arc<SubjectKey>, Vec<RecordRow>), TxError> {
         let (row, key) = self.subject_key(tx, keys, grant, subject)?;
         let records = tx.records_of(subject)?;
         matter.fields = records

@@ -120,6 +120,16 @@ impl Vault {
         erased: &[(SubjectId, Option<RecordId>)],
         purge: bool,
     ) {
+        if let Some(c) = controller {
+            // A subject erased whole: its key leaves memory too.
+            self.keys.evict_subjects(
+                c,
+                erased
+                    .iter()
+                    .filter(|(_, record)| record.is_none())
+                    .map(|(s, _)| s),
+            );
+        }
         match (controller.filter(|_| self.checkpoint_dir.is_some()), purge) {
             (Some(c), true) => std::thread::scope(|s| {
                 s.spawn(|| self.note_erasures(c, erased));
@@ -194,6 +204,7 @@ impl Vault {
                     format!("records:{}", counts.records),
                 ]))
             })?;
+            self.keys.evict_controller(&cert.controller);
             destroyed += 1;
         }
         if destroyed > 0 {
@@ -246,7 +257,10 @@ impl Vault {
             });
             match result {
                 Ok(_) if e.record.is_some() => records += 1,
-                Ok(_) => subjects += 1,
+                Ok(_) => {
+                    self.keys.evict_subjects(&e.controller, [&e.subject]);
+                    subjects += 1
+                }
                 Err(custodian_store::TxError::Denied(_)) => {}
                 Err(err) => return Err(err.into()),
             }

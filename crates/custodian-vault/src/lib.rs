@@ -11,6 +11,7 @@ pub mod clock;
 pub mod data;
 pub mod error;
 pub mod inbox;
+pub mod key_cache;
 pub mod ledger;
 pub mod lifecycle;
 mod pending;
@@ -46,6 +47,7 @@ pub struct Vault {
     /// Password hashing (argon2id) and its log of computations.
     passwords: Passwords,
     tokens: token_cache::TokenCache,
+    keys: key_cache::KeyCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -82,6 +84,7 @@ impl Vault {
             checkpoint_dir,
             passwords: Passwords::new(),
             tokens: token_cache::TokenCache::default(),
+            keys: key_cache::KeyCache::default(),
         }
     }
 
@@ -153,6 +156,12 @@ impl Vault {
             return Err(VaultError::Unauthenticated);
         }
         row.principal_at(now).ok_or(VaultError::Unauthenticated)
+    }
+
+    /// How many of `controller`'s subject keys this vault holds unwrapped in memory
+    /// ([`key_cache`]): none of an erased subject, none after a destruction.
+    pub fn subject_keys_in_memory(&self, controller: &custodian_core::ids::ControllerId) -> usize {
+        self.keys.subjects_of(controller)
     }
 
     /// Forgets every token found in the store: tokens' rows changed through this vault.

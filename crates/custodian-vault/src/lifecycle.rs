@@ -45,6 +45,7 @@ impl Vault {
     /// so a restart simply resumes.
     pub fn sweep_retention(&self, max: u32) -> Result<SweepReport, VaultError> {
         const PER_TRANSACTION: usize = 50;
+        self.keys.drop_stale();
         let now = self.clock.now();
         let expired = self.store.expired_records(now, max)?;
         let mut report = SweepReport {
@@ -301,8 +302,11 @@ impl Vault {
                 subjects = 0;
                 records = 0;
                 let c = tx.controller()?;
-                let ckey = self.controller_key(controller, &c)?;
-                let keys = crate::data::Keys { controller: ckey };
+                // Every subject once: their keys are not kept for later operations.
+                let keys = crate::data::Keys {
+                    controller: std::sync::Arc::new(self.controller_key(controller, &c)?),
+                    epoch: None,
+                };
                 for id in tx.subject_ids()? {
                     let export = self.export_inside(tx, &keys, controller, &id, now)?;
                     records += export.records.len() as u64;
@@ -446,7 +450,8 @@ impl Vault {
             ]))
         });
         match result {
-            Ok(_) => {}
+            // The controller key is shredded in the database; out of memory too.
+            Ok(_) => self.keys.evict_controller(controller),
             Err(TxError::Denied(Denial::Refused(r))) => {
                 self.store
                     .append_audit(
@@ -514,10 +519,7 @@ impl Vault {
     ) -> Result<crate::views::SubjectExport, TxError> {
         use crate::views::*;
         let row = tx.subject(id)?.ok_or(Denial::NotFound)?;
-        let key = keys
-            .controller
-            .unwrap_subject_key(controller, id, &row.wrapped_key)
-            .map_err(|e| corrupt("subjects", e))?;
+        let key = self.unwrap_subject(keys, controller, &row)?;
         let mut purposes = BTreeMap::new();
         let mut records = Vec::new();
         for r in tx.records_of(id)? {

@@ -408,3 +408,125 @@ fn erasing_a_set_leaves_the_subjects_and_the_other_purposes() {
         Err(VaultError::NotFound)
     ));
 }
+
+#[test]
+fn subject_keys_kept_in_memory_leave_with_an_erasure_and_a_destruction() {
+    let e = env();
+    let ctx = CallContext::default();
+    let ChainId::Controller(controller) = e.chain.clone() else {
+        unreachable!("a controller's chain")
+    };
+    let a = subject(&e, "crm", "alice");
+    let _b = subject(&e, "crm", "bob");
+    let notes = |e: &Env| {
+        let mut v: Vec<String> = e
+            .vault
+            .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{:?}", r.fields.get("note").map(|f| &f.value)))
+            .collect();
+        v.sort();
+        v
+    };
+    let first = notes(&e);
+    assert_eq!(first.len(), 2);
+    assert_eq!(e.vault.subject_keys_in_memory(&controller), 2);
+    assert_eq!(notes(&e), first, "kept keys open the same fields");
+
+    e.vault.erase_subject(&e.app, &p("crm"), &a, &ctx).unwrap();
+    assert_eq!(e.vault.subject_keys_in_memory(&controller), 1);
+    assert!(matches!(
+        e.vault.get_subject(&e.app, &p("crm"), &a, &ctx),
+        Err(VaultError::Gone)
+    ));
+    assert_eq!(notes(&e).len(), 1);
+
+    let op = OperatorGrant::local_cli();
+    e.vault.start_termination(op.actor(), &controller).unwrap();
+    e.vault.destroy_controller(&op, &controller).unwrap();
+    assert_eq!(e.vault.subject_keys_in_memory(&controller), 0);
+}
+
+#[test]
+fn a_purpose_wide_alteration_leaves_restricted_and_objecting_subjects_and_caps_expiry() {
+    let e = env();
+    let ctx = CallContext::default();
+    let a = subject(&e, "crm", "alice");
+    let b = subject(&e, "crm", "bob");
+    let c = subject(&e, "crm", "carol");
+    e.vault
+        .set_restriction(&e.app, &p("crm"), &c, true, &ctx)
+        .unwrap();
+    e.vault
+        .set_objection(&e.app, &p("crm"), &b, &p("crm"), true, &ctx)
+        .unwrap();
+    // The records as the store holds them, the restricted and objecting subjects' too.
+    let stored = |e: &Env| {
+        let ChainId::Controller(controller) = &e.chain else {
+            unreachable!("a controller's chain")
+        };
+        let mut rows = Vec::new();
+        e.store
+            .transact(controller, e.vault.now(), &mut |tx| {
+                rows = tx.records_of_purpose(&p("crm"))?;
+                Ok(custodian_core::audit::AuditDraft::new(
+                    e.chain.clone(),
+                    "test",
+                    custodian_core::audit::Action::Processing(Operation::Consultation),
+                ))
+            })
+            .unwrap();
+        rows.into_iter()
+            .map(|r| (r.subject.clone(), r))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = stored(&e);
+    let entries = head(&e);
+    let r = e
+        .vault
+        .alter_records(
+            &e.app,
+            &p("crm"),
+            &RecordSet::Purpose,
+            &RecordChange::Source(Some("import".into())),
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!((r.records, r.subjects, r.skipped_subjects), (1, 1, 2));
+    assert_eq!(head(&e), entries + 1, "one entry for the whole set");
+    let tail = e.vault.audit_tail(&e.admin, 1).unwrap();
+    let entry = &tail.entries[0];
+    assert_eq!(
+        entry.subject.as_ref(),
+        Some(&a),
+        "the entry names who was touched"
+    );
+    assert_eq!(entry.fields, vec!["meta:source".to_string()]);
+    let after = stored(&e);
+    assert_eq!(after[&a].header.meta.source.as_deref(), Some("import"));
+    for untouched in [&b, &c] {
+        assert_eq!(after[untouched], before[untouched]);
+    }
+
+    let created = after[&a].header.created_at;
+    let sooner = e.vault.now() + time::Duration::days(3);
+    let later = e.vault.now() + time::Duration::days(400);
+    for (asked, expected) in [
+        (later, created + time::Duration::days(30)),
+        (sooner, sooner),
+    ] {
+        e.vault
+            .alter_records(
+                &e.app,
+                &p("crm"),
+                &RecordSet::Purpose,
+                &RecordChange::ExpiresAt(asked),
+                &ctx,
+            )
+            .unwrap();
+        let now = stored(&e);
+        assert_eq!(now[&a].header.expires_at, expected);
+        assert_eq!(now[&b].header.expires_at, before[&b].header.expires_at);
+    }
+}

@@ -283,7 +283,6 @@ impl DataTx for PgTx<'_, '_, '_> {
     }
 
     fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool> {
-        use crate::rewrite::Value;
         use postgres::types::ToSql;
         let changes = crate::rewrite::changed_columns(old, new);
         let (c, id) = (self.controller.as_str(), old.id.as_str());
@@ -292,13 +291,7 @@ impl DataTx for PgTx<'_, '_, '_> {
         let mut values: Vec<&(dyn ToSql + Sync)> = vec![&c, &id];
         let mut sets = Vec::with_capacity(changes.len());
         for (column, value) in &changes {
-            values.push(match value {
-                Value::Text(t) => t,
-                Value::MaybeText(t) => t,
-                Value::OwnedText(t) => t,
-                Value::Int(n) => n,
-                Value::Bytes(b) => b,
-            });
+            values.push(bound(value));
             sets.push(format!("{column} = ${}", values.len()));
         }
         let n = self.q.exec(
@@ -315,6 +308,35 @@ impl DataTx for PgTx<'_, '_, '_> {
             )?;
         }
         Ok(n > 0)
+    }
+
+    fn alter_purpose_meta(
+        &mut self,
+        purpose: &PurposeName,
+        change: &crate::MetaChange<'_>,
+        except: &[SubjectId],
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        use postgres::types::ToSql;
+        let sql = crate::rewrite::alter_purpose_sql(
+            change,
+            !except.is_empty(),
+            |n| format!("${n}"),
+            |list| format!("NOT (subject_id = ANY({list}))"),
+        );
+        let (c, p, at) = (self.controller.as_str(), purpose.as_str(), nanos(at));
+        let (_, value) = change.column();
+        let retention = change.retention_nanos();
+        let except: Vec<&str> = except.iter().map(SubjectId::as_str).collect();
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&c, &p, &at];
+        values.push(bound(&value));
+        if let Some(r) = &retention {
+            values.push(r);
+        }
+        if !except.is_empty() {
+            values.push(&except);
+        }
+        self.q.exec(&sql, &values)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {
@@ -522,5 +544,17 @@ impl DataTx for PgTx<'_, '_, '_> {
             fields,
             requests,
         })
+    }
+}
+
+/// A rewritten column's value bound as PostgreSQL stores it.
+fn bound<'a>(value: &'a crate::rewrite::Value<'a>) -> &'a (dyn postgres::types::ToSql + Sync) {
+    use crate::rewrite::Value;
+    match value {
+        Value::Text(t) => t,
+        Value::MaybeText(t) => t,
+        Value::OwnedText(t) => t,
+        Value::Int(n) => n,
+        Value::Bytes(b) => b,
     }
 }

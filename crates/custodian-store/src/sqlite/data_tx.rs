@@ -547,8 +547,6 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool> {
-        use crate::rewrite::Value;
-        use rusqlite::ToSql;
         use rusqlite::types::{ToSqlOutput, ValueRef};
         // The statement matches on the stored purpose: it is the one whose records change.
         self.records_changed(&old.header.purpose)?;
@@ -564,13 +562,7 @@ impl DataTx for SqliteTx<'_> {
         ];
         let mut sets = Vec::with_capacity(changes.len());
         for (column, value) in &changes {
-            values.push(match value {
-                Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-                Value::MaybeText(t) => t.to_sql().map_err(map_err)?,
-                Value::OwnedText(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-                Value::Int(n) => ToSqlOutput::Owned((*n).into()),
-                Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            });
+            values.push(bound(value)?);
             sets.push(format!("{column} = ?{}", values.len()));
         }
         let n = self
@@ -592,6 +584,45 @@ impl DataTx for SqliteTx<'_> {
                 .map_err(map_err)?;
         }
         Ok(n > 0)
+    }
+
+    fn alter_purpose_meta(
+        &mut self,
+        purpose: &PurposeName,
+        change: &crate::MetaChange<'_>,
+        except: &[SubjectId],
+        at: OffsetDateTime,
+    ) -> Result<u64> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        self.records_changed(purpose)?;
+        let sql = crate::rewrite::alter_purpose_sql(
+            change,
+            !except.is_empty(),
+            |n| format!("?{n}"),
+            |list| format!("subject_id NOT IN (SELECT value FROM json_each({list}))"),
+        );
+        let (_, value) = change.column();
+        let except = (!except.is_empty())
+            .then(|| json(&except.iter().map(SubjectId::as_str).collect::<Vec<_>>()));
+        let mut values: Vec<ToSqlOutput<'_>> = vec![
+            ToSqlOutput::Borrowed(ValueRef::Text(self.c().as_bytes())),
+            ToSqlOutput::Borrowed(ValueRef::Text(purpose.as_str().as_bytes())),
+            ToSqlOutput::Owned(nanos(at).into()),
+            bound(&value)?,
+        ];
+        if let Some(r) = change.retention_nanos() {
+            values.push(ToSqlOutput::Owned(r.into()));
+        }
+        if let Some(list) = &except {
+            values.push(ToSqlOutput::Borrowed(ValueRef::Text(list.as_bytes())));
+        }
+        let n = self
+            .tx
+            .prepare_cached(&sql)
+            .map_err(map_err)?
+            .execute(rusqlite::params_from_iter(values))
+            .map_err(map_err)?;
+        Ok(n as u64)
     }
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()> {
@@ -856,4 +887,18 @@ impl DataTx for SqliteTx<'_> {
     ) -> Result<custodian_core::audit::AuditEntry> {
         super::append_linked(self.tx, draft, self.now, &mut self.head, false)
     }
+}
+
+/// A rewritten column's value bound as SQLite stores it.
+fn bound<'a>(value: &'a crate::rewrite::Value<'a>) -> Result<rusqlite::types::ToSqlOutput<'a>> {
+    use crate::rewrite::Value;
+    use rusqlite::ToSql;
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    Ok(match value {
+        Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        Value::MaybeText(t) => t.to_sql().map_err(map_err)?,
+        Value::OwnedText(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        Value::Int(n) => ToSqlOutput::Owned((*n).into()),
+        Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+    })
 }
