@@ -90,8 +90,11 @@ macro_rules! random_id {
         }
 
         impl std::hash::Hash for $name {
+            /// As `str` hashes its text, without `as_str`'s UTF-8 check (the bytes are
+            /// ASCII by construction).
             fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-                self.as_str().hash(h)
+                h.write(&self.0);
+                h.write_u8(0xff);
             }
         }
 

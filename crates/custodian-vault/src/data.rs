@@ -81,6 +81,9 @@ fn validate_fields(
 pub(crate) struct Keys {
     pub(crate) controller: Arc<ControllerKey>,
     pub(crate) epoch: Option<u64>,
+    /// When the operation began: how old a kept key may be is judged against it, read once
+    /// rather than once per subject.
+    pub(crate) started: std::time::Instant,
 }
 
 /// How many records a write may change: a unit over many runs first in its store group.
@@ -137,6 +140,7 @@ impl Vault {
         Ok(Keys {
             controller: key,
             epoch: Some(epoch),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -147,7 +151,10 @@ impl Vault {
         controller: &ControllerId,
         row: &SubjectRow,
     ) -> Result<Arc<SubjectKey>, TxError> {
-        if let Some(k) = self.keys.subject(controller, &row.id, &row.wrapped_key) {
+        if let Some(k) = self
+            .keys
+            .subject(controller, &row.id, &row.wrapped_key, keys.started)
+        {
             return Ok(k);
         }
         let key = Arc::new(

@@ -306,6 +306,7 @@ impl Vault {
                 let keys = crate::data::Keys {
                     controller: std::sync::Arc::new(self.controller_key(controller, &c)?),
                     epoch: None,
+                    started: std::time::Instant::now(),
                 };
                 for id in tx.subject_ids()? {
                     let export = self.export_inside(tx, &keys, controller, &id, now)?;
