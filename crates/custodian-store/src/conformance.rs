@@ -1041,6 +1041,43 @@ fn purpose_metadata_set_at_once(store: &dyn Store) {
     let before = read(&a);
     let before_b = read(&b);
     assert_eq!(before.len(), 4);
+    // Counted by subject: f1 holds two records, the smaller id named; B's are not A's.
+    let mut counts = Vec::new();
+    store
+        .transact(&a, now(), &mut |tx| {
+            counts = tx.record_counts_of_purpose(&service)?;
+            assert!(
+                tx.record_counts_of_purpose(&PurposeName::parse("nothing").unwrap())?
+                    .is_empty()
+            );
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+    counts.sort_by(|x, y| x.subject.as_str().cmp(y.subject.as_str()));
+    let mut want: Vec<RecordCount> = [&f1, &f2, &f3]
+        .iter()
+        .map(|f| {
+            let mine: Vec<&RecordRow> = before.iter().filter(|r| r.subject == f.subject).collect();
+            RecordCount {
+                subject: f.subject.clone(),
+                records: mine.len() as u64,
+                first: mine
+                    .iter()
+                    .map(|r| r.id.clone())
+                    .min_by(|x, y| x.as_str().cmp(y.as_str()))
+                    .unwrap(),
+            }
+        })
+        .collect();
+    want.sort_by(|x, y| x.subject.as_str().cmp(y.subject.as_str()));
+    assert_eq!(counts, want);
+    assert_eq!(
+        want.iter()
+            .find(|c| c.subject == f1.subject)
+            .unwrap()
+            .records,
+        2
+    );
     let at = now() + Duration::seconds(5);
     let requested = now() + Duration::days(20);
     let recipients = ["auditors".to_owned(), "support".to_owned()];

@@ -115,6 +115,10 @@ pub trait DataTx {
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
     /// Every record collected under `purpose`, with its fields, oldest first.
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
+    /// Whose records `purpose` holds, and how many each: every subject once, in no
+    /// particular order, with the smallest of its record ids (an operation naming its
+    /// record when it touched exactly one). Reads no record's fields.
+    fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>>;
     /// The rows of the subjects among `ids` that exist (for operations over many records,
     /// whose subjects are known from the records already read), in no particular order.
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>>;

@@ -281,3 +281,12 @@ pub struct ErasureEntry {
     #[serde(with = "custodian_core::rfc3339")]
     pub erased_at: OffsetDateTime,
 }
+
+/// How many of a purpose's records one subject holds (`DataTx::record_counts_of_purpose`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCount {
+    pub subject: SubjectId,
+    pub records: u64,
+    /// The smallest of the subject's record ids under the purpose.
+    pub first: RecordId,
+}

@@ -157,11 +157,27 @@ struct Audit {
 
 impl Audit {
     fn subject(&mut self, subject: &SubjectId, records: &[&RecordRow], fields: BTreeSet<String>) {
+        let one = match records {
+            [one] => Some(&one.id),
+            _ => None,
+        };
+        self.counted(subject, records.len() as u64, one, fields);
+    }
+
+    /// [`Self::subject`] knowing only how many records were processed, and which one when
+    /// there was exactly one.
+    fn counted(
+        &mut self,
+        subject: &SubjectId,
+        records: u64,
+        one: Option<&custodian_core::ids::RecordId>,
+        fields: BTreeSet<String>,
+    ) {
         self.subjects.insert(subject.clone());
         self.fields.extend(fields);
-        self.records += records.len() as u64;
-        if let [one] = records {
-            self.record = Some(one.id.clone());
+        self.records += records;
+        if let (1, Some(one)) = (records, one) {
+            self.record = Some(one.clone());
         }
     }
 
@@ -231,27 +247,47 @@ impl Vault {
         for r in records {
             by_subject.entry(r.subject.clone()).or_default().push(r);
         }
+        let mut rows = Self::admit(tx, grant, set, by_subject.keys(), skipped)?;
+        Ok(by_subject
+            .into_iter()
+            .filter_map(|(subject, records)| {
+                let row = rows.remove(&subject)?;
+                Some((subject, (row, records)))
+            })
+            .collect())
+    }
+
+    /// The rows of those of `subjects` (the subjects of the set's records) whose state
+    /// allows the operation; the others are named in `skipped`.
+    fn admit<'s>(
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        set: &RecordSet,
+        subjects: impl Iterator<Item = &'s SubjectId> + Clone,
+        skipped: &mut Vec<SubjectId>,
+    ) -> Result<BTreeMap<SubjectId, SubjectRow>, TxError> {
         // The subjects' rows and the purpose's objectors, each in one query.
         let mut rows: BTreeMap<SubjectId, SubjectRow> = match set {
             RecordSet::Purpose => {
-                tx.subjects_by_id(&by_subject.keys().cloned().collect::<Vec<_>>())?
+                tx.subjects_by_id(&subjects.clone().cloned().collect::<Vec<_>>())?
             }
             RecordSet::Subject(s) => tx.subject(s)?.into_iter().collect(),
         }
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
-        let objectors: BTreeSet<SubjectId> = tx.objectors(purpose)?.into_iter().collect();
-        let mut allowed = Groups::new();
-        for (subject, records) in by_subject {
+        let objectors: BTreeSet<SubjectId> =
+            tx.objectors(&grant.purpose().name)?.into_iter().collect();
+        let mut allowed = BTreeMap::new();
+        for subject in subjects {
             let row = rows
-                .remove(&subject)
+                .remove(subject)
                 .ok_or_else(|| corrupt("records", "a record names a missing subject"))?;
-            let objected = objectors.contains(&subject);
+            let objected = objectors.contains(subject);
             if grant.check_subject(row.restricted, objected).is_ok() {
-                allowed.insert(subject, (row, records));
+                allowed.insert(subject.clone(), row);
             } else {
-                skipped.push(subject);
+                skipped.push(subject.clone());
             }
         }
         Ok(allowed)
@@ -330,29 +366,38 @@ impl Vault {
             |tx, grant, keys, matter| {
                 let mut report = BulkReport::default();
                 let mut skipped = Vec::new();
-                let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
-                report.skipped_subjects = skipped.len() as u64;
                 let mut audit = Audit::default();
                 // An item the same for every record of a purpose (or computed from each
-                // one's collection): one statement over the purpose's records.
+                // one's collection): one statement over the purpose's records, which are
+                // counted by subject, never read.
                 if let (RecordSet::Purpose, Some(meta)) = (set, change.meta(grant.purpose())) {
-                    let expected: usize = groups.values().map(|(_, records)| records.len()).sum();
+                    let counts = tx.record_counts_of_purpose(purpose)?;
+                    let admitted = Self::admit(
+                        tx,
+                        grant,
+                        set,
+                        counts.iter().map(|c| &c.subject),
+                        &mut skipped,
+                    )?;
+                    report.skipped_subjects = skipped.len() as u64;
+                    for c in counts.iter().filter(|c| admitted.contains_key(&c.subject)) {
+                        report.subjects += 1;
+                        report.records += c.records;
+                        let names = BTreeSet::from([change.audit_name()]);
+                        audit.counted(&c.subject, c.records, Some(&c.first), names);
+                    }
                     let changed = tx.alter_purpose_meta(purpose, &meta, &skipped, now)?;
-                    if changed != expected as u64 {
+                    if changed != report.records {
                         return Err(corrupt(
                             "records",
                             "a purpose's records changed while they were altered",
                         ));
                     }
-                    for (subject, (_, records)) in &groups {
-                        report.subjects += 1;
-                        report.records += records.len() as u64;
-                        let touched: Vec<&RecordRow> = records.iter().collect();
-                        audit.subject(subject, &touched, BTreeSet::from([change.audit_name()]));
-                    }
                     audit.finish(matter);
                     return Ok(report);
                 }
+                let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+                report.skipped_subjects = skipped.len() as u64;
                 if let Some(f) = &valid {
                     grant
                         .check_fields([(f.name.as_str(), &f.category)])

@@ -504,6 +504,11 @@ fn a_purpose_wide_alteration_leaves_restricted_and_objecting_subjects_and_caps_e
     );
     assert_eq!(entry.fields, vec!["meta:source".to_string()]);
     let after = stored(&e);
+    assert_eq!(
+        entry.record.as_ref(),
+        Some(&after[&a].id),
+        "one record touched: the entry names it"
+    );
     assert_eq!(after[&a].header.meta.source.as_deref(), Some("import"));
     for untouched in [&b, &c] {
         assert_eq!(after[untouched], before[untouched]);

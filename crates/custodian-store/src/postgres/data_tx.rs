@@ -260,6 +260,18 @@ impl DataTx for PgTx<'_, '_, '_> {
         )
     }
 
+    fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>> {
+        let rows = self.q.rows(
+            "SELECT subject_id, id FROM records WHERE controller_id = $1 AND purpose = $2",
+            &[&self.controller.as_str(), &purpose.as_str()],
+        )?;
+        let mut counts = crate::sqlite::codec::RecordCounts::default();
+        for r in &rows {
+            counts.add(get::<&str>(r, 0)?, get::<&str>(r, 1)?)?;
+        }
+        Ok(counts.into_vec())
+    }
+
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
         let ids: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
         self.q.all(

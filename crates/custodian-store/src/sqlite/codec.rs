@@ -648,3 +648,31 @@ pub(crate) fn outbox_row(r: &Row<'_>) -> rusqlite::Result<Result<OutboxRow>> {
         })
     })())
 }
+
+/// `record_counts_of_purpose` counted from (subject, record) pairs as either database
+/// answers them, ids parsed once per subject.
+#[derive(Default)]
+pub(crate) struct RecordCounts(std::collections::HashMap<String, RecordCount>);
+
+impl RecordCounts {
+    pub(crate) fn add(&mut self, subject: &str, record: &str) -> Result<()> {
+        if let Some(c) = self.0.get_mut(subject) {
+            c.records += 1;
+            if record < c.first.as_str() {
+                c.first = RecordId::parse(record).map_err(|e| corrupt("records", e))?;
+            }
+            return Ok(());
+        }
+        let count = RecordCount {
+            subject: SubjectId::parse(subject).map_err(|e| corrupt("records", e))?,
+            records: 1,
+            first: RecordId::parse(record).map_err(|e| corrupt("records", e))?,
+        };
+        self.0.insert(subject.to_owned(), count);
+        Ok(())
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<RecordCount> {
+        self.0.into_values().collect()
+    }
+}
