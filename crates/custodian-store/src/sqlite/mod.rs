@@ -373,8 +373,15 @@ impl SqliteStore {
             None => {
                 let c = open_connection(&self.path)?;
                 // Readers never write: a unit of work that tried to would fail here
-                // instead of writing outside the writer's transaction.
-                c.execute_batch("PRAGMA query_only = ON;")
+                // instead of writing outside the writer's transaction. And they read
+                // without the memory map: SQLite unmaps a reader's whole map when a read
+                // transaction starts after the file changed, and every audited read's
+                // commit changes it, so each read paid an munmap and the page faults after
+                // it, more as the file grew (`bench/http-load.sh 6 64 3`, two runs of each,
+                // server CPU per audited read 117 / 101 / 98 / 124 / 131 / 108 µs mapped,
+                // 101 / 84 / 89 / 76 / 85 / 107 µs not). What they read comes from the
+                // kept rows or a few pages of the cache.
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 0;")
                     .map_err(map_err)?;
                 c
             }
