@@ -24,14 +24,23 @@ pub enum MetaChange<'a> {
 }
 
 impl MetaChange<'_> {
-    /// The column set and its new value; for the expiry, the two numbers the backend's
-    /// `min(requested, created_at + retention)` needs (nanoseconds).
-    pub(crate) fn column(&self) -> (&'static str, Value<'_>) {
+    /// The column set.
+    pub(crate) fn column(&self) -> &'static str {
         match self {
-            Self::Source(s) => ("source", Value::MaybeText(*s)),
-            Self::Recipients(r) => ("recipients", Value::OwnedText(json(r))),
-            Self::AutomatedDecision(a) => ("automated_decision", Value::MaybeText(*a)),
-            Self::ExpiresAt { requested, .. } => ("expires_at", Value::Int(nanos(*requested))),
+            Self::Source(_) => "source",
+            Self::Recipients(_) => "recipients",
+            Self::AutomatedDecision(_) => "automated_decision",
+            Self::ExpiresAt { .. } => "expires_at",
+        }
+    }
+
+    /// Its new value as both databases store it; for the expiry, the requested instant
+    /// (the cap is [`Self::retention_nanos`]).
+    pub(crate) fn value(&self) -> Value<'_> {
+        match self {
+            Self::Source(s) | Self::AutomatedDecision(s) => Value::MaybeText(*s),
+            Self::Recipients(r) => Value::OwnedText(json(r)),
+            Self::ExpiresAt { requested, .. } => Value::Int(nanos(*requested)),
         }
     }
 
@@ -57,7 +66,7 @@ pub(crate) fn alter_purpose_sql(
     param: fn(usize) -> String,
     not_among: fn(&str) -> String,
 ) -> String {
-    let (column, _) = change.column();
+    let column = change.column();
     let set = match change.retention_nanos() {
         // min(requested, created_at + retention), written so that the sum is only taken
         // when it is at most `requested`: it never overflows.

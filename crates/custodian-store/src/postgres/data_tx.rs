@@ -337,7 +337,7 @@ impl DataTx for PgTx<'_, '_, '_> {
             |list| format!("NOT (subject_id = ANY({list}))"),
         );
         let (c, p, at) = (self.controller.as_str(), purpose.as_str(), nanos(at));
-        let (_, value) = change.column();
+        let value = change.value();
         let retention = change.retention_nanos();
         let except: Vec<&str> = except.iter().map(SubjectId::as_str).collect();
         let mut values: Vec<&(dyn ToSql + Sync)> = vec![&c, &p, &at];

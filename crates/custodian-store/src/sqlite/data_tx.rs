@@ -624,7 +624,7 @@ impl DataTx for SqliteTx<'_> {
             |n| format!("?{n}"),
             |list| format!("subject_id NOT IN (SELECT value FROM json_each({list}))"),
         );
-        let (_, value) = change.column();
+        let value = change.value();
         let except = (!except.is_empty())
             .then(|| json(&except.iter().map(SubjectId::as_str).collect::<Vec<_>>()));
         let mut values: Vec<ToSqlOutput<'_>> = vec![
