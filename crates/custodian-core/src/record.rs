@@ -280,7 +280,10 @@ impl RecordMeta {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordHeader {
     pub purpose: crate::purpose::PurposeName,
-    pub meta: RecordMeta,
+    /// Shared: a bulk read answers thousands of records whose metadata it would otherwise
+    /// copy (and free) string by string; a change goes through `Arc::make_mut`.
+    #[cfg_attr(feature = "openapi", schema(value_type = RecordMeta))]
+    pub meta: std::sync::Arc<RecordMeta>,
     #[serde(with = "crate::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "crate::rfc3339")]

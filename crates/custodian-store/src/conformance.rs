@@ -159,7 +159,8 @@ fn seed_subject(store: &dyn Store, c: &ControllerId, digest: [u8; 32]) -> Fixtur
                         source: Some("signup form".into()),
                         recipients: vec!["support team".into()],
                         automated_decision: None,
-                    },
+                    }
+                    .into(),
                     created_at: now(),
                     updated_at: now(),
                     expires_at: now() + Duration::days(30),
@@ -572,7 +573,7 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
                 subject: s2.clone(),
                 header: RecordHeader {
                     purpose: PurposeName::parse("billing").unwrap(),
-                    meta: RecordMeta::default(),
+                    meta: RecordMeta::default().into(),
                     created_at: now(),
                     updated_at: now(),
                     expires_at: now() + Duration::days(30),
@@ -600,7 +601,7 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             assert_eq!(found, want);
             assert!(tx.subjects_by_id(&[])?.is_empty());
             let service = PurposeName::parse("service").unwrap();
-            let mut got = tx.records_of_purpose(&service)?;
+            let mut got = tx.records_of_purpose(&service)?.to_vec();
             got.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
             let mut want = vec![f1.record.clone(), f2.record.clone()];
             want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
@@ -629,7 +630,7 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             let with = |r: &RecordRow, subject: &SubjectId, meta: &RecordMeta, expires, at| {
                 let mut r = r.clone();
                 r.subject = subject.clone();
-                r.header.meta = meta.clone();
+                r.header.meta = meta.clone().into();
                 r.header.expires_at = expires;
                 r.header.updated_at = at;
                 r
@@ -641,7 +642,7 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             assert!(tx.rewrite_record(&before, &moved)?);
             let after = tx.record(&f1.record)?.unwrap();
             assert_eq!(after.subject, s2);
-            assert_eq!(after.header.meta, meta);
+            assert_eq!(*after.header.meta, meta);
             assert_eq!(after.header.expires_at, later);
             assert_eq!(after.header.updated_at, at);
             assert_eq!(after.header.created_at, before.header.created_at);
@@ -828,7 +829,7 @@ fn purpose_views(
     subjects: &[SubjectId],
 ) -> (View, View) {
     let read = |tx: &mut dyn DataTx| -> std::result::Result<View, TxError> {
-        let mut records = tx.records_of_purpose(purpose)?;
+        let mut records = tx.records_of_purpose(purpose)?.to_vec();
         records.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
         let mut rows = tx.subjects_by_id(subjects)?;
         rows.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
@@ -903,7 +904,7 @@ fn consulted_purposes_follow_every_change(store: &dyn Store) {
     let mut new_record = first.clone();
     new_record.id = added.clone();
     let mut new_header = first.clone();
-    new_header.header.meta.recipients = vec!["auditors".into()];
+    std::sync::Arc::make_mut(&mut new_header.header.meta).recipients = vec!["auditors".into()];
     new_header.header.updated_at = now() + Duration::seconds(1);
     let mut new_fields = new_header.clone();
     new_fields.fields[0].sealed = vec![5; 41];
@@ -1031,7 +1032,7 @@ fn purpose_metadata_set_at_once(store: &dyn Store) {
         let mut out = Vec::new();
         store
             .consult(c, now(), &mut |tx| {
-                out = tx.records_of_purpose(&service)?;
+                out = tx.records_of_purpose(&service)?.to_vec();
                 Ok(draft(c, Operation::Consultation))
             })
             .unwrap();

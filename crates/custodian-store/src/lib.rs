@@ -29,6 +29,7 @@ use custodian_core::purpose::{Purpose, PurposeName};
 pub use pending::{Append, Appending, PendingAudit, Settlement};
 pub use rewrite::MetaChange;
 use rows::*;
+use std::sync::Arc;
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -113,8 +114,9 @@ pub trait DataTx {
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>>;
     fn insert_record(&mut self, row: &RecordRow) -> Result<()>;
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
-    /// Every record collected under `purpose`, with its fields, oldest first.
-    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>>;
+    /// Every record collected under `purpose`, with its fields, oldest first; shared with
+    /// the rows a store keeps between reads (a bulk read copies none of them).
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Arc<[RecordRow]>>;
     /// Whose records `purpose` holds, and how many each: every subject once, in no
     /// particular order, with the smallest of its record ids (an operation naming its
     /// record when it touched exactly one). Reads no record's fields.

@@ -154,7 +154,7 @@ mod tests {
             subject: SubjectId::from_random([2; 16]),
             header: RecordHeader {
                 purpose: PurposeName::parse("service").unwrap(),
-                meta: RecordMeta::default(),
+                meta: RecordMeta::default().into(),
                 created_at: t,
                 updated_at: t,
                 expires_at: t + time::Duration::days(30),
@@ -179,13 +179,13 @@ mod tests {
         let old = row();
         assert_eq!(names(&old, &old.clone()), ["updated_at"]);
         let mut new = old.clone();
-        new.header.meta.source = Some("import".into());
+        std::sync::Arc::make_mut(&mut new.header.meta).source = Some("import".into());
         new.header.expires_at += time::Duration::days(1);
         assert_eq!(names(&old, &new), ["updated_at", "source", "expires_at"]);
         let mut new = old.clone();
         new.subject = SubjectId::from_random([3; 16]);
-        new.header.meta.recipients = vec!["auditors".into()];
-        new.header.meta.automated_decision = Some("scoring".into());
+        std::sync::Arc::make_mut(&mut new.header.meta).recipients = vec!["auditors".into()];
+        std::sync::Arc::make_mut(&mut new.header.meta).automated_decision = Some("scoring".into());
         new.fields[0].sealed = vec![8; 40];
         assert_eq!(
             names(&old, &new),
@@ -203,8 +203,8 @@ mod tests {
     fn values_are_what_the_columns_store() {
         let old = row();
         let mut new = old.clone();
-        new.header.meta.recipients = vec!["auditors".into()];
-        new.header.meta.source = Some("import".into());
+        std::sync::Arc::make_mut(&mut new.header.meta).recipients = vec!["auditors".into()];
+        std::sync::Arc::make_mut(&mut new.header.meta).source = Some("import".into());
         let cols = changed_columns(&old, &new);
         assert!(
             matches!(cols[0], ("updated_at", Value::Int(n)) if n == nanos(new.header.updated_at))
@@ -214,7 +214,7 @@ mod tests {
             ("source", Value::MaybeText(Some("import")))
         ));
         assert!(matches!(&cols[2], ("recipients", Value::OwnedText(s)) if s == r#"["auditors"]"#));
-        new.header.meta.source = None;
+        std::sync::Arc::make_mut(&mut new.header.meta).source = None;
         let cols = changed_columns(&old, &new);
         assert!(matches!(cols[1], ("recipients", _)));
         new.fields.clear();

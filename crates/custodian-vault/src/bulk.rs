@@ -141,8 +141,8 @@ fn corrupt(table: &'static str, e: impl std::fmt::Display) -> TxError {
 }
 
 /// The records of a set, grouped by subject with the subject's row (subjects in id order,
-/// records oldest first).
-type Groups = BTreeMap<SubjectId, (SubjectRow, Vec<RecordRow>)>;
+/// records oldest first), borrowed from the rows the store answered.
+type Groups<'r> = BTreeMap<SubjectId, (SubjectRow, Vec<&'r RecordRow>)>;
 
 /// The one audit entry of a bulk operation, filled in as the work goes: every subject
 /// touched (the store indexes each, so a subject's history still finds the entry), the
@@ -183,7 +183,7 @@ impl Audit {
 
     /// A subject all of whose `records` (in the set) are processed, with every field they
     /// hold: names each field once without allocating a name the entry already holds.
-    fn every_record(&mut self, subject: &SubjectId, records: &[RecordRow]) {
+    fn every_record(&mut self, subject: &SubjectId, records: &[&RecordRow]) {
         self.subjects.insert(subject.clone());
         // Records of a set mostly hold the same fields: a record naming exactly the fields
         // of the one before it adds nothing to look up.
@@ -221,18 +221,17 @@ impl Audit {
 }
 
 impl Vault {
-    /// Loads the set, grouped by subject, and drops subjects whose state forbids the
-    /// operation (named in `skipped`).
+    /// The set's records, as the store answers them: a purpose's are shared with the rows
+    /// it keeps between reads, so that a bulk read copies none it does not answer.
     fn load_set(
         &self,
         tx: &mut dyn DataTx,
         grant: &DataGrant,
         keys: &Keys,
         set: &RecordSet,
-        skipped: &mut Vec<SubjectId>,
-    ) -> Result<Groups, TxError> {
+    ) -> Result<Arc<[RecordRow]>, TxError> {
         let purpose = &grant.purpose().name;
-        let records = match set {
+        Ok(match set {
             RecordSet::Purpose => tx.records_of_purpose(purpose)?,
             RecordSet::Subject(s) => {
                 // Unknown and erased subjects answer as they do everywhere else.
@@ -242,17 +241,28 @@ impl Vault {
                     .filter(|r| &r.header.purpose == purpose)
                     .collect()
             }
-        };
-        let mut by_subject: BTreeMap<SubjectId, Vec<RecordRow>> = BTreeMap::new();
+        })
+    }
+
+    /// `records` grouped by subject, without the subjects whose state forbids the
+    /// operation (named in `skipped`).
+    fn group<'r>(
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        set: &RecordSet,
+        records: &'r [RecordRow],
+        skipped: &mut Vec<SubjectId>,
+    ) -> Result<Groups<'r>, TxError> {
+        let mut by_subject: BTreeMap<&SubjectId, Vec<&RecordRow>> = BTreeMap::new();
         for r in records {
-            by_subject.entry(r.subject.clone()).or_default().push(r);
+            by_subject.entry(&r.subject).or_default().push(r);
         }
-        let mut rows = Self::admit(tx, grant, set, by_subject.keys(), skipped)?;
+        let mut rows = Self::admit(tx, grant, set, by_subject.keys().copied(), skipped)?;
         Ok(by_subject
             .into_iter()
             .filter_map(|(subject, records)| {
-                let row = rows.remove(&subject)?;
-                Some((subject, (row, records)))
+                let row = rows.remove(subject)?;
+                Some((subject.clone(), (row, records)))
             })
             .collect())
     }
@@ -318,9 +328,10 @@ impl Vault {
         let matter = Subjectmatter::default();
         self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut skipped = Vec::new();
-            let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+            let records = self.load_set(tx, grant, keys, set)?;
+            let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
             let mut audit = Audit::default();
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(records.len());
             for (subject, (row, records)) in groups {
                 audit.every_record(&subject, &records);
                 grant
@@ -396,7 +407,8 @@ impl Vault {
                     audit.finish(matter);
                     return Ok(report);
                 }
-                let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+                let records = self.load_set(tx, grant, keys, set)?;
+                let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
                 report.skipped_subjects = skipped.len() as u64;
                 if let Some(f) = &valid {
                     grant
@@ -442,7 +454,7 @@ impl Vault {
                             valid.as_ref(),
                             now,
                         )? {
-                            touched.push(r);
+                            touched.push(*r);
                         }
                     }
                     if touched.is_empty() {
@@ -543,14 +555,16 @@ impl Vault {
             }
             Ok(())
         };
-        let meta = &mut new.header.meta;
+        fn meta(new: &mut RecordRow) -> &mut RecordMeta {
+            Arc::make_mut(&mut new.header.meta)
+        }
         match change {
             RecordChange::ExpiresAt(t) => {
                 new.header.expires_at = grant.purpose().expiry(r.header.created_at, Some(*t))
             }
-            RecordChange::Source(s) => meta.source = s.clone(),
-            RecordChange::Recipients(v) => meta.recipients = v.clone(),
-            RecordChange::AutomatedDecision(a) => meta.automated_decision = a.clone(),
+            RecordChange::Source(s) => meta(&mut new).source = s.clone(),
+            RecordChange::Recipients(v) => meta(&mut new).recipients = v.clone(),
+            RecordChange::AutomatedDecision(a) => meta(&mut new).automated_decision = a.clone(),
             RecordChange::Field { .. } => {
                 let f = valid.expect("validated before the transaction");
                 write_field(tx, &mut new, f, key.expect("key"))?;
@@ -620,7 +634,8 @@ impl Vault {
                     erased.clear();
                     let mut report = BulkReport::default();
                     let mut skipped = Vec::new();
-                    let groups = self.load_set(tx, grant, keys, set, &mut skipped)?;
+                    let records = self.load_set(tx, grant, keys, set)?;
+                    let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
                     report.skipped_subjects = skipped.len() as u64;
                     let mut audit = Audit::default();
                     for (subject, (_, records)) in &groups {

@@ -366,23 +366,23 @@ impl Vault {
         (rows, lookups)
     }
 
-    /// The record decrypted, as answered; takes the row so that a read of thousands of
-    /// records moves their ids, names and metadata into the views instead of copying them.
+    /// The record decrypted, as answered. The row may be one the store keeps: its
+    /// metadata is shared, and each ciphertext copied once, into the buffer its plaintext
+    /// is opened in and answered from.
     pub(crate) fn open_record(
         grant: &DataGrant,
         key: &SubjectKey,
-        row: RecordRow,
+        row: &RecordRow,
     ) -> Result<RecordView, TxError> {
         let mut fields = Vec::with_capacity(row.fields.len());
-        for f in row.fields {
+        for f in &row.fields {
             let ctx = FieldContext {
                 controller: grant.controller(),
                 subject: &row.subject,
                 record: &row.id,
                 field: f.name.as_str(),
             };
-            // The row is ours: its ciphertext's buffer becomes the value's text.
-            let mut plain = key.open_field_owned(ctx, f.sealed).map_err(|e| {
+            let mut plain = key.open_field_owned(ctx, f.sealed.clone()).map_err(|e| {
                 TxError::Store(custodian_store::StoreError::Corrupt {
                     table: "fields",
                     reason: e.to_string(),
@@ -395,9 +395,9 @@ impl Vault {
                 })
             })?;
             fields.push((
-                f.name,
+                f.name.clone(),
                 FieldView {
-                    category: f.category,
+                    category: f.category.clone(),
                     value,
                 },
             ));
@@ -405,11 +405,11 @@ impl Vault {
         // A record's field set is stored in name order.
         let fields = FieldMap::from_sorted(fields);
         Ok(RecordView {
-            id: row.id,
-            subject: row.subject,
-            purpose: row.header.purpose,
+            id: row.id.clone(),
+            subject: row.subject.clone(),
+            purpose: row.header.purpose.clone(),
             fields,
-            meta: row.header.meta,
+            meta: row.header.meta.clone(),
             created_at: row.header.created_at,
             updated_at: row.header.updated_at,
             expires_at: row.header.expires_at,
@@ -438,7 +438,7 @@ impl Vault {
             subject: subject.clone(),
             header: RecordHeader {
                 purpose: grant.purpose().name.clone(),
-                meta: input.meta.clone(),
+                meta: Arc::new(input.meta.clone()),
                 created_at: now,
                 updated_at: now,
                 expires_at: grant.purpose().expiry(now, input.expires_at),
@@ -536,7 +536,7 @@ impl Vault {
             let record = self.write_record(tx, grant, keys, &key, subject, &input, &fields)?;
             matter.record = Some(record.clone());
             let stored = tx.record(&record)?.ok_or(Denial::NotFound)?;
-            Self::open_record(grant, &key, stored)
+            Self::open_record(grant, &key, &stored)
         })
         .map(|(t, _)| t)
     }
@@ -605,7 +605,7 @@ impl Vault {
                 let (row, key, records) = self.whole_subject(tx, grant, keys, subject, matter)?;
                 let records = records
                     .into_iter()
-                    .map(|r| Self::open_record(grant, &key, r))
+                    .map(|r| Self::open_record(grant, &key, &r))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(SubjectView {
                     id: row.id.clone(),
@@ -663,7 +663,7 @@ impl Vault {
                 grant
                     .check_fields(row.fields.iter().map(|f| (f.name.as_str(), &f.category)))
                     .map_err(Denial::from)?;
-                Self::open_record(grant, &key, row)
+                Self::open_record(grant, &key, &row)
             },
         )
     }
@@ -707,7 +707,7 @@ impl Vault {
             for l in &lookups {
                 tx.insert_lookup(l)?;
             }
-            Self::open_record(grant, &key, stored)
+            Self::open_record(grant, &key, &stored)
         })
         .map(|(t, _)| t)
     }

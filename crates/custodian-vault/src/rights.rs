@@ -15,6 +15,7 @@ use custodian_crypto::random::id_bytes;
 use custodian_store::TxError;
 use custodian_store::rows::SubjectRow;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 pub const EXPORT_FORMAT: &str = "custodian.subject-export/v1";
 
@@ -64,7 +65,8 @@ impl Vault {
                 }
                 let mut exported = Vec::with_capacity(records.len());
                 for r in records {
-                    let view = Self::open_record(grant, &key, r)?;
+                    let view = Self::open_record(grant, &key, &r)?;
+                    let meta = Arc::unwrap_or_clone(view.meta);
                     exported.push(ExportedRecord {
                         id: view.id,
                         purpose: view.purpose,
@@ -76,9 +78,9 @@ impl Vault {
                             .into_iter()
                             .collect(),
                         fields: view.fields,
-                        source: view.meta.source,
-                        recipients: view.meta.recipients,
-                        automated_decision: view.meta.automated_decision,
+                        source: meta.source,
+                        recipients: meta.recipients,
+                        automated_decision: meta.automated_decision,
                         created_at: view.created_at,
                         updated_at: view.updated_at,
                         expires_at: view.expires_at,

@@ -308,8 +308,9 @@ pub struct RecordView {
     /// The purpose the record was collected under.
     pub purpose: PurposeName,
     pub fields: FieldMap,
+    /// The stored record's, shared (see `RecordHeader::meta`).
     #[serde(flatten)]
-    pub meta: RecordMeta,
+    pub meta: std::sync::Arc<RecordMeta>,
     #[serde(with = "custodian_core::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "custodian_core::rfc3339")]

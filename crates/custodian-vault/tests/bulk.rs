@@ -469,7 +469,7 @@ fn a_purpose_wide_alteration_leaves_restricted_and_objecting_subjects_and_caps_e
         let mut rows = Vec::new();
         e.store
             .transact(controller, e.vault.now(), &mut |tx| {
-                rows = tx.records_of_purpose(&p("crm"))?;
+                rows = tx.records_of_purpose(&p("crm"))?.to_vec();
                 Ok(custodian_core::audit::AuditDraft::new(
                     e.chain.clone(),
                     "test",

@@ -16,6 +16,7 @@ use custodian_core::ids::{ControllerId, DsrId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
 use postgres::Transaction;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub(crate) struct PgTx<'q, 'a, 't> {
@@ -250,14 +251,16 @@ impl DataTx for PgTx<'_, '_, '_> {
         Ok(())
     }
 
-    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
-        self.q.all(
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Arc<[RecordRow]>> {
+        self.q
+            .all(
             &format!(
                 "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND purpose = $2 ORDER BY created_at, id"
             ),
             &[&self.controller.as_str(), &purpose.as_str()],
             record_row,
         )
+            .map(Into::into)
     }
 
     fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>> {

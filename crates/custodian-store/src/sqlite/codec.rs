@@ -336,7 +336,8 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
                     source,
                     recipients: recipients_of(recipients, t)?,
                     automated_decision: automated,
-                },
+                }
+                .into(),
                 created_at: from_nanos(created)?,
                 updated_at: from_nanos(updated)?,
                 expires_at: from_nanos(expires)?,

@@ -9,6 +9,7 @@ use custodian_core::ids::{ControllerId, RecordId, SubjectId};
 use custodian_core::lookup::LookupKind;
 use custodian_core::purpose::{Purpose, PurposeName};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// Records are clustered by purpose (migration 0010); without statistics the planner would
@@ -507,19 +508,19 @@ impl DataTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordRow>> {
+    fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Arc<[RecordRow]>> {
         let Some(cache) = self.kept.map(|k| &k.records) else {
-            return self.query_records_of_purpose(purpose);
+            return self.query_records_of_purpose(purpose).map(Into::into);
         };
         // No token: the purpose never held a record (`records_changed` writes one with the first).
         let Some(token) = self.record_generation(purpose)? else {
-            return self.query_records_of_purpose(purpose);
+            return self.query_records_of_purpose(purpose).map(Into::into);
         };
         if let Some(rows) = cache.get(self.controller, purpose, token) {
-            return Ok(rows.to_vec());
+            return Ok(rows);
         }
-        let rows = self.query_records_of_purpose(purpose)?;
-        cache.put(self.controller, purpose, token, &rows);
+        let rows: Arc<[RecordRow]> = self.query_records_of_purpose(purpose)?.into();
+        cache.put(self.controller, purpose, token, rows.clone());
         Ok(rows)
     }
 

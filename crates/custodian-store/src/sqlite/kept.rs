@@ -195,7 +195,7 @@ impl RecordCache {
         controller: &ControllerId,
         purpose: &PurposeName,
         token: i64,
-        rows: &[RecordRow],
+        rows: Arc<[RecordRow]>,
     ) {
         let bytes: usize = rows.iter().map(row_bytes).sum();
         let key = (controller.clone(), purpose.clone());
@@ -227,7 +227,7 @@ impl RecordCache {
             key,
             Entry {
                 token,
-                rows: rows.into(),
+                rows,
                 bytes,
                 last_used,
             },
@@ -388,7 +388,7 @@ mod tests {
             subject: SubjectId::from_random([n; 16]),
             header: RecordHeader {
                 purpose: PurposeName::parse("billing").unwrap(),
-                meta: RecordMeta::default(),
+                meta: RecordMeta::default().into(),
                 created_at: OffsetDateTime::UNIX_EPOCH,
                 updated_at: OffsetDateTime::UNIX_EPOCH,
                 expires_at: OffsetDateTime::UNIX_EPOCH,
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn an_entry_answers_only_its_own_token() {
         let cache = RecordCache::new(KeptLimits::default().record_bytes);
-        cache.put(&c(1), &p("billing"), 7, &[row(1, 10)]);
+        cache.put(&c(1), &p("billing"), 7, Arc::from([row(1, 10)]));
         assert_eq!(cache.get(&c(1), &p("billing"), 7).unwrap().len(), 1);
         assert!(cache.get(&c(1), &p("billing"), 8).is_none());
         assert!(
@@ -423,7 +423,7 @@ mod tests {
             cache.get(&c(1), &p("support"), 7).is_none(),
             "another purpose"
         );
-        cache.put(&c(1), &p("billing"), 8, &[row(1, 10), row(2, 10)]);
+        cache.put(&c(1), &p("billing"), 8, Arc::from([row(1, 10), row(2, 10)]));
         assert!(cache.get(&c(1), &p("billing"), 7).is_none(), "replaced");
         assert_eq!(cache.get(&c(1), &p("billing"), 8).unwrap().len(), 2);
         cache.clear();
@@ -435,15 +435,15 @@ mod tests {
     fn the_budget_holds_and_the_least_recently_used_go_first() {
         let one = row_bytes(&row(1, 1000));
         let cache = RecordCache::new(one * 8);
-        cache.put(&c(1), &p("a"), 1, &[row(1, 1000), row(2, 1000)]);
-        cache.put(&c(1), &p("b"), 1, &[row(3, 1000), row(4, 1000)]);
-        cache.put(&c(1), &p("c"), 1, &[row(5, 1000), row(6, 1000)]);
+        cache.put(&c(1), &p("a"), 1, Arc::from([row(1, 1000), row(2, 1000)]));
+        cache.put(&c(1), &p("b"), 1, Arc::from([row(3, 1000), row(4, 1000)]));
+        cache.put(&c(1), &p("c"), 1, Arc::from([row(5, 1000), row(6, 1000)]));
         assert!(
             cache.get(&c(1), &p("a"), 1).is_some(),
             "a is now the most recent"
         );
-        cache.put(&c(1), &p("d"), 1, &[row(7, 1000), row(8, 1000)]);
-        cache.put(&c(1), &p("e"), 1, &[row(9, 1000), row(10, 1000)]);
+        cache.put(&c(1), &p("d"), 1, Arc::from([row(7, 1000), row(8, 1000)]));
+        cache.put(&c(1), &p("e"), 1, Arc::from([row(9, 1000), row(10, 1000)]));
         assert!(cache.bytes() <= one * 8);
         assert!(
             cache.get(&c(1), &p("b"), 1).is_none(),
@@ -457,7 +457,7 @@ mod tests {
             &c(1),
             &p("f"),
             1,
-            &[row(11, 1000), row(12, 1000), row(13, 1000), row(14, 1000)],
+            Arc::from([row(11, 1000), row(12, 1000), row(13, 1000), row(14, 1000)]),
         );
         assert!(cache.get(&c(1), &p("f"), 1).is_none());
         assert!(cache.get(&c(1), &p("a"), 1).is_some());
@@ -518,8 +518,8 @@ mod tests {
     #[test]
     fn only_what_was_read_under_current_tokens_stays() {
         let kept = Kept::new(KeptLimits::default());
-        kept.records.put(&c(1), &p("a"), 1, &[row(1, 10)]);
-        kept.records.put(&c(1), &p("b"), 2, &[row(2, 10)]);
+        kept.records.put(&c(1), &p("a"), 1, Arc::from([row(1, 10)]));
+        kept.records.put(&c(1), &p("b"), 2, Arc::from([row(2, 10)]));
         kept.subjects.put(&c(1), 7, &[subject(1)]);
         kept.subjects.put(&c(2), 8, &[subject(2)]);
         let records = HashMap::from([((c(1), p("a")), 1), ((c(1), p("b")), 3)]);

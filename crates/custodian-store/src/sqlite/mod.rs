@@ -1320,7 +1320,7 @@ mod tests {
                         subject: subject.clone(),
                         header: RecordHeader {
                             purpose: purpose.clone(),
-                            meta: RecordMeta::default(),
+                            meta: RecordMeta::default().into(),
                             created_at: now,
                             updated_at: now,
                             expires_at: now + time::Duration::days(1),
@@ -1340,7 +1340,7 @@ mod tests {
             let mut got = Vec::new();
             store
                 .consult(&c, now, &mut |tx| {
-                    got = tx.records_of_purpose(&purpose)?;
+                    got = tx.records_of_purpose(&purpose)?.to_vec();
                     Ok(draft())
                 })
                 .unwrap();
@@ -1355,7 +1355,7 @@ mod tests {
         assert_eq!(consulted(), first, "and answers from it, unchanged");
         // The other process changes a record's recipients and deletes another.
         let mut changed = first[0].clone();
-        changed.header.meta.recipients = vec!["auditors".into()];
+        std::sync::Arc::make_mut(&mut changed.header.meta).recipients = vec!["auditors".into()];
         other
             .transact(&c, now, &mut |tx| {
                 assert!(tx.rewrite_record(&first[0], &changed)?);
