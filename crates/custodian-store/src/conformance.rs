@@ -55,6 +55,10 @@ pub fn run_all(make: Factory<'_>) {
         ),
         ("purpose_metadata_set_at_once", purpose_metadata_set_at_once),
         (
+            "many_records_rewritten_at_once",
+            many_records_rewritten_at_once,
+        ),
+        (
             "bulk_entries_found_by_subject",
             bulk_entries_found_by_subject,
         ),
@@ -1028,17 +1032,7 @@ fn purpose_metadata_set_at_once(store: &dyn Store) {
             Ok(draft(&a, Operation::Collection))
         })
         .unwrap();
-    let read = |c: &ControllerId| {
-        let mut out = Vec::new();
-        store
-            .consult(c, now(), &mut |tx| {
-                out = tx.records_of_purpose(&service)?.to_vec();
-                Ok(draft(c, Operation::Consultation))
-            })
-            .unwrap();
-        out.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
-        out
-    };
+    let read = |c: &ControllerId| purpose_records(store, c, &service);
     let before = read(&a);
     let before_b = read(&b);
     assert_eq!(before.len(), 4);
@@ -1152,6 +1146,120 @@ fn purpose_metadata_set_at_once(store: &dyn Store) {
     let theirs = read(&b);
     assert_eq!(theirs[0].id, fb.record);
     assert_eq!(theirs[0].header.meta.source, None);
+}
+
+/// A purpose's records as a reader sees them, in id order.
+fn purpose_records(store: &dyn Store, c: &ControllerId, p: &PurposeName) -> Vec<RecordRow> {
+    let mut out = Vec::new();
+    store
+        .consult(c, now(), &mut |tx| {
+            out = tx.records_of_purpose(p)?.to_vec();
+            Ok(draft(c, Operation::Consultation))
+        })
+        .unwrap();
+    out.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+    out
+}
+
+/// `rewrite_records` over more records than a backend rewrites one at a time: each record
+/// gets its own new values (fields, subject, metadata, expiry), the union of what changed is
+/// set and nothing else; records of another purpose or controller stay; lookup entries
+/// follow moved records; a record that is not there is not counted.
+fn many_records_rewritten_at_once(store: &dyn Store) {
+    let a = new_controller(store);
+    let b = new_controller(store);
+    let f1 = seed_subject(store, &a, [41; 32]);
+    let f2 = seed_subject(store, &a, [42; 32]);
+    let fb = seed_subject(store, &b, [41; 32]);
+    let (service, other) = (
+        PurposeName::parse("service").unwrap(),
+        PurposeName::parse("other").unwrap(),
+    );
+    // 40 more of f1's records under `service`, one under another purpose.
+    store
+        .transact(&a, now(), &mut |tx| {
+            let seeded = tx.record(&f1.record)?.expect("seeded");
+            for i in 0..41 {
+                let mut row = seeded.clone();
+                row.id = RecordId::from_random(rand16());
+                row.header.created_at = now() - Duration::seconds(100 - i);
+                if i == 40 {
+                    row.header.purpose = other.clone();
+                }
+                tx.insert_record(&row)?;
+            }
+            Ok(draft(&a, Operation::Collection))
+        })
+        .unwrap();
+    let read = |c: &ControllerId, p: &PurposeName| purpose_records(store, c, p);
+    let before = read(&a, &service);
+    assert_eq!(before.len(), 42);
+    let (other_before, b_before) = (read(&a, &other), read(&b, &service));
+    let at = now() + Duration::seconds(7);
+    let mut want = Vec::new();
+    let mut pairs = Vec::new();
+    for (i, old) in before.iter().enumerate() {
+        let mut new = old.clone();
+        new.header.updated_at = at;
+        // Every record a sealed value of its own; some moved, some with new metadata.
+        new.fields[0].sealed = vec![i as u8; 40 + i % 3];
+        if i % 3 == 0 || old.id == f1.record {
+            new.subject = f2.subject.clone();
+        }
+        if i % 4 == 0 {
+            std::sync::Arc::make_mut(&mut new.header.meta).source = Some(format!("batch {i}"));
+        }
+        if i % 5 == 0 {
+            new.header.expires_at = at + Duration::days(i as i64);
+        }
+        want.push(new.clone());
+        pairs.push((old, new));
+    }
+    store
+        .transact(&a, at, &mut |tx| {
+            assert_eq!(tx.rewrite_records(&service, &pairs)?, 42);
+            // A record that is not there is not counted; the others are written.
+            let mut gone = before[1].clone();
+            gone.id = RecordId::from_random(rand16());
+            let mut again: Vec<(&RecordRow, RecordRow)> = want
+                .iter()
+                .map(|r| {
+                    let mut new = r.clone();
+                    new.header.updated_at = at + Duration::seconds(1);
+                    (r, new)
+                })
+                .collect();
+            again.push((&gone, gone.clone()));
+            assert_eq!(tx.rewrite_records(&service, &again)?, 42);
+            // B's records are not A's to rewrite.
+            let theirs = [(&b_before[0], b_before[0].clone())];
+            assert_eq!(tx.rewrite_records(&service, &theirs)?, 0);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+    let after = read(&a, &service);
+    let mut want: Vec<RecordRow> = want
+        .into_iter()
+        .map(|mut r| {
+            r.header.updated_at = at + Duration::seconds(1);
+            r
+        })
+        .collect();
+    want.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+    assert_eq!(after, want);
+    assert_eq!(read(&a, &other), other_before);
+    assert_eq!(read(&b, &service), b_before);
+    assert_eq!(b_before[0].id, fb.record);
+    // The seeded record moved: its lookup entry followed it.
+    store
+        .consult(&a, now(), &mut |tx| {
+            assert_eq!(
+                tx.find_subjects(LookupKind::Email, &[41; 32])?,
+                vec![f2.subject.clone()]
+            );
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
 }
 
 fn bulk_entries_found_by_subject(store: &dyn Store) {

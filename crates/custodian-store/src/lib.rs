@@ -131,6 +131,21 @@ pub trait DataTx {
     /// the columns that differ. The record is found by `old`'s key; id, purpose and
     /// creation time are never rewritten. False when there is no such record.
     fn rewrite_record(&mut self, old: &RecordRow, new: &RecordRow) -> Result<bool>;
+    /// [`Self::rewrite_record`] for many records of `purpose` (each `old` read in this
+    /// transaction, each `new` its replacement); how many were found. A backend may write
+    /// them all in one statement; this writes one at a time.
+    fn rewrite_records(
+        &mut self,
+        purpose: &PurposeName,
+        pairs: &[(&RecordRow, RecordRow)],
+    ) -> Result<u64> {
+        let _ = purpose;
+        let mut found = 0;
+        for (old, new) in pairs {
+            found += u64::from(self.rewrite_record(old, new)?);
+        }
+        Ok(found)
+    }
     /// Sets one metadata item on every record of `purpose` except the records of the
     /// subjects in `except`, with `at` as their update time, in one statement over the
     /// purpose's records: no record read or found by key one at a time. Returns how many

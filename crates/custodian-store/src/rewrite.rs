@@ -104,37 +104,77 @@ pub(crate) enum Value<'a> {
     Bytes(Vec<u8>),
 }
 
+/// A column a rewrite may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Column {
+    UpdatedAt,
+    SubjectId,
+    Source,
+    Recipients,
+    AutomatedDecision,
+    ExpiresAt,
+    Fields,
+}
+
+impl Column {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::UpdatedAt => "updated_at",
+            Self::SubjectId => "subject_id",
+            Self::Source => "source",
+            Self::Recipients => "recipients",
+            Self::AutomatedDecision => "automated_decision",
+            Self::ExpiresAt => "expires_at",
+            Self::Fields => "fields",
+        }
+    }
+
+    /// `row`'s value of this column.
+    pub(crate) fn value(self, row: &RecordRow) -> Value<'_> {
+        let (h, meta) = (&row.header, &row.header.meta);
+        match self {
+            Self::UpdatedAt => Value::Int(nanos(h.updated_at)),
+            Self::SubjectId => Value::Text(row.subject.as_str()),
+            Self::Source => Value::MaybeText(meta.source.as_deref()),
+            Self::Recipients => Value::OwnedText(json(&meta.recipients)),
+            Self::AutomatedDecision => Value::MaybeText(meta.automated_decision.as_deref()),
+            Self::ExpiresAt => Value::Int(nanos(h.expires_at)),
+            Self::Fields => Value::Bytes(crate::fieldset::encode(&row.fields)),
+        }
+    }
+}
+
+impl std::fmt::Display for Column {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The columns to set, in a fixed order (so that a backend's statement cache sees few
-/// distinct statements). `updated_at` comes first and always: a rewrite that changes
-/// nothing else still says when the record was last processed.
+/// distinct statements), with `new`'s values. `updated_at` comes first and always: a
+/// rewrite that changes nothing else still says when the record was last processed.
 pub(crate) fn changed_columns<'a>(
     old: &'a RecordRow,
     new: &'a RecordRow,
-) -> Vec<(&'static str, Value<'a>)> {
+) -> Vec<(Column, Value<'a>)> {
     let (o, n) = (&old.header, &new.header);
-    let mut out = vec![("updated_at", Value::Int(nanos(n.updated_at)))];
-    if old.subject != new.subject {
-        out.push(("subject_id", Value::Text(new.subject.as_str())));
-    }
-    if o.meta.source != n.meta.source {
-        out.push(("source", Value::MaybeText(n.meta.source.as_deref())));
-    }
-    if o.meta.recipients != n.meta.recipients {
-        out.push(("recipients", Value::OwnedText(json(&n.meta.recipients))));
-    }
-    if o.meta.automated_decision != n.meta.automated_decision {
-        out.push((
-            "automated_decision",
-            Value::MaybeText(n.meta.automated_decision.as_deref()),
-        ));
-    }
-    if o.expires_at != n.expires_at {
-        out.push(("expires_at", Value::Int(nanos(n.expires_at))));
-    }
-    if old.fields != new.fields {
-        out.push(("fields", Value::Bytes(crate::fieldset::encode(&new.fields))));
-    }
-    out
+    let differ = [
+        (Column::UpdatedAt, true),
+        (Column::SubjectId, old.subject != new.subject),
+        (Column::Source, o.meta.source != n.meta.source),
+        (Column::Recipients, o.meta.recipients != n.meta.recipients),
+        (
+            Column::AutomatedDecision,
+            o.meta.automated_decision != n.meta.automated_decision,
+        ),
+        (Column::ExpiresAt, o.expires_at != n.expires_at),
+        (Column::Fields, old.fields != new.fields),
+    ];
+    differ
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(column, _)| (column, column.value(new)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -170,7 +210,7 @@ mod tests {
     fn names(old: &RecordRow, new: &RecordRow) -> Vec<&'static str> {
         changed_columns(old, new)
             .into_iter()
-            .map(|(c, _)| c)
+            .map(|(c, _)| c.name())
             .collect()
     }
 
@@ -207,20 +247,22 @@ mod tests {
         std::sync::Arc::make_mut(&mut new.header.meta).source = Some("import".into());
         let cols = changed_columns(&old, &new);
         assert!(
-            matches!(cols[0], ("updated_at", Value::Int(n)) if n == nanos(new.header.updated_at))
+            matches!(cols[0], (Column::UpdatedAt, Value::Int(n)) if n == nanos(new.header.updated_at))
         );
         assert!(matches!(
             cols[1],
-            ("source", Value::MaybeText(Some("import")))
+            (Column::Source, Value::MaybeText(Some("import")))
         ));
-        assert!(matches!(&cols[2], ("recipients", Value::OwnedText(s)) if s == r#"["auditors"]"#));
+        assert!(
+            matches!(&cols[2], (Column::Recipients, Value::OwnedText(s)) if s == r#"["auditors"]"#)
+        );
         std::sync::Arc::make_mut(&mut new.header.meta).source = None;
         let cols = changed_columns(&old, &new);
-        assert!(matches!(cols[1], ("recipients", _)));
+        assert!(matches!(cols[1], (Column::Recipients, _)));
         new.fields.clear();
         let cols = changed_columns(&old, &new);
         assert!(
-            matches!(&cols[2], ("fields", Value::Bytes(b)) if *b == crate::fieldset::encode(&[]))
+            matches!(&cols[2], (Column::Fields, Value::Bytes(b)) if *b == crate::fieldset::encode(&[]))
         );
     }
 }

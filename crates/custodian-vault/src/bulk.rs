@@ -124,6 +124,16 @@ impl RecordChange {
     }
 }
 
+/// What a change makes of one record.
+enum Altered {
+    /// It does not apply (a recategorisation of a field the record lacks).
+    NotApplicable,
+    /// It applies and leaves the record as it is (a move to the subject it is about).
+    Unchanged,
+    /// The record as it is to be written.
+    To(RecordRow),
+}
+
 /// What a bulk alteration or erasure did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BulkReport {
@@ -435,6 +445,7 @@ impl Vault {
                         | RecordChange::Category { .. }
                         | RecordChange::Subject(_)
                 );
+                let mut rewrites = Vec::new();
                 for (subject, (row, records)) in &groups {
                     let key = if needs_key {
                         Some(self.unwrap_subject(keys, grant.controller(), row)?)
@@ -443,7 +454,7 @@ impl Vault {
                     };
                     let mut touched = Vec::new();
                     for r in records {
-                        if self.alter_one(
+                        let altered = self.alter_one(
                             tx,
                             grant,
                             keys,
@@ -453,9 +464,13 @@ impl Vault {
                             change,
                             valid.as_ref(),
                             now,
-                        )? {
-                            touched.push(*r);
+                        )?;
+                        match altered {
+                            Altered::NotApplicable => continue,
+                            Altered::Unchanged => {}
+                            Altered::To(new) => rewrites.push((*r, new)),
                         }
+                        touched.push(*r);
                     }
                     if touched.is_empty() {
                         continue;
@@ -471,6 +486,11 @@ impl Vault {
                         );
                     }
                     audit.subject(subject, &touched, names);
+                }
+                // Written together: one statement over the purpose's records where the
+                // store can (`DataTx::rewrite_records`).
+                if tx.rewrite_records(purpose, &rewrites)? != rewrites.len() as u64 {
+                    return Err(Denial::NotFound.into());
                 }
                 if let (Some((t, _)), true) = (&target, report.records > 0) {
                     let names = groups
@@ -489,8 +509,7 @@ impl Vault {
         .map(|(t, _)| t)
     }
 
-    /// Applies `change` to one record; false when it does not apply (a recategorisation of
-    /// a field the record lacks).
+    /// Applies `change` to one record, but for writing the record itself: what to write.
     #[allow(clippy::too_many_arguments)]
     fn alter_one(
         &self,
@@ -503,7 +522,7 @@ impl Vault {
         change: &RecordChange,
         valid: Option<&ValidField>,
         now: OffsetDateTime,
-    ) -> Result<bool, TxError> {
+    ) -> Result<Altered, TxError> {
         let seal = |key: &SubjectKey, subject: &SubjectId, name: &FieldName, plain: &[u8]| {
             key.seal_field(
                 FieldContext {
@@ -571,7 +590,7 @@ impl Vault {
             }
             RecordChange::Category { field, category } => {
                 let Some(old) = r.fields.iter().find(|f| &f.name == field) else {
-                    return Ok(false);
+                    return Ok(Altered::NotApplicable);
                 };
                 let value = FieldValue::from_plaintext(&open(old)?)
                     .ok_or_else(|| corrupt("fields", "plaintext is not a JSON scalar"))?;
@@ -588,7 +607,7 @@ impl Vault {
             RecordChange::Subject(_) => {
                 let (t, tkey) = target.expect("target unwrapped");
                 if t == &r.subject {
-                    return Ok(true);
+                    return Ok(Altered::Unchanged);
                 }
                 new.fields = r
                     .fields
@@ -604,10 +623,7 @@ impl Vault {
                 new.subject = t.clone();
             }
         }
-        if !tx.rewrite_record(r, &new)? {
-            return Err(Denial::NotFound.into());
-        }
-        Ok(true)
+        Ok(Altered::To(new))
     }
 
     /// Erasure of a set of records (the subjects stay).

@@ -150,6 +150,22 @@ fn subject(e: &Env, purpose: &str, note: &str) -> SubjectId {
         .id
 }
 
+/// Whose records under `crm` hold the email address `value` (by its blind index).
+fn by_email(e: &Env, value: &str) -> Vec<SubjectId> {
+    e.vault
+        .lookup(
+            &e.app,
+            &p("crm"),
+            custodian_vault::views::LookupQuery {
+                kind: custodian_core::lookup::LookupKind::Email,
+                value: value.into(),
+            },
+            &CallContext::default(),
+        )
+        .unwrap()
+        .subjects
+}
+
 fn head(e: &Env) -> u64 {
     e.store.audit_head(&e.chain).unwrap().map_or(0, |h| h.0)
 }
@@ -310,19 +326,7 @@ fn alterations_change_what_they_say_and_moving_records_reencrypts_them() {
             .is_empty()
     );
     // The lookup entry followed the record.
-    let found = e
-        .vault
-        .lookup(
-            &e.app,
-            &p("crm"),
-            custodian_vault::views::LookupQuery {
-                kind: custodian_core::lookup::LookupKind::Email,
-                value: "alice@example.org".into(),
-            },
-            &ctx,
-        )
-        .unwrap();
-    assert_eq!(found.subjects, vec![b.clone()]);
+    assert_eq!(by_email(&e, "alice@example.org"), vec![b.clone()]);
     // A field written to every record of the purpose.
     e.vault
         .alter_records(
@@ -534,4 +538,79 @@ fn a_purpose_wide_alteration_leaves_restricted_and_objecting_subjects_and_caps_e
         assert_eq!(now[&a].header.expires_at, expected);
         assert_eq!(now[&b].header.expires_at, before[&b].header.expires_at);
     }
+}
+
+/// More records than the store rewrites one at a time (it writes them in one statement):
+/// each record still gets its own ciphertext, a recategorised field keeps its value, and a
+/// move re-encrypts every record under the new subject's key, with the lookups following.
+#[test]
+fn alterations_of_many_records_at_once_keep_each_record_its_own() {
+    let e = env();
+    let ctx = CallContext::default();
+    let notes: Vec<String> = (0..24).map(|i| format!("person{i}")).collect();
+    let subjects: Vec<SubjectId> = notes.iter().map(|n| subject(&e, "crm", n)).collect();
+    let target = subject(&e, "billing", "target");
+    let alter = |set: &RecordSet, change: RecordChange| {
+        e.vault
+            .alter_records(&e.app, &p("crm"), set, &change, &ctx)
+            .unwrap()
+    };
+    let all = || {
+        e.vault
+            .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+            .unwrap()
+    };
+    let (note, flag) = (
+        FieldName::parse("note").unwrap(),
+        FieldName::parse("flag").unwrap(),
+    );
+    let r = alter(
+        &RecordSet::Purpose,
+        RecordChange::Field {
+            name: flag.clone(),
+            input: FieldInput {
+                category: DataCategory::parse("user.content").unwrap(),
+                value: FieldValue::Text("x".into()),
+            },
+        },
+    );
+    assert_eq!((r.records, r.subjects), (24, 24));
+    let r = alter(
+        &RecordSet::Purpose,
+        RecordChange::Category {
+            field: note.clone(),
+            category: DataCategory::parse("user.content").unwrap(),
+        },
+    );
+    assert_eq!(r.records, 24);
+    let views = all();
+    assert_eq!(views.len(), 24);
+    for v in &views {
+        let i = subjects.iter().position(|s| s == &v.subject).unwrap();
+        assert_eq!(v.fields[&note].value, FieldValue::Text(notes[i].clone()));
+        assert_eq!(v.fields[&note].category.as_str(), "user.content");
+        assert_eq!(v.fields[&flag].value, FieldValue::Text("x".into()));
+    }
+    // Every record of the purpose to one subject: each decrypts under its key.
+    let r = alter(&RecordSet::Purpose, RecordChange::Subject(target.clone()));
+    assert_eq!(r.records, 24);
+    let moved = e
+        .vault
+        .get_subject(&e.app, &p("crm"), &target, &ctx)
+        .unwrap();
+    let mut held: Vec<String> = moved
+        .records
+        .iter()
+        .filter(|r| r.purpose == p("crm"))
+        .map(|r| match &r.fields[&note].value {
+            FieldValue::Text(t) => t.clone(),
+            other => panic!("a note is text, not {other:?}"),
+        })
+        .collect();
+    held.sort();
+    let mut want = notes.clone();
+    want.sort();
+    assert_eq!(held, want);
+    assert_eq!(by_email(&e, "person7@example.org"), vec![target.clone()]);
+    assert!(e.vault.verify(None).unwrap().ok());
 }

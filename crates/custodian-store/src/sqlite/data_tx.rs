@@ -28,6 +28,8 @@ pub(crate) struct SqliteTx<'a> {
     head: Option<super::Head>,
     /// Rows kept between reads: given to read-only snapshots only (see `kept`).
     kept: Option<&'a Kept>,
+    /// The writer's map for rewriting many records at once (see `rewrites`).
+    rewrites: Option<&'a super::rewrites::Rewrites>,
     /// The controller's subjects token in this snapshot, once read.
     subjects_token: Option<Option<i64>>,
     /// Purposes whose token this unit of work already changed (see `records_changed`).
@@ -48,9 +50,23 @@ impl<'a> SqliteTx<'a> {
             now,
             head: None,
             kept: None,
+            rewrites: None,
             subjects_token: None,
             purposes_changed: Vec::new(),
             subjects_changed: false,
+        }
+    }
+
+    /// A unit of work on the writer connection, which may rewrite many records at once.
+    pub(crate) fn writing(
+        tx: &'a Connection,
+        controller: &'a ControllerId,
+        now: OffsetDateTime,
+        rewrites: &'a super::rewrites::Rewrites,
+    ) -> Self {
+        Self {
+            rewrites: Some(rewrites),
+            ..Self::new(tx, controller, now)
         }
     }
 
@@ -74,6 +90,18 @@ impl<'a> SqliteTx<'a> {
 
     fn c(&self) -> &str {
         self.controller.as_str()
+    }
+
+    /// A record's lookup entries follow it to the subject it moved to.
+    fn move_lookups(&self, old: &RecordRow, new: &RecordRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE lookups SET subject_id = ?3 WHERE controller_id = ?1 AND record_id = ?2 AND subject_id <> ?3",
+            )
+            .map_err(map_err)?
+            .execute(params![self.c(), old.id.as_str(), new.subject.as_str()])
+            .map_err(map_err)?;
+        Ok(())
     }
 
     /// How many fields the controller's records selected by `from_where` (`FROM records
@@ -599,15 +627,33 @@ impl DataTx for SqliteTx<'_> {
             .execute(rusqlite::params_from_iter(values))
             .map_err(map_err)?;
         if n > 0 && old.subject != new.subject {
-            self.tx
-                .prepare_cached(
-                    "UPDATE lookups SET subject_id = ?3 WHERE controller_id = ?1 AND record_id = ?2 AND subject_id <> ?3",
-                )
-                .map_err(map_err)?
-                .execute(params![self.c(), old.id.as_str(), new.subject.as_str()])
-                .map_err(map_err)?;
+            self.move_lookups(old, new)?;
         }
         Ok(n > 0)
+    }
+
+    fn rewrite_records(
+        &mut self,
+        purpose: &PurposeName,
+        pairs: &[(&RecordRow, RecordRow)],
+    ) -> Result<u64> {
+        let at_once = pairs.len() >= super::rewrites::AT_ONCE_FROM
+            && pairs.iter().all(|(old, _)| &old.header.purpose == purpose);
+        let Some(rewrites) = self.rewrites.filter(|_| at_once) else {
+            let mut found = 0;
+            for (old, new) in pairs {
+                found += u64::from(self.rewrite_record(old, new)?);
+            }
+            return Ok(found);
+        };
+        self.records_changed(purpose)?;
+        let found =
+            super::rewrites::rewrite_at_once(self.tx, rewrites, self.controller, purpose, pairs)?;
+        // Their lookup entries follow records moved to another subject, as one at a time.
+        for (old, new) in pairs.iter().filter(|(old, new)| old.subject != new.subject) {
+            self.move_lookups(old, new)?;
+        }
+        Ok(found)
     }
 
     fn alter_purpose_meta(

@@ -13,6 +13,7 @@ pub(crate) mod codec;
 mod data_tx;
 mod group;
 mod kept;
+mod rewrites;
 
 pub use kept::KeptLimits;
 mod subject_index;
@@ -254,6 +255,8 @@ pub struct SqliteStore {
     purges: group::CheckpointGate,
     readers: Mutex<Vec<Connection>>,
     kept: kept::Kept,
+    /// What the writer's `custodian_rewritten` answers (see `rewrites`).
+    rewrites: Arc<rewrites::Rewrites>,
     faults: FaultSwitch,
 }
 
@@ -314,6 +317,8 @@ impl SqliteStore {
             .map_err(map_err)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
+        let rewrites = Arc::new(rewrites::Rewrites::default());
+        rewrites::register(&writer, rewrites.clone())?;
         let writer = Arc::new(group::GroupWriter::new(writer));
         let faults = FaultSwitch::default();
         Ok(Self {
@@ -323,6 +328,7 @@ impl SqliteStore {
             purges: group::CheckpointGate::default(),
             readers: Mutex::new(Vec::new()),
             kept: kept::Kept::new(limits),
+            rewrites,
             faults,
         })
     }
@@ -427,12 +433,13 @@ impl SqliteStore {
     /// One unit of work over `controller`'s data and its audit entry, in the writer's
     /// open transaction.
     fn unit(
+        &self,
         tx: &Connection,
         controller: &ControllerId,
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
-        let mut scoped = data_tx::SqliteTx::new(tx, controller, at);
+        let mut scoped = data_tx::SqliteTx::writing(tx, controller, at, &self.rewrites);
         let draft = work(&mut scoped as &mut dyn DataTx)?;
         let mut head = scoped.into_head();
         Ok(append_linked(tx, draft, at, &mut head, true)?)
@@ -856,7 +863,7 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
-        self.write(|tx| Self::unit(tx, controller, at, work))
+        self.write(|tx| self.unit(tx, controller, at, work))
     }
 
     fn transact_many(
@@ -865,7 +872,7 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
         work: Work<'_>,
     ) -> Result<AuditEntry, TxError> {
-        self.write_first(|tx| Self::unit(tx, controller, at, work))
+        self.write_first(|tx| self.unit(tx, controller, at, work))
     }
 
     fn consult(
