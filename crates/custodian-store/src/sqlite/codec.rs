@@ -14,6 +14,7 @@ use custodian_core::region::{MemberState, RegionId};
 use rusqlite::{ErrorCode, Row};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
@@ -309,18 +310,84 @@ pub(crate) const RECORD_COLS: &str = record_cols!();
 
 /// A record with its fields (one column, see [`crate::fieldset`]).
 pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
+    record_row_sharing(r, None)
+}
+
+/// The metadata of the last rows a query decoded, handed to the rows after them that hold
+/// the same: most of a purpose's records share one source, one list of recipients and one
+/// decision, and a bulk read built, copied and freed one `RecordMeta` (three to five
+/// allocations) per row; now a handful per query, which the kept rows and the answer's
+/// views share as well.
+#[derive(Default)]
+pub(crate) struct SharedMeta {
+    recent: Vec<SeenMeta>,
+}
+
+struct SeenMeta {
+    source: Option<String>,
+    recipients: String,
+    automated: Option<String>,
+    meta: Arc<RecordMeta>,
+}
+
+impl SharedMeta {
+    /// Distinct metadata remembered per query: enough for the usual handful, and a
+    /// query whose rows all differ pays a few comparisons per row, not a growing search.
+    const KEEP: usize = 8;
+
+    fn meta(
+        &mut self,
+        source: Option<&str>,
+        recipients: &str,
+        automated: Option<&str>,
+    ) -> Result<Arc<RecordMeta>> {
+        if let Some(seen) = self.recent.iter().find(|m| {
+            m.recipients == recipients
+                && m.source.as_deref() == source
+                && m.automated.as_deref() == automated
+        }) {
+            return Ok(seen.meta.clone());
+        }
+        let meta = Arc::new(RecordMeta {
+            source: source.map(str::to_owned),
+            recipients: recipients_of(recipients, "records")?,
+            automated_decision: automated.map(str::to_owned),
+        });
+        if self.recent.len() == Self::KEEP {
+            self.recent.remove(0);
+        }
+        self.recent.push(SeenMeta {
+            source: source.map(str::to_owned),
+            recipients: recipients.to_owned(),
+            automated: automated.map(str::to_owned),
+            meta: meta.clone(),
+        });
+        Ok(meta)
+    }
+}
+
+/// [`record_row`], its metadata shared with earlier rows of the same query through `shared`.
+pub(crate) fn record_row_sharing(
+    r: &Row<'_>,
+    shared: Option<&mut SharedMeta>,
+) -> rusqlite::Result<Result<RecordRow>> {
     let t = "records";
     // Texts are borrowed from the row and parsed straight into their types: a bulk read
     // decodes thousands of rows, and an owned copy of each text first was a third of it.
     let text = |i: usize| -> rusqlite::Result<&str> {
         r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
     };
+    let maybe_text = |i: usize| -> rusqlite::Result<Option<&str>> {
+        r.get_ref(i)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)
+    };
     let id = text(0)?;
     let subject = text(1)?;
     let purpose = text(2)?;
-    let source: Option<String> = r.get(3)?;
+    let source = maybe_text(3)?;
     let recipients = text(4)?;
-    let automated: Option<String> = r.get(5)?;
+    let automated = maybe_text(5)?;
     let created: i64 = r.get(6)?;
     let updated: i64 = r.get(7)?;
     let expires: i64 = r.get(8)?;
@@ -332,12 +399,14 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
             subject: SubjectId::parse(subject).map_err(|e| corrupt(t, e))?,
             header: RecordHeader {
                 purpose: PurposeName::parse(purpose).map_err(|e| corrupt(t, e))?,
-                meta: RecordMeta {
-                    source,
-                    recipients: recipients_of(recipients, t)?,
-                    automated_decision: automated,
-                }
-                .into(),
+                meta: match shared {
+                    Some(shared) => shared.meta(source, recipients, automated)?,
+                    None => Arc::new(RecordMeta {
+                        source: source.map(str::to_owned),
+                        recipients: recipients_of(recipients, t)?,
+                        automated_decision: automated.map(str::to_owned),
+                    }),
+                },
                 created_at: from_nanos(created)?,
                 updated_at: from_nanos(updated)?,
                 expires_at: from_nanos(expires)?,

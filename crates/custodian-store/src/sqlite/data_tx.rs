@@ -184,10 +184,13 @@ impl<'a> SqliteTx<'a> {
                 " FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"
             ))
             .map_err(map_err)?;
-        st.query_map(params![self.c(), purpose.as_str()], record_row)
-            .map_err(map_err)?
-            .map(|r| r.map_err(map_err)?)
-            .collect()
+        let mut shared = SharedMeta::default();
+        st.query_map(params![self.c(), purpose.as_str()], |r| {
+            record_row_sharing(r, Some(&mut shared))
+        })
+        .map_err(map_err)?
+        .map(|r| r.map_err(map_err)?)
+        .collect()
     }
 
     /// Rows of the controller's subjects among `ids`, looked up one at a time: the ids come
@@ -460,10 +463,13 @@ impl DataTx for SqliteTx<'_> {
                     " WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
                 ))
                 .map_err(map_err)?;
-            st.query_map(params![self.c(), subject.as_str()], record_row)
-                .map_err(map_err)?
-                .map(|r| r.map_err(map_err)?)
-                .collect::<Result<_>>()?
+            let mut shared = SharedMeta::default();
+            st.query_map(params![self.c(), subject.as_str()], |r| {
+                record_row_sharing(r, Some(&mut shared))
+            })
+            .map_err(map_err)?
+            .map(|r| r.map_err(map_err)?)
+            .collect::<Result<_>>()?
         };
         Ok(records)
     }

@@ -1451,6 +1451,130 @@ mod tests {
         assert!(consulted().is_empty());
     }
 
+    /// Records read together share one `RecordMeta` per distinct metadata, and hold the
+    /// same values as ever, also when a query meets more distinct ones than it remembers.
+    #[test]
+    fn records_read_together_share_their_metadata() {
+        use custodian_core::category::{DataCategory, SubjectCategory};
+        use custodian_core::purpose::PurposeName;
+        use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db")).unwrap();
+        let c = controller(&store, 7);
+        let now = OffsetDateTime::now_utc();
+        let draft = || {
+            AuditDraft::new(
+                ChainId::Controller(c.clone()),
+                "test",
+                Action::Processing(Operation::Consultation),
+            )
+        };
+        // Metadata number k: None where Some("") or an empty list would be another value.
+        let meta = |k: u8| RecordMeta {
+            source: (k != 0).then(|| format!("source {k}")),
+            recipients: (0..k % 3).map(|i| format!("r{i}")).collect(),
+            automated_decision: (k == 5).then(|| "scoring".to_owned()),
+        };
+        // `few` cycles through 4 values, `many` through 12 (more than a query remembers).
+        let (few, many) = (
+            PurposeName::parse("few").unwrap(),
+            PurposeName::parse("many").unwrap(),
+        );
+        let kinds = [(&few, 4u8), (&many, 12u8)];
+        let subject = SubjectId::from_random([8; 16]);
+        store
+            .transact(&c, now, &mut |tx| {
+                tx.insert_subject(&SubjectRow {
+                    id: subject.clone(),
+                    category: SubjectCategory::Customer,
+                    restricted: false,
+                    wrapped_key: vec![9; 60],
+                    created_at: now,
+                })?;
+                for (p, (purpose, cycle)) in kinds.iter().enumerate() {
+                    for n in 0..48u8 {
+                        tx.insert_record(&RecordRow {
+                            id: RecordId::from_random([
+                                n + 1,
+                                p as u8 + 1,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                                0,
+                            ]),
+                            subject: subject.clone(),
+                            header: RecordHeader {
+                                purpose: (*purpose).clone(),
+                                meta: meta(n % cycle).into(),
+                                created_at: now + time::Duration::seconds(n.into()),
+                                updated_at: now,
+                                expires_at: now + time::Duration::days(1),
+                            },
+                            fields: vec![FieldRow {
+                                name: FieldName::parse("email").unwrap(),
+                                category: DataCategory::parse("user.contact.email").unwrap(),
+                                sealed: vec![n; 40],
+                            }],
+                        })?;
+                    }
+                }
+                Ok(draft())
+            })
+            .unwrap();
+        let distinct = |rows: &[RecordRow]| {
+            rows.iter()
+                .map(|r| Arc::as_ptr(&r.header.meta))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        for (purpose, cycle) in kinds {
+            let mut rows = Vec::new();
+            store
+                .consult(&c, now, &mut |tx| {
+                    rows = tx.records_of_purpose(purpose)?.to_vec();
+                    Ok(draft())
+                })
+                .unwrap();
+            assert_eq!(rows.len(), 48);
+            for (n, r) in rows.iter().enumerate() {
+                assert_eq!(
+                    *r.header.meta,
+                    meta(n as u8 % cycle),
+                    "{purpose} record {n}"
+                );
+            }
+            // Four values: one each. Twelve cycling through the eight remembered: each
+            // value was pushed out by the time it came back.
+            let want = if cycle == 4 { 4 } else { 48 };
+            assert_eq!(distinct(&rows), want, "{purpose}");
+        }
+        // A subject's records (both purposes, 96): the same values, shared as they recur.
+        let mut rows = Vec::new();
+        store
+            .consult(&c, now, &mut |tx| {
+                rows = tx.records_of(&subject)?;
+                Ok(draft())
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 96);
+        for r in &rows {
+            let cycle = if r.header.purpose == few { 4 } else { 12 };
+            let n = (r.header.created_at - now).whole_seconds() as u8;
+            assert_eq!(*r.header.meta, meta(n % cycle));
+        }
+        assert!(distinct(&rows) < 96);
+    }
+
     /// Group commit: many threads at once, some units failing; every successful unit is
     /// stored with its audit entry, no failed one is, and the chain has no gap.
     #[test]
