@@ -1289,14 +1289,51 @@ mod tests {
         id
     }
 
+    /// A subject row and a one-field record about it, for the tests that need rows only.
+    fn subject_row(id: &SubjectId, now: OffsetDateTime) -> SubjectRow {
+        SubjectRow {
+            id: id.clone(),
+            category: custodian_core::category::SubjectCategory::Customer,
+            restricted: false,
+            wrapped_key: vec![9; 60],
+            created_at: now,
+        }
+    }
+
+    fn record_row(
+        id: RecordId,
+        subject: &SubjectId,
+        purpose: &custodian_core::purpose::PurposeName,
+        meta: custodian_core::record::RecordMeta,
+        created_at: OffsetDateTime,
+        sealed: u8,
+    ) -> RecordRow {
+        RecordRow {
+            id,
+            subject: subject.clone(),
+            header: custodian_core::record::RecordHeader {
+                purpose: purpose.clone(),
+                meta: meta.into(),
+                created_at,
+                updated_at: created_at,
+                expires_at: created_at + time::Duration::days(1),
+            },
+            fields: vec![FieldRow {
+                name: custodian_core::record::FieldName::parse("email").unwrap(),
+                category: custodian_core::category::DataCategory::parse("user.contact.email")
+                    .unwrap(),
+                sealed: vec![sealed; 40],
+            }],
+        }
+    }
+
     /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
     /// the token changes whichever process writes: here a second store on the same file, as
     /// the CLI beside a running server would be.
     #[test]
     fn kept_rows_follow_changes_made_by_another_process() {
-        use custodian_core::category::{DataCategory, SubjectCategory};
         use custodian_core::purpose::PurposeName;
-        use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+        use custodian_core::record::RecordMeta;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.db");
         let store = SqliteStore::open(&path).unwrap();
@@ -1314,30 +1351,11 @@ mod tests {
         };
         store
             .transact(&c, now, &mut |tx| {
-                tx.insert_subject(&SubjectRow {
-                    id: subject.clone(),
-                    category: SubjectCategory::Customer,
-                    restricted: false,
-                    wrapped_key: vec![9; 60],
-                    created_at: now,
-                })?;
+                tx.insert_subject(&subject_row(&subject, now))?;
                 for n in 0..3u8 {
-                    tx.insert_record(&RecordRow {
-                        id: RecordId::from_random([10 + n; 16]),
-                        subject: subject.clone(),
-                        header: RecordHeader {
-                            purpose: purpose.clone(),
-                            meta: RecordMeta::default().into(),
-                            created_at: now,
-                            updated_at: now,
-                            expires_at: now + time::Duration::days(1),
-                        },
-                        fields: vec![FieldRow {
-                            name: FieldName::parse("email").unwrap(),
-                            category: DataCategory::parse("user.contact.email").unwrap(),
-                            sealed: vec![n; 40],
-                        }],
-                    })?;
+                    let id = RecordId::from_random([10 + n; 16]);
+                    let meta = RecordMeta::default();
+                    tx.insert_record(&record_row(id, &subject, &purpose, meta, now, n))?;
                 }
                 Ok(draft())
             })
@@ -1455,9 +1473,8 @@ mod tests {
     /// same values as ever, also when a query meets more distinct ones than it remembers.
     #[test]
     fn records_read_together_share_their_metadata() {
-        use custodian_core::category::{DataCategory, SubjectCategory};
         use custodian_core::purpose::PurposeName;
-        use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
+        use custodian_core::record::RecordMeta;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("m.db")).unwrap();
         let c = controller(&store, 7);
@@ -1484,48 +1501,21 @@ mod tests {
         let subject = SubjectId::from_random([8; 16]);
         store
             .transact(&c, now, &mut |tx| {
-                tx.insert_subject(&SubjectRow {
-                    id: subject.clone(),
-                    category: SubjectCategory::Customer,
-                    restricted: false,
-                    wrapped_key: vec![9; 60],
-                    created_at: now,
-                })?;
+                tx.insert_subject(&subject_row(&subject, now))?;
                 for (p, (purpose, cycle)) in kinds.iter().enumerate() {
                     for n in 0..48u8 {
-                        tx.insert_record(&RecordRow {
-                            id: RecordId::from_random([
-                                n + 1,
-                                p as u8 + 1,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                                0,
-                            ]),
-                            subject: subject.clone(),
-                            header: RecordHeader {
-                                purpose: (*purpose).clone(),
-                                meta: meta(n % cycle).into(),
-                                created_at: now + time::Duration::seconds(n.into()),
-                                updated_at: now,
-                                expires_at: now + time::Duration::days(1),
-                            },
-                            fields: vec![FieldRow {
-                                name: FieldName::parse("email").unwrap(),
-                                category: DataCategory::parse("user.contact.email").unwrap(),
-                                sealed: vec![n; 40],
-                            }],
-                        })?;
+                        let mut id = [0; 16];
+                        id[..2].copy_from_slice(&[n + 1, p as u8 + 1]);
+                        let at = now + time::Duration::seconds(n.into());
+                        let row = record_row(
+                            RecordId::from_random(id),
+                            &subject,
+                            purpose,
+                            meta(n % cycle),
+                            at,
+                            n,
+                        );
+                        tx.insert_record(&row)?;
                     }
                 }
                 Ok(draft())
@@ -1722,9 +1712,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..10 {
-                        let mut read = consulted(&store, &c);
-                        queue(&mut read);
-                        let r = read.wait();
+                        let r = queued_then_waited(consulted(&store, &c));
                         assert!(
                             matches!(r, Err(crate::TxError::Store(StoreError::Unavailable(_)))),
                             "{r:?}"
@@ -1739,12 +1727,36 @@ mod tests {
         assert_eq!(entry.seq, 1);
     }
 
-    /// Polls a pending audit once, as an async caller's first await does: it is queued for
-    /// the appending thread (and almost never ready yet).
-    fn queue(pending: &mut PendingAudit) {
-        use std::future::Future;
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let _ = std::pin::Pin::new(pending).poll(&mut cx);
+    /// A pending audit polled once, as an async caller's first await does: queued for the
+    /// appending thread, and answered at once when that thread already appended and
+    /// committed it (rarely; the future has then handed out its entry and must not be
+    /// asked again).
+    enum Polled {
+        Ready(Result<AuditEntry, TxError>),
+        Pending(PendingAudit),
+    }
+
+    impl Polled {
+        fn once(mut pending: PendingAudit) -> Self {
+            use std::future::Future;
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match std::pin::Pin::new(&mut pending).poll(&mut cx) {
+                std::task::Poll::Ready(answer) => Self::Ready(answer),
+                std::task::Poll::Pending => Self::Pending(pending),
+            }
+        }
+
+        /// The answer, blocking until the entry is durable if it was not yet.
+        fn wait(self) -> Result<AuditEntry, TxError> {
+            match self {
+                Self::Ready(answer) => answer,
+                Self::Pending(pending) => pending.wait(),
+            }
+        }
+    }
+
+    fn queued_then_waited(pending: PendingAudit) -> Result<AuditEntry, TxError> {
+        Polled::once(pending).wait()
     }
 
     /// Many readers at once, each queueing its entry and waiting for it, many times over
@@ -1761,11 +1773,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         (0..25)
-                            .map(|_| {
-                                let mut read = consulted(&store, &c);
-                                queue(&mut read);
-                                read.wait().unwrap().seq
-                            })
+                            .map(|_| queued_then_waited(consulted(&store, &c)).unwrap().seq)
                             .collect::<Vec<u64>>()
                     })
                 })
@@ -1796,8 +1804,9 @@ mod tests {
         let path = dir.path().join("d.db");
         let store = SqliteStore::open(&path).unwrap();
         let c = controller(&store, 10);
-        let mut pending: Vec<PendingAudit> = (0..50).map(|_| consulted(&store, &c)).collect();
-        pending.iter_mut().for_each(queue);
+        let pending: Vec<Polled> = (0..50)
+            .map(|_| Polled::once(consulted(&store, &c)))
+            .collect();
         drop(store);
         let chain = ChainId::Controller(c);
         // Appended before the drop returned: a connection of its own sees all of them.
