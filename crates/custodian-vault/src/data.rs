@@ -271,7 +271,7 @@ impl Vault {
                 match self.store.append_pending(draft, self.clock.now()) {
                     Ok(audit) => Ok(Pending::refused(VaultError::Refused(r), audit)),
                     Err(e) => {
-                        tracing::error!(error = %e, "could not write a refusal to the audit trail");
+                        crate::refusal_not_recorded(&e);
                         Err(VaultError::Refused(r))
                     }
                 }

@@ -195,7 +195,13 @@ impl Vault {
             .map_or(ChainId::System, ChainId::Controller);
         let draft = AuditDraft { chain, ..draft };
         if let Err(e) = self.store.append_audit(vec![draft], self.clock.now()) {
-            tracing::error!(error = %e, "could not write a refusal to the audit trail");
+            refusal_not_recorded(&e);
         }
     }
+}
+
+/// Logs that a refusal could not be written to the audit trail (the refusal stands all
+/// the same): the store's error only, which names no data.
+pub(crate) fn refusal_not_recorded(e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "could not write a refusal to the audit trail");
 }

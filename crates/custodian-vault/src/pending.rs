@@ -59,7 +59,7 @@ impl<T> Pending<T> {
             Err(refusal) => {
                 // The refusal stands whether or not it could be recorded.
                 if let Err(e) = entry {
-                    tracing::error!(error = %e, "could not write a refusal to the audit trail");
+                    crate::refusal_not_recorded(&e);
                 }
                 Err(refusal)
             }

@@ -3,10 +3,11 @@
 //! A bulk alteration that gives each record a value of its own (a field sealed anew under
 //! its subject's key, say) used to rewrite them one `UPDATE` by key at a time: each one a
 //! descent of the records' B-tree from its root, comparing the key's controller and purpose
-//! prefix on every level (two fifths of such an alteration's time went to those descents,
-//! perf). Here the new values wait in a map that the writer connection's SQL function
-//! `custodian_rewritten(id, k)` answers from, and one `UPDATE` walks the purpose's
-//! clustered range once (SQLite's one-pass update), setting the rows the map names.
+//! prefix on every level (two fifths of the rewriting's samples were those descents, perf
+//! of the controller workload). Here the new values wait in a map that the writer
+//! connection's SQL function `custodian_rewritten(id, k)` answers from, and one `UPDATE`
+//! walks the purpose's clustered range once (SQLite's one-pass update), setting the rows
+//! the map names.
 //!
 //! The function is registered on the writer connection only, with `DIRECTONLY` (no trigger,
 //! view or schema object can call it), and the map is filled for one statement and emptied
