@@ -1342,13 +1342,7 @@ mod tests {
         let purpose = PurposeName::parse("service").unwrap();
         let subject = SubjectId::from_random([4; 16]);
         let now = OffsetDateTime::now_utc();
-        let draft = || {
-            AuditDraft::new(
-                ChainId::Controller(c.clone()),
-                "test",
-                Action::Processing(Operation::Consultation),
-            )
-        };
+        let draft = || consultation(&c, "test");
         store
             .transact(&c, now, &mut |tx| {
                 tx.insert_subject(&subject_row(&subject, now))?;
@@ -1479,13 +1473,7 @@ mod tests {
         let store = SqliteStore::open(dir.path().join("m.db")).unwrap();
         let c = controller(&store, 7);
         let now = OffsetDateTime::now_utc();
-        let draft = || {
-            AuditDraft::new(
-                ChainId::Controller(c.clone()),
-                "test",
-                Action::Processing(Operation::Consultation),
-            )
-        };
+        let draft = || consultation(&c, "test");
         // Metadata number k: None where Some("") or an empty list would be another value.
         let meta = |k: u8| RecordMeta {
             source: (k != 0).then(|| format!("source {k}")),
@@ -1689,13 +1677,18 @@ mod tests {
     fn consulted(store: &SqliteStore, c: &ControllerId) -> PendingAudit {
         store
             .consult_pending(c, OffsetDateTime::now_utc(), &mut |_tx: &mut dyn DataTx| {
-                Ok(AuditDraft::new(
-                    ChainId::Controller(c.clone()),
-                    "app",
-                    Action::Processing(Operation::Consultation),
-                ))
+                Ok(consultation(c, "app"))
             })
             .unwrap()
+    }
+
+    /// The entry of a consultation of `c`'s data by `actor`.
+    fn consultation(c: &ControllerId, actor: &str) -> AuditDraft {
+        AuditDraft::new(
+            ChainId::Controller(c.clone()),
+            actor,
+            Action::Processing(Operation::Consultation),
+        )
     }
 
     /// Reads whose entries the appending thread took together share their commit's
