@@ -83,6 +83,19 @@ impl From<Denial> for TxError {
 /// The result of a unit of work: the audit entry to append, or why it stopped.
 pub type Work<'a> = &'a mut dyn FnMut(&mut dyn DataTx) -> std::result::Result<AuditDraft, TxError>;
 
+/// [`DataTx::rewrite_record`] for each pair in turn; how many records were found. The
+/// default `rewrite_records`, and a backend's for the sets it does not write at once.
+pub(crate) fn rewrite_each<T: DataTx + ?Sized>(
+    tx: &mut T,
+    pairs: &[(&RecordRow, RecordRow)],
+) -> Result<u64> {
+    let mut found = 0;
+    for (old, new) in pairs {
+        found += u64::from(tx.rewrite_record(old, new)?);
+    }
+    Ok(found)
+}
+
 /// A transaction over one controller's data. Every method is implicitly scoped to that
 /// controller.
 pub trait DataTx {
@@ -140,11 +153,7 @@ pub trait DataTx {
         pairs: &[(&RecordRow, RecordRow)],
     ) -> Result<u64> {
         let _ = purpose;
-        let mut found = 0;
-        for (old, new) in pairs {
-            found += u64::from(self.rewrite_record(old, new)?);
-        }
-        Ok(found)
+        rewrite_each(self, pairs)
     }
     /// Sets one metadata item on every record of `purpose` except the records of the
     /// subjects in `except`, with `at` as their update time, in one statement over the

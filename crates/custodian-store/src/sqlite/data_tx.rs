@@ -646,11 +646,7 @@ impl DataTx for SqliteTx<'_> {
         let at_once = pairs.len() >= super::rewrites::AT_ONCE_FROM
             && pairs.iter().all(|(old, _)| &old.header.purpose == purpose);
         let Some(rewrites) = self.rewrites.filter(|_| at_once) else {
-            let mut found = 0;
-            for (old, new) in pairs {
-                found += u64::from(self.rewrite_record(old, new)?);
-            }
-            return Ok(found);
+            return crate::rewrite_each(self, pairs);
         };
         self.records_changed(purpose)?;
         let found =
