@@ -16,6 +16,7 @@ use custodian_core::principal::{Role, TokenScope};
 use custodian_core::purpose::{LawfulBasis, Purpose, PurposeName};
 use custodian_core::record::{FieldName, RecordHeader, RecordMeta};
 use custodian_core::region::{MemberState, RegionId};
+use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 
 pub type Factory<'a> = &'a mut dyn FnMut() -> Box<dyn Store>;
@@ -57,6 +58,10 @@ pub fn run_all(make: Factory<'_>) {
         (
             "many_records_rewritten_at_once",
             many_records_rewritten_at_once,
+        ),
+        (
+            "a_purposes_records_come_by_subject",
+            a_purposes_records_come_by_subject,
         ),
         (
             "bulk_entries_found_by_subject",
@@ -1159,6 +1164,72 @@ fn purpose_records(store: &dyn Store, c: &ControllerId, p: &PurposeName) -> Vec<
         .unwrap();
     out.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
     out
+}
+
+/// `records_of_purpose` answers by subject (ids in byte order), each subject's records oldest
+/// first, whether the rows are read or kept, and again after the purpose changed.
+fn a_purposes_records_come_by_subject(store: &dyn Store) {
+    let a = new_controller(store);
+    let fixtures: Vec<Fixture> = (0..3u8)
+        .map(|i| seed_subject(store, &a, [50 + i; 32]))
+        .collect();
+    let service = PurposeName::parse("service").unwrap();
+    let add = |n: i64, from: i64| {
+        store
+            .transact(&a, now(), &mut |tx| {
+                let seeded = tx.record(&fixtures[0].record)?.expect("seeded");
+                for i in from..from + n {
+                    let mut row = seeded.clone();
+                    row.id = RecordId::from_random(rand16());
+                    // Subjects interleaved in time, and some records older than others.
+                    row.subject = fixtures[(i % 3) as usize].subject.clone();
+                    row.header.created_at = now() - Duration::seconds(100 - (i * 7) % 40);
+                    if i % 5 == 4 {
+                        row.header.purpose = PurposeName::parse("other").unwrap();
+                    }
+                    tx.insert_record(&row)?;
+                }
+                Ok(draft(&a, Operation::Collection))
+            })
+            .unwrap();
+    };
+    let read = || {
+        let mut out = Vec::new();
+        store
+            .consult(&a, now(), &mut |tx| {
+                out = tx.records_of_purpose(&service)?.to_vec();
+                Ok(draft(&a, Operation::Consultation))
+            })
+            .unwrap();
+        out
+    };
+    let expect_order = |got: &[RecordRow], n: usize| {
+        assert_eq!(got.len(), n);
+        assert!(got.iter().all(|r| r.header.purpose == service));
+        let key = |r: &RecordRow| {
+            (
+                r.subject.as_bytes().to_vec(),
+                r.header.created_at,
+                r.id.clone(),
+            )
+        };
+        let mut want = got.to_vec();
+        want.sort_by_key(key);
+        assert_eq!(
+            got.iter().map(|r| &r.id).collect::<Vec<_>>(),
+            want.iter().map(|r| &r.id).collect::<Vec<_>>()
+        );
+        let subjects: BTreeSet<&SubjectId> = got.iter().map(|r| &r.subject).collect();
+        assert_eq!(subjects.len(), 3);
+    };
+    add(20, 0);
+    // 3 seeded, 16 of the 20 added (every fifth is another purpose's).
+    let first = read();
+    expect_order(&first, 19);
+    // A second read (kept rows, where a backend keeps them) answers the same.
+    assert_eq!(read(), first);
+    add(10, 20);
+    expect_order(&read(), 27);
 }
 
 /// `rewrite_records` over more records than a backend rewrites one at a time: each record

@@ -127,7 +127,9 @@ pub trait DataTx {
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>>;
     fn insert_record(&mut self, row: &RecordRow) -> Result<()>;
     fn delete_record(&mut self, id: &RecordId) -> Result<()>;
-    /// Every record collected under `purpose`, with its fields, oldest first; shared with
+    /// Every record collected under `purpose`, with its fields, by subject: subjects in id
+    /// order, each one's records oldest first (a bulk operation works subject by subject,
+    /// and then finds each one's records as a run instead of building a map); shared with
     /// the rows a store keeps between reads (a bulk read copies none of them).
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Arc<[RecordRow]>>;
     /// Whose records `purpose` holds, and how many each: every subject once, in no

@@ -29,6 +29,7 @@ use custodian_store::rows::{FieldRow, LookupRow, RecordRow, SubjectRow};
 use custodian_store::{DataTx, MetaChange, StoreError, TxError, fieldset};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -150,16 +151,33 @@ fn corrupt(table: &'static str, e: impl std::fmt::Display) -> TxError {
     })
 }
 
-/// The records of a set, grouped by subject with the subject's row (subjects in id order,
-/// records oldest first), borrowed from the rows the store answered.
-type Groups<'r> = BTreeMap<SubjectId, (SubjectRow, Vec<&'r RecordRow>)>;
+/// The records of a set by subject, with each subject's row: subjects in id order, each
+/// one's records in the order the store answered them (oldest first), borrowed from those
+/// rows. Subjects the operation may not process are not in it.
+struct Groups<'r> {
+    records: Vec<&'r RecordRow>,
+    subjects: Vec<(SubjectRow, Range<usize>)>,
+}
+
+impl<'r> Groups<'r> {
+    fn iter(&self) -> impl Iterator<Item = (&SubjectRow, &[&'r RecordRow])> + '_ {
+        self.subjects
+            .iter()
+            .map(|(row, at)| (row, &self.records[at.clone()]))
+    }
+
+    fn records(&self) -> impl Iterator<Item = &'r RecordRow> + '_ {
+        self.iter().flat_map(|(_, records)| records.iter().copied())
+    }
+}
 
 /// The one audit entry of a bulk operation, filled in as the work goes: every subject
 /// touched (the store indexes each, so a subject's history still finds the entry), the
 /// names of every field involved, and the record when there is exactly one.
 #[derive(Default)]
 struct Audit {
-    subjects: BTreeSet<SubjectId>,
+    /// In the order they were met (groups come in id order): sorted once at the end.
+    subjects: Vec<SubjectId>,
     fields: BTreeSet<String>,
     records: u64,
     record: Option<custodian_core::ids::RecordId>,
@@ -183,7 +201,7 @@ impl Audit {
         one: Option<&custodian_core::ids::RecordId>,
         fields: BTreeSet<String>,
     ) {
-        self.subjects.insert(subject.clone());
+        self.subjects.push(subject.clone());
         self.fields.extend(fields);
         self.records += records;
         if let (1, Some(one)) = (records, one) {
@@ -194,7 +212,7 @@ impl Audit {
     /// A subject all of whose `records` (in the set) are processed, with every field they
     /// hold: names each field once without allocating a name the entry already holds.
     fn every_record(&mut self, subject: &SubjectId, records: &[&RecordRow]) {
-        self.subjects.insert(subject.clone());
+        self.subjects.push(subject.clone());
         // Records of a set mostly hold the same fields: a record naming exactly the fields
         // of the one before it adds nothing to look up.
         let mut previous: &[FieldRow] = &[];
@@ -220,7 +238,11 @@ impl Audit {
     fn finish(self, matter: &mut Subjectmatter) {
         matter.fields = self.fields.into_iter().collect();
         matter.record = if self.records == 1 { self.record } else { None };
-        let mut subjects: Vec<SubjectId> = self.subjects.into_iter().collect();
+        let mut subjects = self.subjects;
+        if !subjects.is_sorted() {
+            subjects.sort_unstable();
+        }
+        subjects.dedup();
         if subjects.len() == 1 {
             matter.subject = subjects.pop();
         } else {
@@ -228,6 +250,25 @@ impl Audit {
             matter.subjects = subjects;
         }
     }
+}
+
+/// `records` by subject (subjects in id order), and where each subject's run is.
+fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<(SubjectId, Range<usize>)>) {
+    let mut order: Vec<&RecordRow> = records.iter().collect();
+    // Stores answer a purpose's records by subject already (`DataTx::records_of_purpose`):
+    // the groups are then runs of the answer, and a bulk read builds no map. The sort is
+    // stable: a subject's records keep their order.
+    if !order.is_sorted_by(|a, b| a.subject <= b.subject) {
+        order.sort_by(|a, b| a.subject.cmp(&b.subject));
+    }
+    let mut runs: Vec<(SubjectId, Range<usize>)> = Vec::new();
+    for (i, r) in order.iter().enumerate() {
+        match runs.last_mut() {
+            Some((s, at)) if *s == r.subject => at.end = i + 1,
+            _ => runs.push((r.subject.clone(), i..i + 1)),
+        }
+    }
+    (order, runs)
 }
 
 impl Vault {
@@ -263,54 +304,68 @@ impl Vault {
         records: &'r [RecordRow],
         skipped: &mut Vec<SubjectId>,
     ) -> Result<Groups<'r>, TxError> {
-        let mut by_subject: BTreeMap<&SubjectId, Vec<&RecordRow>> = BTreeMap::new();
-        for r in records {
-            by_subject.entry(&r.subject).or_default().push(r);
-        }
-        let mut rows = Self::admit(tx, grant, set, by_subject.keys().copied(), skipped)?;
-        Ok(by_subject
+        let (order, runs) = by_subject(records);
+        let subjects: Vec<SubjectId> = runs.iter().map(|(s, _)| s.clone()).collect();
+        let rows = Self::admit(tx, grant, set, &subjects, skipped)?;
+        Ok(Groups {
+            records: order,
+            subjects: rows
+                .into_iter()
+                .zip(runs)
+                .filter_map(|(row, (_, at))| Some((row?, at)))
+                .collect(),
+        })
+    }
+
+    /// The rows of `subjects` (the subjects of the set's records, each once), in their
+    /// order; `None` for those whose state forbids the operation, which are also named in
+    /// `skipped`.
+    fn admit(
+        tx: &mut dyn DataTx,
+        grant: &DataGrant,
+        set: &RecordSet,
+        subjects: &[SubjectId],
+        skipped: &mut Vec<SubjectId>,
+    ) -> Result<Vec<Option<SubjectRow>>, TxError> {
+        // The subjects' rows and the purpose's objectors, each in one query.
+        let rows = match set {
+            RecordSet::Purpose => tx.subjects_by_id(subjects)?,
+            RecordSet::Subject(s) => tx.subject(s)?.into_iter().collect(),
+        };
+        let rows = Self::in_order(rows, subjects)?;
+        let mut objectors = tx.objectors(&grant.purpose().name)?;
+        objectors.sort_unstable();
+        Ok(rows
             .into_iter()
-            .filter_map(|(subject, records)| {
-                let row = rows.remove(subject)?;
-                Some((subject.clone(), (row, records)))
+            .map(|row| {
+                let objected = objectors.binary_search(&row.id).is_ok();
+                if grant.check_subject(row.restricted, objected).is_ok() {
+                    Some(row)
+                } else {
+                    skipped.push(row.id);
+                    None
+                }
             })
             .collect())
     }
 
-    /// The rows of those of `subjects` (the subjects of the set's records) whose state
-    /// allows the operation; the others are named in `skipped`.
-    fn admit<'s>(
-        tx: &mut dyn DataTx,
-        grant: &DataGrant,
-        set: &RecordSet,
-        subjects: impl Iterator<Item = &'s SubjectId> + Clone,
-        skipped: &mut Vec<SubjectId>,
-    ) -> Result<BTreeMap<SubjectId, SubjectRow>, TxError> {
-        // The subjects' rows and the purpose's objectors, each in one query.
-        let mut rows: BTreeMap<SubjectId, SubjectRow> = match set {
-            RecordSet::Purpose => {
-                tx.subjects_by_id(&subjects.clone().cloned().collect::<Vec<_>>())?
-            }
-            RecordSet::Subject(s) => tx.subject(s)?.into_iter().collect(),
+    /// `rows` in the order of `subjects`, one each; a subject without a row is a record
+    /// naming a missing subject.
+    fn in_order(rows: Vec<SubjectRow>, subjects: &[SubjectId]) -> Result<Vec<SubjectRow>, TxError> {
+        // Stores mostly answer in the order asked: then there is nothing to match.
+        if rows.len() == subjects.len() && rows.iter().zip(subjects).all(|(r, s)| &r.id == s) {
+            return Ok(rows);
         }
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
-        let objectors: BTreeSet<SubjectId> =
-            tx.objectors(&grant.purpose().name)?.into_iter().collect();
-        let mut allowed = BTreeMap::new();
-        for subject in subjects {
-            let row = rows
-                .remove(subject)
-                .ok_or_else(|| corrupt("records", "a record names a missing subject"))?;
-            let objected = objectors.contains(subject);
-            if grant.check_subject(row.restricted, objected).is_ok() {
-                allowed.insert(subject.clone(), row);
-            } else {
-                skipped.push(subject.clone());
-            }
-        }
-        Ok(allowed)
+        let mut by_id: BTreeMap<SubjectId, SubjectRow> =
+            rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        subjects
+            .iter()
+            .map(|s| {
+                by_id
+                    .remove(s)
+                    .ok_or_else(|| corrupt("records", "a record names a missing subject"))
+            })
+            .collect()
     }
 
     /// Consultation of a set of records: every record collected under `purpose` (or only
@@ -342,8 +397,8 @@ impl Vault {
             let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
             let mut audit = Audit::default();
             let mut out = Vec::with_capacity(records.len());
-            for (subject, (row, records)) in groups {
-                audit.every_record(&subject, &records);
+            for (row, records) in groups.iter() {
+                audit.every_record(&row.id, records);
                 grant
                     .check_fields(
                         records
@@ -351,7 +406,7 @@ impl Vault {
                             .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
                     )
                     .map_err(Denial::from)?;
-                let key = self.unwrap_subject(keys, grant.controller(), &row)?;
+                let key = self.unwrap_subject(keys, grant.controller(), row)?;
                 for r in records {
                     out.push(Self::open_record(grant, &key, r)?);
                 }
@@ -393,15 +448,11 @@ impl Vault {
                 // counted by subject, never read.
                 if let (RecordSet::Purpose, Some(meta)) = (set, change.meta(grant.purpose())) {
                     let counts = tx.record_counts_of_purpose(purpose)?;
-                    let admitted = Self::admit(
-                        tx,
-                        grant,
-                        set,
-                        counts.iter().map(|c| &c.subject),
-                        &mut skipped,
-                    )?;
+                    let subjects: Vec<SubjectId> =
+                        counts.iter().map(|c| c.subject.clone()).collect();
+                    let admitted = Self::admit(tx, grant, set, &subjects, &mut skipped)?;
                     report.skipped_subjects = skipped.len() as u64;
-                    for c in counts.iter().filter(|c| admitted.contains_key(&c.subject)) {
+                    for (c, _) in counts.iter().zip(admitted).filter(|(_, row)| row.is_some()) {
                         report.subjects += 1;
                         report.records += c.records;
                         let names = BTreeSet::from([change.audit_name()]);
@@ -446,7 +497,8 @@ impl Vault {
                         | RecordChange::Subject(_)
                 );
                 let mut rewrites = Vec::new();
-                for (subject, (row, records)) in &groups {
+                for (row, records) in groups.iter() {
+                    let subject = &row.id;
                     let key = if needs_key {
                         Some(self.unwrap_subject(keys, grant.controller(), row)?)
                     } else {
@@ -494,8 +546,7 @@ impl Vault {
                 }
                 if let (Some((t, _)), true) = (&target, report.records > 0) {
                     let names = groups
-                        .values()
-                        .flat_map(|(_, records)| records)
+                        .records()
                         .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
                         .chain([change.audit_name()])
                         .collect();
@@ -654,7 +705,8 @@ impl Vault {
                     let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
                     report.skipped_subjects = skipped.len() as u64;
                     let mut audit = Audit::default();
-                    for (subject, (_, records)) in &groups {
+                    for (row, records) in groups.iter() {
+                        let subject = &row.id;
                         for r in records {
                             tx.delete_record(&r.id)?;
                             erased.push((subject.clone(), r.id.clone()));
@@ -684,5 +736,70 @@ impl Vault {
         let chain = ChainId::Controller(controller.clone());
         let head = self.store.audit_head(&chain)?.map_or(0, |(seq, _)| seq);
         self.audit_page(p, head.saturating_sub(u64::from(limit)), limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian_core::ids::RecordId;
+    use custodian_core::record::RecordHeader;
+
+    fn row(subject: &SubjectId, n: u8) -> RecordRow {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        RecordRow {
+            id: RecordId::from_random([n; 16]),
+            subject: subject.clone(),
+            header: RecordHeader {
+                purpose: PurposeName::parse("crm").unwrap(),
+                meta: Arc::default(),
+                created_at: at,
+                updated_at: at,
+                expires_at: at,
+            },
+            fields: Vec::new(),
+        }
+    }
+
+    fn runs_of<'r>(
+        order: &[&'r RecordRow],
+        runs: &[(SubjectId, Range<usize>)],
+    ) -> Vec<Vec<&'r RecordId>> {
+        runs.iter()
+            .map(|(s, at)| {
+                assert!(order[at.clone()].iter().all(|r| &r.subject == s));
+                order[at.clone()].iter().map(|r| &r.id).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_group_into_runs_by_subject_whatever_order_they_come_in() {
+        let s: Vec<SubjectId> = (1..=3).map(|i| SubjectId::from_random([i; 16])).collect();
+        assert!(s.is_sorted());
+        // Interleaved: grouped by subject, each subject's records in the order given.
+        let mixed = [
+            row(&s[1], 0),
+            row(&s[0], 1),
+            row(&s[1], 2),
+            row(&s[2], 3),
+            row(&s[0], 4),
+        ];
+        let (order, runs) = by_subject(&mixed);
+        let ids = |i: &[usize]| i.iter().map(|&i| &mixed[i].id).collect::<Vec<_>>();
+        assert_eq!(
+            runs_of(&order, &runs),
+            [ids(&[1, 4]), ids(&[0, 2]), ids(&[3])]
+        );
+        assert_eq!(runs.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(), s);
+        // Already by subject (as stores answer): the same runs, the order untouched.
+        let sorted = [row(&s[0], 5), row(&s[0], 6), row(&s[2], 7)];
+        let (order, runs) = by_subject(&sorted);
+        assert!(order.iter().zip(&sorted).all(|(a, b)| std::ptr::eq(*a, b)));
+        assert_eq!(
+            runs.iter().map(|(_, at)| at.clone()).collect::<Vec<_>>(),
+            [0..2, 2..3]
+        );
+        assert_eq!(by_subject(&[]).1, []);
     }
 }

@@ -255,7 +255,7 @@ impl DataTx for PgTx<'_, '_, '_> {
         self.q
             .all(
             &format!(
-                "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND purpose = $2 ORDER BY created_at, id"
+                "SELECT {RECORD_COLS} FROM records WHERE controller_id = $1 AND purpose = $2 ORDER BY subject_id COLLATE \"C\", created_at, id"
             ),
             &[&self.controller.as_str(), &purpose.as_str()],
             record_row,

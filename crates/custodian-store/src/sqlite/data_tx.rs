@@ -185,12 +185,18 @@ impl<'a> SqliteTx<'a> {
             ))
             .map_err(map_err)?;
         let mut shared = SharedMeta::default();
-        st.query_map(params![self.c(), purpose.as_str()], |r| {
-            record_row_sharing(r, Some(&mut shared))
-        })
-        .map_err(map_err)?
-        .map(|r| r.map_err(map_err)?)
-        .collect()
+        let mut rows = st
+            .query_map(params![self.c(), purpose.as_str()], |r| {
+                record_row_sharing(r, Some(&mut shared))
+            })
+            .map_err(map_err)?
+            .map(|r| r.map_err(map_err)?)
+            .collect::<Result<Vec<_>>>()?;
+        // By subject, each one's records keeping the table's order (oldest first): sorted
+        // here, once per read of the table, rather than by SQLite's sorter (which copies
+        // every row into it) or by every bulk operation over the rows kept.
+        rows.sort_by_cached_key(|r| r.subject.clone());
+        Ok(rows)
     }
 
     /// Rows of the controller's subjects among `ids`, looked up one at a time: the ids come
