@@ -210,28 +210,28 @@ impl Audit {
     }
 
     /// A subject all of whose `records` (in the set) are processed, with every field they
-    /// hold: names each field once without allocating a name the entry already holds.
-    fn every_record(&mut self, subject: &SubjectId, records: &[&RecordRow]) {
-        self.subjects.push(subject.clone());
-        // Records of a set mostly hold the same fields: a record naming exactly the fields
-        // of the one before it adds nothing to look up.
-        let mut previous: &[FieldRow] = &[];
-        for r in records {
-            let same = r.fields.len() == previous.len()
-                && r.fields.iter().zip(previous).all(|(a, b)| a.name == b.name);
-            if !same {
-                for f in &r.fields {
-                    if !self.fields.contains(f.name.as_str()) {
-                        self.fields.insert(f.name.to_string());
-                    }
+    /// hold; `check` sees each distinct field list (see [`field_lists`]) before it is named.
+    fn every_record<E>(
+        &mut self,
+        subject: &SubjectId,
+        records: &[&RecordRow],
+        mut check: impl FnMut(&[FieldRow]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for fields in field_lists(records) {
+            check(fields)?;
+            for f in fields {
+                // Without allocating a name the entry already holds.
+                if !self.fields.contains(f.name.as_str()) {
+                    self.fields.insert(f.name.to_string());
                 }
             }
-            previous = &r.fields;
         }
+        self.subjects.push(subject.clone());
         self.records += records.len() as u64;
         if let [one] = records {
             self.record = Some(one.id.clone());
         }
+        Ok(())
     }
 
     /// Hands what the entry names to `data_op`, which commits it with the work.
@@ -250,6 +250,23 @@ impl Audit {
             matter.subjects = subjects;
         }
     }
+}
+
+/// The field lists of `records`, but for a list the same (names and categories) as the one
+/// of the record before it: records of a set mostly hold the same fields, and what is
+/// checked or named for a list holds for its repeats.
+fn field_lists<'r>(records: &'r [&'r RecordRow]) -> impl Iterator<Item = &'r [FieldRow]> {
+    let mut previous: Option<&[FieldRow]> = None;
+    records.iter().filter_map(move |r| {
+        let same = previous.is_some_and(|p| {
+            p.len() == r.fields.len()
+                && p.iter()
+                    .zip(&r.fields)
+                    .all(|(a, b)| a.name == b.name && a.category == b.category)
+        });
+        previous = Some(&r.fields);
+        (!same).then_some(&r.fields[..])
+    })
 }
 
 /// `records` by subject (subjects in id order), and where each subject's run is.
@@ -398,14 +415,11 @@ impl Vault {
             let mut audit = Audit::default();
             let mut out = Vec::with_capacity(records.len());
             for (row, records) in groups.iter() {
-                audit.every_record(&row.id, records);
-                grant
-                    .check_fields(
-                        records
-                            .iter()
-                            .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
-                    )
-                    .map_err(Denial::from)?;
+                audit.every_record(&row.id, records, |fields| {
+                    grant
+                        .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                        .map_err(Denial::from)
+                })?;
                 let key = self.unwrap_subject(keys, grant.controller(), row)?;
                 for r in records {
                     out.push(Self::open_record(grant, &key, r)?);
@@ -713,7 +727,7 @@ impl Vault {
                         }
                         report.subjects += 1;
                         report.records += records.len() as u64;
-                        audit.every_record(subject, records);
+                        audit.every_record(subject, records, |_| Ok::<_, TxError>(()))?;
                     }
                     audit.finish(matter);
                     Ok(report)
@@ -801,5 +815,44 @@ mod tests {
             [0..2, 2..3]
         );
         assert_eq!(by_subject(&[]).1, []);
+    }
+
+    fn field(name: &str, category: &str) -> FieldRow {
+        FieldRow {
+            name: FieldName::parse(name).unwrap(),
+            category: DataCategory::parse(category).unwrap(),
+            sealed: vec![1; 28],
+        }
+    }
+
+    #[test]
+    fn a_field_list_is_seen_again_only_when_names_or_categories_change() {
+        let s = SubjectId::from_random([1; 16]);
+        let with = |n: u8, fields: Vec<FieldRow>| RecordRow {
+            fields,
+            ..row(&s, n)
+        };
+        let (email, name) = ("user.contact.email", "user.name");
+        let records = [
+            with(0, vec![field("email", email), field("name", name)]),
+            with(1, vec![field("email", email), field("name", name)]),
+            // Same names, another category: checked again.
+            with(2, vec![field("email", email), field("name", email)]),
+            with(3, vec![field("email", email), field("name", email)]),
+            // A field fewer, then the first list again.
+            with(4, vec![field("email", email)]),
+            with(5, vec![field("email", email), field("name", name)]),
+        ];
+        let refs: Vec<&RecordRow> = records.iter().collect();
+        let seen: Vec<usize> = field_lists(&refs)
+            .map(|l| {
+                records
+                    .iter()
+                    .position(|r| std::ptr::eq(r.fields.as_slice(), l))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seen, [0, 2, 4, 5]);
+        assert_eq!(field_lists(&[]).count(), 0);
     }
 }
