@@ -13,6 +13,11 @@ mod throwaway_pg;
 
 use clap::{Parser, Subcommand};
 
+// The allocator the `custodian` binary runs with (see its `main.rs`), so that what is
+// measured here is what runs there; every target of a run shares it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "custodian-bench",

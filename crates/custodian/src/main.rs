@@ -18,6 +18,12 @@ use secrecy::SecretString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// mimalloc rather than the C library's allocator: a bulk read allocates a value per field
+// it decrypts on one thread and frees it on another, which glibc's arenas pay for most
+// (ARCHITECTURE.md, "Allocation"; custodian-bench uses the same).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "custodian",
