@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lifecycle;
 mod pending;
 pub mod rights;
+mod spread;
 pub mod token_cache;
 pub mod verify;
 pub mod views;
@@ -48,6 +49,8 @@ pub struct Vault {
     passwords: Passwords,
     tokens: token_cache::TokenCache,
     keys: key_cache::KeyCache,
+    /// A bulk read's decryption over idle cores.
+    spread: spread::Spread,
 }
 
 impl std::fmt::Debug for Vault {
@@ -85,6 +88,7 @@ impl Vault {
             passwords: Passwords::new(),
             tokens: token_cache::TokenCache::default(),
             keys: key_cache::KeyCache::default(),
+            spread: spread::Spread::default(),
         }
     }
 

@@ -614,3 +614,47 @@ fn alterations_of_many_records_at_once_keep_each_record_its_own() {
     assert_eq!(by_email(&e, "person7@example.org"), vec![target.clone()]);
     assert!(e.vault.verify(None).unwrap().ok());
 }
+
+/// A read of more records than one thread opens alone (`spread`): every record once, each
+/// with its own values, subjects in id order and each one's records oldest first, as a
+/// read on one thread answers.
+#[test]
+fn a_large_read_answers_every_record_once_in_order() {
+    let e = env();
+    let ctx = CallContext::default();
+    let (subjects, per) = (40, 28);
+    let mut want: Vec<(SubjectId, Vec<String>)> = (0..subjects)
+        .map(|i| {
+            let notes: Vec<String> = (0..per).map(|j| format!("s{i}r{j}")).collect();
+            let id = subject(&e, "crm", &notes[0]);
+            for n in &notes[1..] {
+                e.vault
+                    .add_record(&e.app, &p("crm"), &id, record(n), &ctx)
+                    .unwrap();
+            }
+            (id, notes)
+        })
+        .collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    let before = head(&e);
+    let views = e
+        .vault
+        .purpose_records(&e.app, &p("crm"), &RecordSet::Purpose, &ctx)
+        .unwrap();
+    assert_eq!(views.len(), subjects * per);
+    let note = FieldName::parse("note").unwrap();
+    let got: Vec<(SubjectId, String)> = views
+        .iter()
+        .map(|v| match &v.fields[&note].value {
+            FieldValue::Text(t) => (v.subject.clone(), t.clone()),
+            other => panic!("a note that is not text: {other:?}"),
+        })
+        .collect();
+    let expected: Vec<(SubjectId, String)> = want
+        .iter()
+        .flat_map(|(s, notes)| notes.iter().map(|n| (s.clone(), n.clone())))
+        .collect();
+    assert_eq!(got, expected);
+    // One audit entry for the whole read.
+    assert_eq!(head(&e), before + 1);
+}
