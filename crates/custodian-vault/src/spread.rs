@@ -69,14 +69,25 @@ impl Spread {
         let bounds = split(items, &weight, total, parts);
         let results: Vec<Result<Vec<R>, E>> = std::thread::scope(|s| {
             let work = &work;
+            let part = move |w: &[usize]| work(&items[w[0]..w[1]]);
+            // A part whose thread the system refuses (out of threads or memory) is done
+            // on this thread instead: the read is slower, never failed for it.
             let others: Vec<_> = bounds
                 .windows(2)
                 .skip(1)
-                .map(|w| s.spawn(move || work(&items[w[0]..w[1]])))
+                .map(|w| {
+                    (
+                        w,
+                        std::thread::Builder::new().spawn_scoped(s, move || part(w)),
+                    )
+                })
                 .collect();
-            let mut results = vec![work(&items[bounds[0]..bounds[1]])];
-            for h in others {
-                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            let mut results = vec![part(&bounds[..2])];
+            for (w, thread) in others {
+                results.push(match thread {
+                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    Err(_) => part(w),
+                });
             }
             results
         });
