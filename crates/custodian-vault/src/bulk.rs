@@ -270,7 +270,7 @@ fn field_lists<'r>(records: &'r [&'r RecordRow]) -> impl Iterator<Item = &'r [Fi
 }
 
 /// `records` by subject (subjects in id order), and where each subject's run is.
-fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<(SubjectId, Range<usize>)>) {
+fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<Range<usize>>) {
     let mut order: Vec<&RecordRow> = records.iter().collect();
     // Stores answer a purpose's records by subject already (`DataTx::records_of_purpose`):
     // the groups are then runs of the answer, and a bulk read builds no map. The sort is
@@ -278,11 +278,11 @@ fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<(SubjectId, Range<
     if !order.is_sorted_by(|a, b| a.subject <= b.subject) {
         order.sort_by(|a, b| a.subject.cmp(&b.subject));
     }
-    let mut runs: Vec<(SubjectId, Range<usize>)> = Vec::new();
+    let mut runs: Vec<Range<usize>> = Vec::new();
     for (i, r) in order.iter().enumerate() {
         match runs.last_mut() {
-            Some((s, at)) if *s == r.subject => at.end = i + 1,
-            _ => runs.push((r.subject.clone(), i..i + 1)),
+            Some(at) if order[at.start].subject == r.subject => at.end = i + 1,
+            _ => runs.push(i..i + 1),
         }
     }
     (order, runs)
@@ -322,14 +322,17 @@ impl Vault {
         skipped: &mut Vec<SubjectId>,
     ) -> Result<Groups<'r>, TxError> {
         let (order, runs) = by_subject(records);
-        let subjects: Vec<SubjectId> = runs.iter().map(|(s, _)| s.clone()).collect();
+        let subjects: Vec<SubjectId> = runs
+            .iter()
+            .map(|at| order[at.start].subject.clone())
+            .collect();
         let rows = Self::admit(tx, grant, set, &subjects, skipped)?;
         Ok(Groups {
             records: order,
             subjects: rows
                 .into_iter()
                 .zip(runs)
-                .filter_map(|(row, (_, at))| Some((row?, at)))
+                .filter_map(|(row, at)| Some((row?, at)))
                 .collect(),
         })
     }
@@ -783,14 +786,12 @@ mod tests {
         }
     }
 
-    fn runs_of<'r>(
-        order: &[&'r RecordRow],
-        runs: &[(SubjectId, Range<usize>)],
-    ) -> Vec<Vec<&'r RecordId>> {
+    fn runs_of<'r>(order: &[&'r RecordRow], runs: &[Range<usize>]) -> Vec<Vec<&'r RecordId>> {
         runs.iter()
-            .map(|(s, at)| {
-                assert!(order[at.clone()].iter().all(|r| &r.subject == s));
-                order[at.clone()].iter().map(|r| &r.id).collect()
+            .map(|at| {
+                let run = &order[at.clone()];
+                assert!(run.iter().all(|r| r.subject == run[0].subject));
+                run.iter().map(|r| &r.id).collect()
             })
             .collect()
     }
@@ -813,16 +814,17 @@ mod tests {
             runs_of(&order, &runs),
             [ids(&[1, 4]), ids(&[0, 2]), ids(&[3])]
         );
-        assert_eq!(runs.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(), s);
+        let subjects: Vec<SubjectId> = runs
+            .iter()
+            .map(|at| order[at.start].subject.clone())
+            .collect();
+        assert_eq!(subjects, s);
         // Already by subject (as stores answer): the same runs, the order untouched.
         let sorted = [row(&s[0], 5), row(&s[0], 6), row(&s[2], 7)];
         let (order, runs) = by_subject(&sorted);
         assert!(order.iter().zip(&sorted).all(|(a, b)| std::ptr::eq(*a, b)));
-        assert_eq!(
-            runs.iter().map(|(_, at)| at.clone()).collect::<Vec<_>>(),
-            [0..2, 2..3]
-        );
-        assert_eq!(by_subject(&[]).1, []);
+        assert_eq!(runs, [0..2, 2..3]);
+        assert!(by_subject(&[]).1.is_empty());
     }
 
     fn field(name: &str, category: &str) -> FieldRow {
