@@ -319,7 +319,7 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
 /// allocations) per row; now a handful per query, which the kept rows and the answer's
 /// views share as well.
 #[derive(Default)]
-pub(crate) struct SharedMeta {
+struct SharedMeta {
     recent: Vec<SeenMeta>,
 }
 
@@ -366,8 +366,21 @@ impl SharedMeta {
     }
 }
 
+/// Every record `st` answers for `params`, in its order, the metadata of rows that hold the
+/// same shared (see [`SharedMeta`]).
+pub(crate) fn record_rows(
+    st: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RecordRow>> {
+    let mut shared = SharedMeta::default();
+    st.query_map(params, |r| record_row_sharing(r, Some(&mut shared)))
+        .map_err(map_err)?
+        .map(|r| r.map_err(map_err)?)
+        .collect()
+}
+
 /// [`record_row`], its metadata shared with earlier rows of the same query through `shared`.
-pub(crate) fn record_row_sharing(
+fn record_row_sharing(
     r: &Row<'_>,
     shared: Option<&mut SharedMeta>,
 ) -> rusqlite::Result<Result<RecordRow>> {

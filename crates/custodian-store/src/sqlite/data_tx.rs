@@ -184,14 +184,7 @@ impl<'a> SqliteTx<'a> {
                 " FROM records WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id"
             ))
             .map_err(map_err)?;
-        let mut shared = SharedMeta::default();
-        let mut rows = st
-            .query_map(params![self.c(), purpose.as_str()], |r| {
-                record_row_sharing(r, Some(&mut shared))
-            })
-            .map_err(map_err)?
-            .map(|r| r.map_err(map_err)?)
-            .collect::<Result<Vec<_>>>()?;
+        let mut rows = record_rows(&mut st, params![self.c(), purpose.as_str()])?;
         // By subject, each one's records keeping the table's order (oldest first): sorted
         // here, once per read of the table, rather than by SQLite's sorter (which copies
         // every row into it) or by every bulk operation over the rows kept.
@@ -458,26 +451,17 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn records_of(&mut self, subject: &SubjectId) -> Result<Vec<RecordRow>> {
-        let records: Vec<RecordRow> = {
-            let mut st = self
-                .tx
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    record_cols!(),
-                    " FROM ",
-                    by_subject!(),
-                    " WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
-                ))
-                .map_err(map_err)?;
-            let mut shared = SharedMeta::default();
-            st.query_map(params![self.c(), subject.as_str()], |r| {
-                record_row_sharing(r, Some(&mut shared))
-            })
-            .map_err(map_err)?
-            .map(|r| r.map_err(map_err)?)
-            .collect::<Result<_>>()?
-        };
-        Ok(records)
+        let mut st = self
+            .tx
+            .prepare_cached(concat!(
+                "SELECT ",
+                record_cols!(),
+                " FROM ",
+                by_subject!(),
+                " WHERE controller_id = ?1 AND subject_id = ?2 ORDER BY created_at, id"
+            ))
+            .map_err(map_err)?;
+        record_rows(&mut st, params![self.c(), subject.as_str()])
     }
 
     fn record(&mut self, id: &RecordId) -> Result<Option<RecordRow>> {
