@@ -38,7 +38,7 @@ impl InlineName {
 
     /// The text's bytes, without the UTF-8 check `as_str` makes: names are compared
     /// and hashed many times per record of a bulk read.
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Self::Boxed(s) => s.as_bytes(),

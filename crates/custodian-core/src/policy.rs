@@ -156,14 +156,15 @@ impl DataGrant {
     }
 
     /// Every field's category must be covered by the purpose; the refusal names the fields.
-    pub fn check_fields<'a>(
+    pub fn check_fields<'a, N: std::fmt::Display>(
         &self,
-        fields: impl IntoIterator<Item = (&'a str, &'a DataCategory)>,
+        fields: impl IntoIterator<Item = (N, &'a DataCategory)>,
     ) -> Result<(), Refusal> {
+        // Names become text only for a refusal: a bulk read checks thousands of fields.
         let outside: Vec<String> = fields
             .into_iter()
             .filter(|(_, c)| !self.purpose.covers(c))
-            .map(|(name, _)| name.to_owned())
+            .map(|(name, _)| name.to_string())
             .collect();
         if outside.is_empty() {
             Ok(())

@@ -22,6 +22,7 @@ use crate::random;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hmac;
 use custodian_core::ids::{ControllerId, RecordId, SubjectId};
+use custodian_core::record::FieldName;
 use data_encoding::BASE64URL_NOPAD;
 use std::fmt;
 use zeroize::Zeroizing;
@@ -92,29 +93,25 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Crypt
     open_with(&aead_key(key), aad, sealed)
 }
 
+/// Opens `sealed` (nonce || ciphertext || tag) into a buffer of exactly the plaintext's
+/// length, reading the ciphertext where it lies: a bulk read opens thousands of values held
+/// in kept rows, and copying each into a buffer of its own first, then shifting the
+/// plaintext over the nonce, was two copies a field. Callers holding secrets wipe the
+/// result (`Zeroizing`, `Plaintext`).
 fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    open_owned(key, aad, sealed.to_vec())
-}
-
-/// Opens `sealed` where it lies and cuts it to the plaintext: the ciphertext's buffer is
-/// the plaintext's, so a bulk read decrypts thousands of values without allocating. Callers
-/// holding secrets wipe it whole (`Zeroizing` clears the capacity, the tag's bytes too).
-fn open_owned(key: &LessSafeKey, aad: &[u8], mut sealed: Vec<u8>) -> Result<Vec<u8>, CryptoError> {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
+    let Some(len) = sealed.len().checked_sub(NONCE_LEN + TAG_LEN) else {
         return Err(CryptoError::Open);
-    }
-    let nonce =
-        Nonce::try_assume_unique_for_key(&sealed[..NONCE_LEN]).map_err(|_| CryptoError::Open)?;
-    match key.open_within(nonce, Aad::from(aad), &mut sealed, NONCE_LEN..) {
-        Ok(plain) => {
-            let len = plain.len();
-            sealed.truncate(len);
-            Ok(sealed)
-        }
+    };
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(len);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Open)?;
+    let mut plain = vec![0; len];
+    match key.open_separate_gather(nonce, Aad::from(aad), ciphertext, tag, &mut plain) {
+        Ok(()) => Ok(plain),
         Err(_) => {
             // The buffer may hold bytes decrypted before the tag failed (a ciphertext
             // moved to another row is real data under the right key): wipe it.
-            zeroize::Zeroize::zeroize(&mut sealed);
+            zeroize::Zeroize::zeroize(&mut plain);
             Err(CryptoError::Open)
         }
     }
@@ -343,7 +340,7 @@ pub struct FieldContext<'a> {
     pub controller: &'a ControllerId,
     pub subject: &'a SubjectId,
     pub record: &'a RecordId,
-    pub field: &'a str,
+    pub field: &'a FieldName,
 }
 
 const FIELD_LABEL: &str = "custodian/field/v1";
@@ -364,8 +361,8 @@ impl FieldContext<'_> {
         let mut buf = [0u8; 256];
         match context_into(&mut buf, FIELD_LABEL, &self.parts()) {
             Some(aad) => f(aad),
-            // Field names are short (64 bytes at most where they are parsed); this is for
-            // whatever else a caller passes.
+            // Field names and ids are short (the longest context is under 200 bytes); this
+            // is only so that no length could ever fail.
             None => f(&context_bytes(FIELD_LABEL, &self.parts())),
         }
     }
@@ -396,17 +393,7 @@ impl SubjectKey {
         ctx: FieldContext<'_>,
         sealed: &[u8],
     ) -> Result<Plaintext, CryptoError> {
-        self.open_field_owned(ctx, sealed.to_vec())
-    }
-
-    /// [`Self::open_field`] on a ciphertext the caller owns and gives up: the plaintext
-    /// comes back in its buffer.
-    pub fn open_field_owned(
-        &self,
-        ctx: FieldContext<'_>,
-        sealed: Vec<u8>,
-    ) -> Result<Plaintext, CryptoError> {
-        ctx.with_aad(|aad| open_owned(&self.0.aead, aad, sealed))
+        ctx.with_aad(|aad| open_with(&self.0.aead, aad, sealed))
             .map(Plaintext)
     }
 }
@@ -467,39 +454,58 @@ mod tests {
         )
     }
 
+    static EMAIL: std::sync::LazyLock<FieldName> =
+        std::sync::LazyLock::new(|| FieldName::parse("email").unwrap());
+    static NAME: std::sync::LazyLock<FieldName> =
+        std::sync::LazyLock::new(|| FieldName::parse("name").unwrap());
+
     /// The place of one field, "email", of record `r`.
     fn email<'a>(c: &'a ControllerId, s: &'a SubjectId, r: &'a RecordId) -> FieldContext<'a> {
         FieldContext {
             controller: c,
             subject: s,
             record: r,
-            field: "email",
+            field: &EMAIL,
         }
     }
 
     /// The associated data built on the stack is, byte for byte, the length-prefixed
-    /// context fields were always sealed with (or nothing stored before would open), and
-    /// a field name too long for the stack buffer gets the same encoding from the heap.
+    /// context fields were always sealed with (or nothing stored before would open), for
+    /// the shortest and the longest field names; and the heap's encoding, for a context
+    /// too long for a buffer, is the same bytes.
     #[test]
     fn field_associated_data_is_the_context_encoding_on_stack_and_heap() {
         let (c, s, r) = ids();
-        let long = "x".repeat(300);
-        for field in ["email", long.as_str()] {
+        let longest = FieldName::parse(&format!("a{}", "b".repeat(63))).unwrap();
+        for field in [&*EMAIL, &longest] {
             let ctx = FieldContext {
                 controller: &c,
                 subject: &s,
                 record: &r,
                 field,
             };
-            let want = context(FIELD_LABEL, &[c.as_str(), s.as_str(), r.as_str(), field]);
+            let want = context(
+                FIELD_LABEL,
+                &[c.as_str(), s.as_str(), r.as_str(), field.as_str()],
+            );
             assert_eq!(ctx.with_aad(|aad| aad.to_vec()), want);
+            let mut stack = [0u8; 256];
+            assert_eq!(
+                context_into(&mut stack, FIELD_LABEL, &ctx.parts()),
+                Some(&want[..])
+            );
             let k = SubjectKey::generate().unwrap();
             let sealed = k.seal_field(ctx, b"value");
-            let ctx = FieldContext { field, ..ctx };
             assert_eq!(k.open_field(ctx, &sealed).unwrap().as_slice(), b"value");
         }
+        let long = "x".repeat(300);
         let mut small = [0u8; 8];
         assert!(context_into(&mut small, FIELD_LABEL, &[b"a"]).is_none());
+        let mut big = [0u8; 512];
+        assert_eq!(
+            context_into(&mut big, FIELD_LABEL, &[long.as_bytes()]),
+            Some(&context(FIELD_LABEL, &[long.as_str()])[..])
+        );
     }
 
     #[test]
@@ -570,7 +576,7 @@ mod tests {
         let ctx = email(&c, &s, &r);
         let ct = sk.seal_field(ctx, b"x");
         let other_field = FieldContext {
-            field: "name",
+            field: &NAME,
             ..ctx
         };
         assert_eq!(
@@ -593,32 +599,25 @@ mod tests {
     }
 
     #[test]
-    fn opening_an_owned_ciphertext_gives_the_plaintext_in_its_buffer() {
+    fn a_field_opens_into_a_buffer_of_exactly_its_plaintext() {
         let (c, s, r) = ids();
         let sk = SubjectKey::generate().unwrap();
         let ctx = email(&c, &s, &r);
         for plain in [&b""[..], b"\"alice@example.fr\"", &[7u8; 300]] {
             let ct = sk.seal_field(ctx, plain);
             assert_eq!(ct.len(), NONCE_LEN + plain.len() + TAG_LEN);
-            let opened = sk.open_field_owned(ctx, ct.clone()).unwrap();
+            let opened = sk.open_field(ctx, &ct).unwrap();
             assert_eq!(opened.as_slice(), plain);
-            assert_eq!(
-                opened.as_slice(),
-                sk.open_field(ctx, &ct).unwrap().as_slice()
-            );
+            assert_eq!(opened.capacity(), plain.len());
             let other = FieldContext {
-                field: "name",
+                field: &NAME,
                 ..ctx
             };
-            assert_eq!(
-                sk.open_field_owned(other, ct).unwrap_err(),
-                CryptoError::Open
-            );
+            assert_eq!(sk.open_field(other, &ct).unwrap_err(), CryptoError::Open);
         }
-        assert!(
-            sk.open_field_owned(ctx, vec![0; NONCE_LEN + TAG_LEN - 1])
-                .is_err()
-        );
+        for short in 0..NONCE_LEN + TAG_LEN {
+            assert!(sk.open_field(ctx, &vec![0; short]).is_err());
+        }
     }
 
     #[test]
@@ -627,7 +626,7 @@ mod tests {
         let sk = SubjectKey::generate().unwrap();
         let ctx = email(&c, &s, &r);
         let mut opened = sk
-            .open_field_owned(ctx, sk.seal_field(ctx, b"\"alice@example.fr\""))
+            .open_field(ctx, &sk.seal_field(ctx, b"\"alice@example.fr\""))
             .unwrap();
         assert_eq!(format!("{opened:?}"), "Plaintext(<18 bytes redacted>)");
         // A caller takes the bytes (as a bulk read takes a field's text); what is left is

@@ -181,6 +181,9 @@ struct Audit {
     fields: BTreeSet<String>,
     records: u64,
     record: Option<custodian_core::ids::RecordId>,
+    /// The field lists last checked and named, whichever subjects held them (see
+    /// [`Self::every_record`]).
+    lists: Vec<Vec<(FieldName, DataCategory)>>,
 }
 
 impl Audit {
@@ -210,14 +213,28 @@ impl Audit {
     }
 
     /// A subject all of whose `records` (in the set) are processed, with every field they
-    /// hold; `check` sees each distinct field list (see [`field_lists`]) before it is named.
+    /// hold; `check` sees each distinct field list (see [`field_lists`]) before it is named,
+    /// and a list the same as one of the last few it saw, of this subject or another, is not
+    /// checked or named again: most subjects of a set hold the same few lists, and `check`
+    /// must depend on the list alone (both callers' do: a grant's check, or none).
     fn every_record<E>(
         &mut self,
         subject: &SubjectId,
         records: &[&RecordRow],
         mut check: impl FnMut(&[FieldRow]) -> Result<(), E>,
     ) -> Result<(), E> {
+        const LISTS_KEPT: usize = 8;
         for fields in field_lists(records) {
+            let same = |list: &Vec<(FieldName, DataCategory)>| {
+                list.len() == fields.len()
+                    && list
+                        .iter()
+                        .zip(fields)
+                        .all(|((n, c), f)| *n == f.name && *c == f.category)
+            };
+            if self.lists.iter().any(same) {
+                continue;
+            }
             check(fields)?;
             for f in fields {
                 // Without allocating a name the entry already holds.
@@ -225,6 +242,15 @@ impl Audit {
                     self.fields.insert(f.name.to_string());
                 }
             }
+            if self.lists.len() == LISTS_KEPT {
+                self.lists.remove(0);
+            }
+            self.lists.push(
+                fields
+                    .iter()
+                    .map(|f| (f.name.clone(), f.category.clone()))
+                    .collect(),
+            );
         }
         self.subjects.push(subject.clone());
         self.records += records.len() as u64;
@@ -420,7 +446,7 @@ impl Vault {
             for (row, records) in groups.iter() {
                 audit.every_record(&row.id, records, |fields| {
                     grant
-                        .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                        .check_fields(fields.iter().map(|f| (&f.name, &f.category)))
                         .map_err(Denial::from)
                 })?;
             }
@@ -498,12 +524,12 @@ impl Vault {
                 report.skipped_subjects = skipped.len() as u64;
                 if let Some(f) = &valid {
                     grant
-                        .check_fields([(f.name.as_str(), &f.category)])
+                        .check_fields([(&f.name, &f.category)])
                         .map_err(Denial::from)?;
                 }
                 if let RecordChange::Category { field, category } = change {
                     grant
-                        .check_fields([(field.as_str(), category)])
+                        .check_fields([(field, category)])
                         .map_err(Denial::from)?;
                 }
                 // Moving records to another subject processes that subject too.
@@ -605,7 +631,7 @@ impl Vault {
                     controller: grant.controller(),
                     subject,
                     record: &r.id,
-                    field: name.as_str(),
+                    field: name,
                 },
                 plain,
             )
@@ -617,7 +643,7 @@ impl Vault {
                         controller: grant.controller(),
                         subject: &r.subject,
                         record: &r.id,
-                        field: f.name.as_str(),
+                        field: &f.name,
                     },
                     &f.sealed,
                 )
@@ -864,5 +890,54 @@ mod tests {
             .collect();
         assert_eq!(seen, [0, 2, 4, 5]);
         assert_eq!(field_lists(&[]).count(), 0);
+    }
+
+    /// A list checked for one subject is not checked again for the next subjects holding
+    /// it; a list not among the last eight is, and a refused list stops the audit there.
+    #[test]
+    fn a_field_list_is_checked_once_across_subjects_while_it_is_recent() {
+        let (email, name) = ("user.contact.email", "user.name");
+        let subject = |n: u8| SubjectId::from_random([n; 16]);
+        let with = |s: &SubjectId, n: u8, fields: Vec<FieldRow>| RecordRow {
+            fields,
+            ..row(s, n)
+        };
+        let mut audit = Audit::default();
+        let checked = std::cell::Cell::new(0);
+        let check = |_: &[FieldRow]| {
+            checked.set(checked.get() + 1);
+            Ok::<_, ()>(())
+        };
+        let (a, b) = (subject(1), subject(2));
+        let first = with(&a, 0, vec![field("email", email), field("name", name)]);
+        let same = with(&b, 1, vec![field("email", email), field("name", name)]);
+        audit.every_record(&a, &[&first], check).unwrap();
+        audit.every_record(&b, &[&same], check).unwrap();
+        assert_eq!(checked.get(), 1);
+        // Eight other lists push the first out: it is checked again after them.
+        let others: Vec<RecordRow> = (0..8u8)
+            .map(|n| {
+                let f = format!("f{n}");
+                with(&subject(10 + n), 10 + n, vec![field(&f, email)])
+            })
+            .collect();
+        for r in &others {
+            audit.every_record(&r.subject, &[r], check).unwrap();
+        }
+        assert_eq!(checked.get(), 9);
+        audit.every_record(&a, &[&first], check).unwrap();
+        assert_eq!(checked.get(), 10);
+        let mut matter = Subjectmatter::default();
+        audit.finish(&mut matter);
+        for f in ["email", "name", "f0", "f7"] {
+            assert!(matter.fields.iter().any(|n| n == f), "{f} not named");
+        }
+        assert_eq!(matter.fields.len(), 10);
+        // A refusal is returned, whatever was seen before.
+        let mut refused = Audit::default();
+        assert_eq!(
+            refused.every_record(&a, &[&first], |_| Err::<(), _>("refused")),
+            Err("refused")
+        );
     }
 }

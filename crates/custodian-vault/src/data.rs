@@ -346,7 +346,7 @@ impl Vault {
                 controller: grant.controller(),
                 subject,
                 record,
-                field: f.name.as_str(),
+                field: &f.name,
             };
             rows.push(FieldRow {
                 name: f.name.clone(),
@@ -367,8 +367,8 @@ impl Vault {
     }
 
     /// The record decrypted, as answered. The row may be one the store keeps: its
-    /// metadata is shared, and each ciphertext copied once, into the buffer its plaintext
-    /// is opened in and answered from.
+    /// metadata is shared, and each ciphertext opened where it lies into the buffer its
+    /// plaintext is answered from.
     pub(crate) fn open_record(
         grant: &DataGrant,
         key: &SubjectKey,
@@ -380,9 +380,9 @@ impl Vault {
                 controller: grant.controller(),
                 subject: &row.subject,
                 record: &row.id,
-                field: f.name.as_str(),
+                field: &f.name,
             };
-            let mut plain = key.open_field_owned(ctx, f.sealed.clone()).map_err(|e| {
+            let mut plain = key.open_field(ctx, &f.sealed).map_err(|e| {
                 TxError::Store(custodian_store::StoreError::Corrupt {
                     table: "fields",
                     reason: e.to_string(),
@@ -428,7 +428,7 @@ impl Vault {
         fields: &[ValidField],
     ) -> Result<RecordId, TxError> {
         grant
-            .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+            .check_fields(fields.iter().map(|f| (&f.name, &f.category)))
             .map_err(Denial::from)?;
         let record = RecordId::from_random(id_bytes());
         let now = self.clock.now();
@@ -565,7 +565,7 @@ impl Vault {
             .check_fields(
                 records
                     .iter()
-                    .flat_map(|r| r.fields.iter().map(|f| (f.name.as_str(), &f.category))),
+                    .flat_map(|r| r.fields.iter().map(|f| (&f.name, &f.category))),
             )
             .map_err(Denial::from)?;
         Ok((row, key, records))
@@ -661,7 +661,7 @@ impl Vault {
                 let (subject, key) = self.subject_key(tx, keys, grant, &row.subject)?;
                 Self::check_subject_state(tx, grant, &subject)?;
                 grant
-                    .check_fields(row.fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                    .check_fields(row.fields.iter().map(|f| (&f.name, &f.category)))
                     .map_err(Denial::from)?;
                 Self::open_record(grant, &key, &row)
             },
@@ -691,7 +691,7 @@ impl Vault {
             let (subject, key) = self.subject_key(tx, keys, grant, &row.subject)?;
             Self::check_subject_state(tx, grant, &subject)?;
             grant
-                .check_fields(fields.iter().map(|f| (f.name.as_str(), &f.category)))
+                .check_fields(fields.iter().map(|f| (&f.name, &f.category)))
                 .map_err(Denial::from)?;
             let (rows, lookups) =
                 Self::seal_fields(grant, keys, &key, &row.subject, record, &fields);

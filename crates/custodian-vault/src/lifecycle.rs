@@ -541,7 +541,7 @@ impl Vault {
                     controller,
                     subject: id,
                     record: &r.id,
-                    field: f.name.as_str(),
+                    field: &f.name,
                 };
                 let plain = key
                     .open_field(ctx, &f.sealed)
