@@ -117,6 +117,104 @@ mod tests {
         }
     }
 
+    /// Columns are read as stored bytes: whichever path decodes a row (one record, or a
+    /// query's rows sharing metadata and purpose), it reads the same record, and a column
+    /// whose bytes are not its type's (text that is not UTF-8, a malformed id or purpose)
+    /// is a `Corrupt` error, also where the bytes differ from a row decoded just before.
+    #[test]
+    fn stored_bytes_decode_alike_on_both_paths_and_damage_is_corrupt() {
+        use super::{RECORD_COLS, SharedMeta};
+        use crate::rows::RecordRow;
+        use crate::{Result, StoreError};
+        use rusqlite::types::Value;
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE records (n INTEGER, id, subject_id, purpose, source, recipients,
+               automated_decision, created_at, updated_at, expires_at, fields)",
+        )
+        .unwrap();
+        let id = custodian_core::ids::RecordId::from_random([1; 16]);
+        let subject = custodian_core::ids::SubjectId::from_random([2; 16]);
+        let text = |s: &str| Value::Text(s.into());
+        let good: Vec<Value> = vec![
+            text(id.as_str()),
+            text(subject.as_str()),
+            text("billing"),
+            text("crm"),
+            text(r#"["support"]"#),
+            Value::Null,
+            Value::Integer(1),
+            Value::Integer(2),
+            Value::Integer(3),
+            Value::Blob(crate::fieldset::encode(&[])),
+        ];
+        let damaged: Vec<(usize, Value)> = vec![
+            (0, text("rec_not-an-id")),
+            (0, Value::Blob(vec![0xff; 30])),
+            (1, text(id.as_str())),
+            (2, text("Billing")),
+            (2, Value::Blob(b"bill\xffing".to_vec())),
+            (3, Value::Blob(vec![b'c', 0xff])),
+            (4, Value::Blob(vec![b'[', 0xff, b']'])),
+            (4, text("support")),
+            (5, Value::Blob(vec![0xc3])),
+        ];
+        let insert = |n: usize, row: &[Value]| {
+            let mut values = vec![Value::Integer(n as i64)];
+            values.extend_from_slice(row);
+            c.execute(
+                "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                rusqlite::params_from_iter(values),
+            )
+            .unwrap();
+        };
+        insert(0, &good);
+        for (n, (col, value)) in damaged.iter().enumerate() {
+            // The good row first, then its damaged copy: what the shared path kept of the
+            // good row must not answer for the damaged one.
+            insert(2 * n + 1, &good);
+            let mut row = good.clone();
+            row[*col] = value.clone();
+            insert(2 * n + 2, &row);
+        }
+        let mut st = c
+            .prepare(&format!("SELECT {RECORD_COLS} FROM records WHERE n = ?1"))
+            .unwrap();
+        let mut one = |n: usize| -> Result<RecordRow> {
+            st.query_row([n as i64], super::record_row).unwrap()
+        };
+        let first = one(0).unwrap();
+        assert_eq!((&first.id, &first.subject), (&id, &subject));
+        assert_eq!(first.header.purpose.as_str(), "billing");
+        assert_eq!(first.header.meta.source.as_deref(), Some("crm"));
+        assert_eq!(first.header.meta.recipients, ["support"]);
+        for (n, damage) in damaged.iter().enumerate() {
+            assert!(
+                matches!(one(2 * n + 2), Err(StoreError::Corrupt { .. })),
+                "{damage:?} read"
+            );
+        }
+        let mut all = c
+            .prepare(&format!("SELECT {RECORD_COLS} FROM records ORDER BY n"))
+            .unwrap();
+        let mut shared = SharedMeta::default();
+        let rows: Vec<Result<RecordRow>> = all
+            .query_map([], |r| super::record_row_sharing(r, Some(&mut shared)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        for (n, row) in rows.into_iter().enumerate() {
+            if n == 0 || n % 2 == 1 {
+                assert_eq!(row.unwrap(), first);
+            } else {
+                assert!(
+                    matches!(row, Err(StoreError::Corrupt { .. })),
+                    "row {n} read"
+                );
+            }
+        }
+    }
+
     #[test]
     fn out_of_range_instants_clamp_instead_of_wrapping() {
         let past = time::macros::datetime!(1600-01-01 0:00 UTC);
@@ -317,17 +415,46 @@ pub(crate) fn record_row(r: &Row<'_>) -> rusqlite::Result<Result<RecordRow>> {
 /// the same: most of a purpose's records share one source, one list of recipients and one
 /// decision, and a bulk read built, copied and freed one `RecordMeta` (three to five
 /// allocations) per row; now a handful per query, which the kept rows and the answer's
-/// views share as well.
+/// views share as well. The last purpose parsed is kept the same way (a purpose's records
+/// all name it). Stored bytes are compared as they are; only what is new is checked as text
+/// and parsed.
 #[derive(Default)]
 struct SharedMeta {
     recent: Vec<SeenMeta>,
+    purpose: Option<(Vec<u8>, PurposeName)>,
 }
 
 struct SeenMeta {
-    source: Option<String>,
-    recipients: String,
-    automated: Option<String>,
+    source: Option<Vec<u8>>,
+    recipients: Vec<u8>,
+    automated: Option<Vec<u8>>,
     meta: Arc<RecordMeta>,
+}
+
+/// A stored text column's bytes as text.
+fn utf8<'b>(bytes: &'b [u8], table: &'static str) -> Result<&'b str> {
+    std::str::from_utf8(bytes).map_err(|_| corrupt(table, "text is not UTF-8"))
+}
+
+/// A record's metadata from its stored columns.
+fn record_meta(
+    source: Option<&[u8]>,
+    recipients: &[u8],
+    automated: Option<&[u8]>,
+) -> Result<RecordMeta> {
+    let t = "records";
+    Ok(RecordMeta {
+        source: source.map(|s| utf8(s, t).map(str::to_owned)).transpose()?,
+        recipients: recipients_of(utf8(recipients, t)?, t)?,
+        automated_decision: automated
+            .map(|s| utf8(s, t).map(str::to_owned))
+            .transpose()?,
+    })
+}
+
+fn purpose_of(bytes: &[u8]) -> Result<PurposeName> {
+    let t = "records";
+    PurposeName::parse(utf8(bytes, t)?).map_err(|e| corrupt(t, e))
 }
 
 impl SharedMeta {
@@ -337,9 +464,9 @@ impl SharedMeta {
 
     fn meta(
         &mut self,
-        source: Option<&str>,
-        recipients: &str,
-        automated: Option<&str>,
+        source: Option<&[u8]>,
+        recipients: &[u8],
+        automated: Option<&[u8]>,
     ) -> Result<Arc<RecordMeta>> {
         if let Some(seen) = self.recent.iter().find(|m| {
             m.recipients == recipients
@@ -348,21 +475,28 @@ impl SharedMeta {
         }) {
             return Ok(seen.meta.clone());
         }
-        let meta = Arc::new(RecordMeta {
-            source: source.map(str::to_owned),
-            recipients: recipients_of(recipients, "records")?,
-            automated_decision: automated.map(str::to_owned),
-        });
+        let meta = Arc::new(record_meta(source, recipients, automated)?);
         if self.recent.len() == Self::KEEP {
             self.recent.remove(0);
         }
         self.recent.push(SeenMeta {
-            source: source.map(str::to_owned),
-            recipients: recipients.to_owned(),
-            automated: automated.map(str::to_owned),
+            source: source.map(<[u8]>::to_vec),
+            recipients: recipients.to_vec(),
+            automated: automated.map(<[u8]>::to_vec),
             meta: meta.clone(),
         });
         Ok(meta)
+    }
+
+    fn purpose(&mut self, bytes: &[u8]) -> Result<PurposeName> {
+        match &self.purpose {
+            Some((seen, name)) if seen == bytes => Ok(name.clone()),
+            _ => {
+                let name = purpose_of(bytes)?;
+                self.purpose = Some((bytes.to_vec(), name.clone()));
+                Ok(name)
+            }
+        }
     }
 }
 
@@ -385,41 +519,45 @@ fn record_row_sharing(
     shared: Option<&mut SharedMeta>,
 ) -> rusqlite::Result<Result<RecordRow>> {
     let t = "records";
-    // Texts are borrowed from the row and parsed straight into their types: a bulk read
-    // decodes thousands of rows, and an owned copy of each text first was a third of it.
-    let text = |i: usize| -> rusqlite::Result<&str> {
-        r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
+    // Columns are borrowed from the row as bytes and parsed straight into their types: a
+    // bulk read decodes thousands of rows, and an owned copy of each text first was a third
+    // of it. Ids are ASCII by their shape, so their parse checks the text as well.
+    let bytes = |i: usize| -> rusqlite::Result<&[u8]> {
+        r.get_ref(i)?.as_bytes().map_err(rusqlite::Error::from)
     };
-    let maybe_text = |i: usize| -> rusqlite::Result<Option<&str>> {
+    let maybe_bytes = |i: usize| -> rusqlite::Result<Option<&[u8]>> {
         r.get_ref(i)?
-            .as_str_or_null()
+            .as_bytes_or_null()
             .map_err(rusqlite::Error::from)
     };
-    let id = text(0)?;
-    let subject = text(1)?;
-    let purpose = text(2)?;
-    let source = maybe_text(3)?;
-    let recipients = text(4)?;
-    let automated = maybe_text(5)?;
+    let id = bytes(0)?;
+    let subject = bytes(1)?;
+    let purpose = bytes(2)?;
+    let source = maybe_bytes(3)?;
+    let recipients = bytes(4)?;
+    let automated = maybe_bytes(5)?;
     let created: i64 = r.get(6)?;
     let updated: i64 = r.get(7)?;
     let expires: i64 = r.get(8)?;
     let fields = r.get_ref(9)?.as_blob().map_err(rusqlite::Error::from)?;
     let fields = crate::fieldset::decode(fields).map_err(|e| corrupt(t, e));
     Ok((|| {
+        let (purpose, meta) = match shared {
+            Some(shared) => (
+                shared.purpose(purpose)?,
+                shared.meta(source, recipients, automated)?,
+            ),
+            None => (
+                purpose_of(purpose)?,
+                Arc::new(record_meta(source, recipients, automated)?),
+            ),
+        };
         Ok(RecordRow {
-            id: RecordId::parse(id).map_err(|e| corrupt(t, e))?,
-            subject: SubjectId::parse(subject).map_err(|e| corrupt(t, e))?,
+            id: RecordId::parse_bytes(id).map_err(|e| corrupt(t, e))?,
+            subject: SubjectId::parse_bytes(subject).map_err(|e| corrupt(t, e))?,
             header: RecordHeader {
-                purpose: PurposeName::parse(purpose).map_err(|e| corrupt(t, e))?,
-                meta: match shared {
-                    Some(shared) => shared.meta(source, recipients, automated)?,
-                    None => Arc::new(RecordMeta {
-                        source: source.map(str::to_owned),
-                        recipients: recipients_of(recipients, t)?,
-                        automated_decision: automated.map(str::to_owned),
-                    }),
-                },
+                purpose,
+                meta,
                 created_at: from_nanos(created)?,
                 updated_at: from_nanos(updated)?,
                 expires_at: from_nanos(expires)?,
