@@ -19,6 +19,9 @@ const MAX_PARTS: usize = 4;
 pub(crate) struct Spread {
     running: AtomicUsize,
     cores: usize,
+    /// Tests make the system refuse every thread, to see the parts done on the caller's.
+    #[cfg(test)]
+    refuse_threads: bool,
 }
 
 impl Default for Spread {
@@ -42,7 +45,17 @@ impl Spread {
         Self {
             running: AtomicUsize::new(0),
             cores: cores.clamp(1, MAX_PARTS),
+            #[cfg(test)]
+            refuse_threads: false,
         }
+    }
+
+    /// Whether a thread may be asked for at all (always, but in tests that refuse them).
+    fn threads_refused(&self) -> bool {
+        #[cfg(test)]
+        return self.refuse_threads;
+        #[cfg(not(test))]
+        false
     }
 
     /// `work` over `items`, in contiguous parts of about equal `weight` on as many threads
@@ -76,10 +89,12 @@ impl Spread {
                 .windows(2)
                 .skip(1)
                 .map(|w| {
-                    (
-                        w,
-                        std::thread::Builder::new().spawn_scoped(s, move || part(w)),
-                    )
+                    let thread = if self.threads_refused() {
+                        Err(std::io::Error::other("thread refused"))
+                    } else {
+                        std::thread::Builder::new().spawn_scoped(s, move || part(w))
+                    };
+                    (w, thread)
                 })
                 .collect();
             let mut results = vec![part(&bounds[..2])];
@@ -188,6 +203,22 @@ mod tests {
         spread.running.fetch_add(1, Ordering::AcqRel);
         one_thread(&spread, &items);
         drop(_other);
+        assert_eq!(spread.running.load(Ordering::Acquire), 0);
+    }
+
+    /// When the system refuses the threads, every part runs on the caller's thread, in
+    /// order, and the answer is the same; the run is no longer in flight afterwards.
+    #[test]
+    fn parts_whose_threads_are_refused_run_on_the_callers_thread() {
+        let mut spread = Spread::with_cores(4);
+        spread.refuse_threads = true;
+        let items: Vec<usize> = (0..4000).collect();
+        let threads = Mutex::new(Vec::new());
+        let got = spread.map(&items, |_| 1, doubled(&threads)).unwrap();
+        assert_eq!(got, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        let threads = threads.into_inner().unwrap();
+        // Split in four parts all the same, each done here.
+        assert_eq!(threads, [std::thread::current().id(); 4]);
         assert_eq!(spread.running.load(Ordering::Acquire), 0);
     }
 
