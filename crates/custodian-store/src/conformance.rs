@@ -609,6 +609,29 @@ fn records_by_purpose_and_header_rewrite(store: &dyn Store) {
             want.sort_by(|x, y| x.as_str().cmp(y.as_str()));
             assert_eq!(found, want);
             assert!(tx.subjects_by_id(&[])?.is_empty());
+            // A longer list, with repeats and in no order: the same answer, each subject once.
+            let mut long: Vec<SubjectId> =
+                (0..12).map(|_| SubjectId::from_random(rand16())).collect();
+            long.extend([
+                s2.clone(),
+                fb.subject.clone(),
+                f1.subject.clone(),
+                s2.clone(),
+            ]);
+            let mut found: Vec<SubjectId> = tx
+                .subjects_by_id(&long)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            found.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+            assert_eq!(found, want);
+            let short = [s2.clone(), s2.clone(), fb.subject.clone()];
+            let found: Vec<SubjectId> = tx
+                .subjects_by_id(&short)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(found, std::slice::from_ref(&s2));
             let service = PurposeName::parse("service").unwrap();
             let mut got = tx.records_of_purpose(&service)?.to_vec();
             got.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));

@@ -137,7 +137,8 @@ pub trait DataTx {
     /// record when it touched exactly one). Reads no record's fields.
     fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>>;
     /// The rows of the subjects among `ids` that exist (for operations over many records,
-    /// whose subjects are known from the records already read), in no particular order.
+    /// whose subjects are known from the records already read), each once, in no particular
+    /// order.
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>>;
     /// The subjects who objected to `purpose` (Art. 21).
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>>;

@@ -572,7 +572,14 @@ impl DataTx for SqliteTx<'_> {
     }
 
     fn subjects_by_id(&mut self, ids: &[SubjectId]) -> Result<Vec<SubjectRow>> {
-        self.subjects_kept(ids)
+        // Each subject once, however often it is named (callers name each once, in order).
+        if ids.windows(2).all(|w| w[0] < w[1]) {
+            return self.subjects_kept(ids);
+        }
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        self.subjects_kept(&unique)
     }
 
     fn objectors(&mut self, purpose: &PurposeName) -> Result<Vec<SubjectId>> {
