@@ -236,6 +236,8 @@ impl Vault {
         // once that entry is durable.
         let epoch = self.keys.epoch();
         let mut unit = |tx: &mut dyn DataTx| -> Result<AuditDraft, TxError> {
+            // At work until the unit returns (see `spread`: a read splits only when alone).
+            let _working = self.spread.working();
             let c = tx.controller()?;
             let documented = tx.purpose(purpose)?;
             let grant = authorize_data(p, &c.controller, purpose, documented.as_ref(), op)
