@@ -5,8 +5,9 @@
 //! read would only add threads. So a read splits its work only when it is the only
 //! operation at work (a count the vault keeps of the operations whose work is running,
 //! [`Spread::working`]) and the only one spreading (a count of the runs in flight), and
-//! only when there is enough of it to pay for a thread (`MIN_WEIGHT`). The parts run on scoped threads, borrowing what the read
-//! holds; their results come back in the items' order, as the work done on one thread.
+//! only when there is enough of it to pay for a thread (`MIN_WEIGHT`). The parts run on
+//! scoped threads, borrowing what the read holds; their results come back in the items'
+//! order, as the work done on one thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -70,9 +71,9 @@ impl Spread {
     }
 
     /// Counts an operation at work until the guard is dropped: the vault holds one around
-    /// each data operation's work, so that a read splits only when no other is at work
-    /// (under load, splitting only added threads and CPU per operation: at 16 client
-    /// threads, CPU per operation was lower without it in three rounds of four).
+    /// each data operation's unit of work, so that a read splits only when no other is at
+    /// work (under load a split only added a thread and CPU per operation: bench/README.md,
+    /// fifteenth session).
     pub(crate) fn working(&self) -> Running<'_> {
         Running::enter(&self.working).0
     }
