@@ -213,10 +213,10 @@ impl Audit {
     }
 
     /// A subject all of whose `records` (in the set) are processed, with every field they
-    /// hold; `check` sees each distinct field list (see [`field_lists`]) before it is named,
-    /// and a list the same as one of the last few it saw, of this subject or another, is not
-    /// checked or named again: most subjects of a set hold the same few lists, and `check`
-    /// must depend on the list alone (both callers' do: a grant's check, or none).
+    /// hold; `check` sees each field list (names and categories) before it is named, but a
+    /// list the same as one of the last eight it saw, of this record's subject or another's,
+    /// is not checked or named again: the records of a set mostly hold the same few lists,
+    /// and `check` must depend on the list alone (both callers' do: a grant's, or none).
     fn every_record<E>(
         &mut self,
         subject: &SubjectId,
@@ -224,7 +224,7 @@ impl Audit {
         mut check: impl FnMut(&[FieldRow]) -> Result<(), E>,
     ) -> Result<(), E> {
         const LISTS_KEPT: usize = 8;
-        for fields in field_lists(records) {
+        for fields in records.iter().map(|r| &r.fields[..]) {
             let same = |list: &Vec<(FieldName, DataCategory)>| {
                 list.len() == fields.len()
                     && list
@@ -232,7 +232,8 @@ impl Audit {
                         .zip(fields)
                         .all(|((n, c), f)| *n == f.name && *c == f.category)
             };
-            if self.lists.iter().any(same) {
+            // The latest first: a record mostly holds the list of the record before it.
+            if self.lists.iter().rev().any(same) {
                 continue;
             }
             check(fields)?;
@@ -276,23 +277,6 @@ impl Audit {
             matter.subjects = subjects;
         }
     }
-}
-
-/// The field lists of `records`, but for a list the same (names and categories) as the one
-/// of the record before it: records of a set mostly hold the same fields, and what is
-/// checked or named for a list holds for its repeats.
-fn field_lists<'r>(records: &'r [&'r RecordRow]) -> impl Iterator<Item = &'r [FieldRow]> {
-    let mut previous: Option<&[FieldRow]> = None;
-    records.iter().filter_map(move |r| {
-        let same = previous.is_some_and(|p| {
-            p.len() == r.fields.len()
-                && p.iter()
-                    .zip(&r.fields)
-                    .all(|(a, b)| a.name == b.name && a.category == b.category)
-        });
-        previous = Some(&r.fields);
-        (!same).then_some(&r.fields[..])
-    })
 }
 
 /// `records` by subject (subjects in id order), and where each subject's run is.
@@ -861,8 +845,10 @@ mod tests {
         }
     }
 
+    /// Within one subject's records: a list is checked again when its names or categories
+    /// change, not when a record holds a list seen just before.
     #[test]
-    fn a_field_list_is_seen_again_only_when_names_or_categories_change() {
+    fn a_field_list_is_checked_again_only_when_names_or_categories_change() {
         let s = SubjectId::from_random([1; 16]);
         let with = |n: u8, fields: Vec<FieldRow>| RecordRow {
             fields,
@@ -872,24 +858,31 @@ mod tests {
         let records = [
             with(0, vec![field("email", email), field("name", name)]),
             with(1, vec![field("email", email), field("name", name)]),
-            // Same names, another category: checked again.
+            // Same names, another category: checked.
             with(2, vec![field("email", email), field("name", email)]),
             with(3, vec![field("email", email), field("name", email)]),
-            // A field fewer, then the first list again.
+            // A field fewer: checked; then the first list again, still recent: not.
             with(4, vec![field("email", email)]),
             with(5, vec![field("email", email), field("name", name)]),
         ];
         let refs: Vec<&RecordRow> = records.iter().collect();
-        let seen: Vec<usize> = field_lists(&refs)
-            .map(|l| {
-                records
+        let mut checked = Vec::new();
+        let mut audit = Audit::default();
+        audit
+            .every_record(&s, &refs, |fields| {
+                let at = records
                     .iter()
-                    .position(|r| std::ptr::eq(r.fields.as_slice(), l))
-                    .unwrap()
+                    .position(|r| std::ptr::eq(r.fields.as_slice(), fields))
+                    .unwrap();
+                checked.push(at);
+                Ok::<_, ()>(())
             })
-            .collect();
-        assert_eq!(seen, [0, 2, 4, 5]);
-        assert_eq!(field_lists(&[]).count(), 0);
+            .unwrap();
+        assert_eq!(checked, [0, 2, 4]);
+        assert_eq!(audit.records, 6);
+        let mut none = Audit::default();
+        none.every_record(&s, &[], |_| Err::<(), _>(())).unwrap();
+        assert_eq!(none.records, 0);
     }
 
     /// A list checked for one subject is not checked again for the next subjects holding
