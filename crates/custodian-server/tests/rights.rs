@@ -1866,6 +1866,90 @@ async fn inbox_lifecycle_from_public_filing_to_fulfilment_is_audited() {
     }
 }
 
+/// Fulfilment runs the operation and then closes the request, in two units. A crash between
+/// them leaves the operation done and the request open; fulfilling again must close it, not
+/// fail on the work already done. The operations are run here directly to reach that state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fulfilment_whose_operation_already_ran_still_closes_the_request() {
+    let app = spawn_app().await;
+    let t = shop(&app, "Reprise Après Panne").await;
+    let open = |right: &'static str, contact: String| {
+        let app = &app;
+        let t = &t;
+        async move {
+            let r = file_request(
+                app,
+                &t.controller,
+                &json!({ "right": right, "contact": contact }),
+            )
+            .await
+            .expect(202);
+            r["reference"].as_str().expect("reference").to_owned()
+        }
+    };
+    let ready = |id: String, subject: String| {
+        let app = &app;
+        let t = &t;
+        async move {
+            for action in [
+                json!({ "action": "link", "subject": subject }),
+                json!({ "action": "confirm_identity" }),
+            ] {
+                act(app, &t.admin, &id, action).await.expect(200);
+            }
+            id
+        }
+    };
+
+    // Erasure: the subject is already gone when the fulfilment is retried.
+    let p = person(72);
+    let (subject, _) = create(&app, &t.app.secret, "account", account_fields(&p)).await;
+    let id = ready(open("erasure", p.email.clone()).await, subject.clone()).await;
+    app.send(app.req(
+        Method::DELETE,
+        &format!("/v1/subjects/{subject}"),
+        Some(&t.app.secret),
+        Some("account"),
+    ))
+    .await
+    .expect(200);
+    let done = act(
+        &app,
+        &t.admin,
+        &id,
+        json!({ "action": "fulfil", "purpose": "account" }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(done["request"]["state"], "fulfilled");
+    assert_eq!(done["erasure"]["subject"], subject.as_str());
+    assert_eq!(done["erasure"]["erased_now"], false);
+
+    // Restriction: the subject is already restricted.
+    let q = person(73);
+    let (subject, _) = create(&app, &t.app.secret, "account", account_fields(&q)).await;
+    let id = ready(open("restriction", q.email.clone()).await, subject.clone()).await;
+    let restrict = json!({ "action": "fulfil", "purpose": "account" });
+    let first = open("restriction", q.phone.clone()).await;
+    let first = ready(first, subject.clone()).await;
+    act(&app, &t.admin, &first, restrict.clone())
+        .await
+        .expect(200);
+    let done = act(&app, &t.admin, &id, restrict).await.expect(200);
+    assert_eq!(done["request"]["state"], "fulfilled");
+
+    // Objection: the objection is already recorded.
+    let r = person(74);
+    let (subject, _) = create(&app, &t.app.secret, "account", account_fields(&r)).await;
+    let object = json!({ "action": "fulfil", "purpose": "account", "objected_purpose": "account" });
+    for contact in [r.email.clone(), r.phone.clone()] {
+        let id = ready(open("objection", contact).await, subject.clone()).await;
+        let done = act(&app, &t.admin, &id, object.clone()).await.expect(200);
+        assert_eq!(done["request"]["state"], "fulfilled");
+    }
+    assert!(inbox(&app, &t.admin, "open").await.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Adversarial public filing: unknown controller, oversized body, unknown field, a flood
 //    from one address; and never a hint whether the requester is known.
