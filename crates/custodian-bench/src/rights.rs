@@ -12,7 +12,7 @@
 //!
 //! The fixed part is measured by erasing, in the same database and just before, a subject
 //! that holds no records: the key row, the ledger row, the audit entry, the commit and the
-//! WAL truncation, without any record to delete. Both databases are checkpointed after
+//! WAL purge, without any record to delete. Both databases are checkpointed after
 //! loading, so no measurement pays for the load's WAL.
 //!
 //! Export (`Vault::export_subject`): purpose check, every record and field read, every field
@@ -365,7 +365,7 @@ pub fn run() {
         );
     }
     println!(
-        "  key only: erasing a subject with no records, in the same database (key row, ledger, audit entry, commit, WAL truncate)"
+        "  key only: erasing a subject with no records, in the same database (key row, ledger, audit entry, commit, WAL purge)"
     );
     println!("  medians of 5, 3 and 1 erasures; database sizes before erasing:");
     for (records, c, p) in sizes {

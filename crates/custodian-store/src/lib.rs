@@ -330,7 +330,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Pushes content deleted by an erasure out of any log or journal where it could
-    /// linger (SQLite: checkpoint and truncate the WAL). Best effort: failures are logged
+    /// linger (SQLite: checkpoint the WAL and overwrite its frames). Best effort: failures are logged
     /// and retried by the next erasure; the erasure itself has already committed.
     fn purge_deleted(&self);
 

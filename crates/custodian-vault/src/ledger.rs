@@ -111,7 +111,7 @@ pub fn read(dir: &Path) -> std::io::Result<Vec<LedgerEntry>> {
 
 impl Vault {
     /// What follows a committed erasure: a note in the ledger outside the database (when
-    /// `controller` is given) and, when `purge`, the WAL truncation that takes the erased
+    /// `controller` is given) and, when `purge`, the WAL purge that takes the erased
     /// data off the disk. Two files, two syncs: they run at once, neither waits for the
     /// other (one after the other, each delete waited for both in turn).
     pub(crate) fn after_erasure(

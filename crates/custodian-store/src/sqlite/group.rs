@@ -438,7 +438,7 @@ impl GroupWriter {
     }
 }
 
-/// Shares WAL truncations between erasures: each caller returns once a checkpoint that
+/// Shares WAL purges between erasures: each caller returns once a checkpoint that
 /// *started after it asked* has completed (so it covers the caller's committed erasure),
 /// but callers that ask while one runs are served together by the next one, instead of
 /// each paying for its own.

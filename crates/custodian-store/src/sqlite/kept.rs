@@ -16,7 +16,7 @@
 //! a later savepoint rollback undoes, and what is kept must only ever describe committed
 //! rows. The rows hold what the database holds (ciphertexts and wrapped keys, metadata,
 //! ids), never plaintext; both caches are bounded and emptied after erasures
-//! ([`Kept::clear`]), as the WAL is truncated then.
+//! ([`Kept::clear`]), as the WAL is purged then.
 
 use crate::rows::{RecordRow, SubjectRow};
 use custodian_core::ids::{ControllerId, SubjectId};

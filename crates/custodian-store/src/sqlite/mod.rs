@@ -14,6 +14,7 @@ mod data_tx;
 mod group;
 mod kept;
 mod rewrites;
+mod wal_purge;
 
 pub use kept::KeptLimits;
 mod subject_index;
@@ -253,6 +254,7 @@ pub struct SqliteStore {
     /// Appends the audit entries of reads (see `appender`).
     appender: appender::Appender,
     purges: group::CheckpointGate,
+    wal_purge: wal_purge::WalPurge,
     readers: Mutex<Vec<Connection>>,
     kept: kept::Kept,
     /// What the writer's `custodian_rewritten` answers (see `rewrites`).
@@ -312,13 +314,19 @@ impl SqliteStore {
         // whose journal (a copy of every page the unit changes) SQLite otherwise spills to an
         // unlinked temporary file, where pages of erased records would outlive the WAL
         // truncation that erasure promises, and every unit paid for the file's writes.
+        // The WAL keeps its length between erasures (see `wal_purge`), up to 16 MiB: a
+        // commit past that truncates it back after the next checkpoint.
         writer
-            .execute_batch("PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;")
+            .execute_batch(
+                "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;
+                 PRAGMA journal_size_limit = 16777216;",
+            )
             .map_err(map_err)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
         let rewrites = Arc::new(rewrites::Rewrites::default());
         rewrites::register(&writer, rewrites.clone())?;
+        let wal_purge = wal_purge::WalPurge::new(&path, &writer);
         let writer = Arc::new(group::GroupWriter::new(writer));
         let faults = FaultSwitch::default();
         Ok(Self {
@@ -326,6 +334,7 @@ impl SqliteStore {
             writer: writer.clone(),
             appender: appender::Appender::new(writer, faults.clone()),
             purges: group::CheckpointGate::default(),
+            wal_purge,
             readers: Mutex::new(Vec::new()),
             kept: kept::Kept::new(limits),
             rewrites,
@@ -445,6 +454,13 @@ impl SqliteStore {
         Ok(append_linked(tx, draft, at, &mut head, true)?)
     }
 
+    /// Moves every WAL frame into the main file and overwrites the WAL's frames, so that
+    /// content deleted by an erasure does not survive in them (see `wal_purge`).
+    fn overwrite_wal(&self) -> Result<wal_purge::Purged> {
+        let w = self.writer.exclusive(|| self.faults.error());
+        self.wal_purge.run(&w.conn)
+    }
+
     /// Copies the database to `dest` while the server keeps running (SQLite online backup).
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
         let w = self.writer.exclusive(|| self.faults.error());
@@ -471,8 +487,8 @@ impl SqliteStore {
         })
     }
 
-    /// Moves every WAL frame into the main file and truncates the WAL, so that content
-    /// deleted by an erasure does not survive in old WAL frames.
+    /// Moves every WAL frame into the main file and truncates the WAL: the main file alone
+    /// is then the whole database, to copy.
     pub fn checkpoint_wal(&self) -> Result<()> {
         let w = self.writer.exclusive(|| self.faults.error());
         w.conn
@@ -915,9 +931,9 @@ impl Store for SqliteStore {
             tracing::warn!(error = %e, "could not read the current tokens after an erasure; forgetting every kept row");
             self.kept.clear();
         }
-        // Erasures that finish together share one truncation (see `CheckpointGate`).
-        if let Err(e) = self.purges.run(|| self.checkpoint_wal()) {
-            tracing::warn!(error = %e, "could not truncate the WAL after an erasure; the next one will retry");
+        // Erasures that finish together share one purge (see `CheckpointGate`).
+        if let Err(e) = self.purges.run(|| self.overwrite_wal().map(drop)) {
+            tracing::warn!(error = %e, "could not overwrite the WAL after an erasure; the next one will retry");
         }
     }
 
