@@ -11,6 +11,11 @@
 //! and no reader uses the WAL any more, so the next writer starts over at its beginning)
 //! and then every frame it held is overwritten with zeros, in place, and synced.
 //!
+//! Zeros cost their bytes, though: a delete right after a bulk change of 4,000 records
+//! (GDPRbench controller, N = 100,000) took 5.9-6.7 ms at p50 zeroing against 2.1-2.5 ms
+//! truncating, while the workload's throughput was the same either way. Past 8 MiB of
+//! frames the purge truncates, so that none holds the writer longer than that takes.
+//!
 //! That reaches every frame only if none lies past the last committed one, and three
 //! things leave some there: a transaction that spilled pages into the WAL and then rolled
 //! back; SQLite's own checkpoints, after which the next writer starts the WAL over (a new
@@ -34,6 +39,8 @@ const WAL_HEADER: u64 = 32;
 const FRAME_HEADER: u64 = 24;
 /// Zeros are written, and the tail is read, this much at a time.
 const CHUNK: usize = 64 * 1024;
+/// The most a purge overwrites; past it, it truncates.
+const MOST_ZEROS: u64 = 8 << 20;
 
 pub(crate) struct WalPurge {
     wal: PathBuf,
@@ -51,6 +58,16 @@ pub(crate) struct Purged {
     pub frames: u64,
     /// Bytes past them that were read because they could hold older frames.
     pub tail_read: u64,
+    /// Whether the WAL was truncated instead.
+    pub truncated: bool,
+}
+
+impl Purged {
+    const NOTHING: Self = Self {
+        frames: 0,
+        tail_read: 0,
+        truncated: false,
+    };
 }
 
 impl WalPurge {
@@ -99,25 +116,32 @@ impl WalPurge {
             * (u64::try_from(page_size).unwrap_or(0) + FRAME_HEADER);
         let mut file = match OpenOptions::new().read(true).write(true).open(&self.wal) {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let none = Purged {
-                    frames: 0,
-                    tail_read: 0,
-                };
-                return Ok((none, None));
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((Purged::NOTHING, None)),
             Err(e) => return Err(io(e)),
         };
         let len = file.metadata().map_err(io)?.len();
         let Some(generation) = generation(&mut file, len)? else {
             // No header, so no frame: nothing to overwrite, and the next generation's
             // number is not known yet.
-            let none = Purged {
-                frames: 0,
-                tail_read: 0,
-            };
-            return Ok((none, None));
+            return Ok((Purged::NOTHING, None));
         };
+        if frames > MOST_ZEROS {
+            // Every frame is in the main file already: this only empties the WAL, and the
+            // next generation is the one after this.
+            let (busy,): (i64,) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?,)))
+                .map_err(super::codec::map_err)?;
+            if busy != 0 {
+                return Err(StoreError::Unavailable(
+                    "a reader kept the WAL in use past the busy timeout".into(),
+                ));
+            }
+            let purged = Purged {
+                truncated: true,
+                ..Purged::NOTHING
+            };
+            return Ok((purged, Some(generation)));
+        }
         let only_this_generation =
             zeroed.is_some_and(|z| generation == z || generation == z.wrapping_add(1));
         let end = (WAL_HEADER + frames).min(len);
@@ -134,6 +158,7 @@ impl WalPurge {
         let purged = Purged {
             frames: end - WAL_HEADER,
             tail_read,
+            truncated: false,
         };
         Ok((purged, Some(generation)))
     }
@@ -280,6 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn a_wal_holding_more_than_the_most_zeros_is_truncated_and_the_next_one_zeroed() {
+        let d = db();
+        let purge = WalPurge::new(&d.path, &d.conn);
+        purge.run(&d.conn).unwrap();
+        d.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; BEGIN")
+            .unwrap();
+        d.insert(2500);
+        d.conn.execute_batch("COMMIT").unwrap();
+        d.conn.execute_batch("DELETE FROM t WHERE id >= 0").unwrap();
+        assert!(d.holds_canary());
+        let purged = purge.run(&d.conn).unwrap();
+        assert!(purged.truncated, "more than 8 MiB of frames: {purged:?}");
+        assert!(!d.holds_canary());
+        assert_eq!(d.wal().len(), 0);
+        // Small commits after it: zeroed, and nothing past them to read.
+        d.insert(3);
+        d.conn.execute_batch("DELETE FROM t").unwrap();
+        let purged = purge.run(&d.conn).unwrap();
+        assert!(!purged.truncated, "{purged:?}");
+        assert_eq!(purged.tail_read, 0, "{purged:?}");
+        assert!(!d.holds_canary());
+        assert!(!d.wal().is_empty());
+    }
+
+    #[test]
     fn frames_a_rolled_back_transaction_left_past_the_log_are_zeroed() {
         let d = db();
         let purge = WalPurge::new(&d.path, &d.conn);
@@ -362,11 +413,15 @@ mod tests {
             .append(true)
             .open(PathBuf::from(p))
             .unwrap();
-        f.write_all(&[CANARY, &[7u8; 5000]].concat()).unwrap();
+        f.write_all(&[&[7u8; 20_000], CANARY].concat()).unwrap();
         drop(f);
         assert!(d.holds_canary());
         let reopened = WalPurge::new(&d.path, &d.conn);
-        assert!(reopened.run(&d.conn).unwrap().tail_read > 5000);
-        assert!(!d.holds_canary());
+        d.conn
+            .execute_batch("INSERT INTO t VALUES (2, x'02')")
+            .unwrap();
+        let purged = reopened.run(&d.conn).unwrap();
+        assert!(!d.holds_canary(), "{purged:?}");
+        assert!(!purged.truncated && purged.tail_read > 0, "{purged:?}");
     }
 }
