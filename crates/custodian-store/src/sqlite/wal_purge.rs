@@ -23,7 +23,15 @@
 //! generation before; and a crash. So the rest of the file is read too, and whatever is
 //! not zero is zeroed, unless the last purge zeroed everything and since then there was no
 //! rollback and at most the one generation that purge began.
+//!
+//! The zeros are written behind SQLite's back, so under its write lock: another process
+//! on the same file (the CLI beside a running server) could otherwise start the WAL over
+//! between the checkpoint and the zeros, and lose its commit to them. After the checkpoint
+//! the purge takes the lock (`BEGIN IMMEDIATE`, writing nothing), and if another connection
+//! committed since the purge began (`PRAGMA data_version` moved) it writes no zeros and
+//! fails, so that the next purge starts over.
 
+use super::codec::map_err;
 use crate::{Result, StoreError};
 use rusqlite::Connection;
 use std::fs::{File, OpenOptions};
@@ -89,31 +97,85 @@ impl WalPurge {
 
     /// Runs on the writer connection while no write is in progress.
     pub(crate) fn run(&self, conn: &Connection) -> Result<Purged> {
+        self.run_with(conn, || {})
+    }
+
+    /// [`Self::run`], calling `between` right after the checkpoint (tests: another writer).
+    fn run_with(&self, conn: &Connection, between: impl FnOnce()) -> Result<Purged> {
         let mut zeroed = self.zeroed.lock().unwrap_or_else(|p| p.into_inner());
         let rolled_back = self.rolled_back.swap(false, Ordering::SeqCst);
         let known = zeroed.take().filter(|_| !rolled_back);
         // On failure `zeroed` stays `None`: a frame may be left anywhere.
-        let (purged, generation) = self.purge(conn, known)?;
+        let (purged, generation) = self.purge(conn, known, between)?;
         *zeroed = generation;
         Ok(purged)
     }
 
-    fn purge(&self, conn: &Connection, zeroed: Option<u32>) -> Result<(Purged, Option<u32>)> {
+    fn purge(
+        &self,
+        conn: &Connection,
+        zeroed: Option<u32>,
+        between: impl FnOnce(),
+    ) -> Result<(Purged, Option<u32>)> {
+        let version = data_version(conn)?;
         let (busy, log, copied): (i64, i64, i64) = conn
             .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
-            .map_err(super::codec::map_err)?;
+            .map_err(map_err)?;
         if busy != 0 || copied != log {
-            return Err(StoreError::Unavailable(
-                "a reader kept the WAL in use past the busy timeout".into(),
-            ));
+            return Err(busy_reader());
         }
+        between();
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .map_err(super::codec::map_err)?;
+            .map_err(map_err)?;
         let frames = u64::try_from(log).unwrap_or(0)
             * (u64::try_from(page_size).unwrap_or(0) + FRAME_HEADER);
+        if frames > MOST_ZEROS {
+            // Every frame is in the main file already: this empties the WAL, under SQLite's
+            // own locks. The generation after the file's is the next one.
+            let generation = self.generation_now()?;
+            let (busy,): (i64,) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?,)))
+                .map_err(map_err)?;
+            if busy != 0 {
+                return Err(busy_reader());
+            }
+            let purged = Purged {
+                truncated: true,
+                ..Purged::NOTHING
+            };
+            return Ok((purged, generation));
+        }
+        super::group::control(conn, "BEGIN IMMEDIATE").map_err(map_err)?;
+        let outcome = match data_version(conn) {
+            Ok(now) if now == version => self.overwrite(zeroed, frames),
+            Ok(_) => Err(StoreError::Unavailable(
+                "another connection wrote to the database during the WAL purge".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        // The transaction wrote nothing, and its commit writes nothing either.
+        super::group::control(conn, "COMMIT").map_err(map_err)?;
+        outcome
+    }
+
+    /// The generation in the WAL file's header, if there is one.
+    fn generation_now(&self) -> Result<Option<u32>> {
+        match File::open(&self.wal) {
+            Ok(mut f) => {
+                let len = f.metadata().map_err(io)?.len();
+                generation(&mut f, len)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Zeroes the first `frames` bytes of frames and, unless only the generation after
+    /// `zeroed` can have written to the file, whatever is not zero past them.
+    fn overwrite(&self, zeroed: Option<u32>, frames: u64) -> Result<(Purged, Option<u32>)> {
         let mut file = match OpenOptions::new().read(true).write(true).open(&self.wal) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok((Purged::NOTHING, None)),
@@ -125,23 +187,6 @@ impl WalPurge {
             // number is not known yet.
             return Ok((Purged::NOTHING, None));
         };
-        if frames > MOST_ZEROS {
-            // Every frame is in the main file already: this only empties the WAL, and the
-            // next generation is the one after this.
-            let (busy,): (i64,) = conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?,)))
-                .map_err(super::codec::map_err)?;
-            if busy != 0 {
-                return Err(StoreError::Unavailable(
-                    "a reader kept the WAL in use past the busy timeout".into(),
-                ));
-            }
-            let purged = Purged {
-                truncated: true,
-                ..Purged::NOTHING
-            };
-            return Ok((purged, Some(generation)));
-        }
         let only_this_generation =
             zeroed.is_some_and(|z| generation == z || generation == z.wrapping_add(1));
         let end = (WAL_HEADER + frames).min(len);
@@ -162,6 +207,16 @@ impl WalPurge {
         };
         Ok((purged, Some(generation)))
     }
+}
+
+/// Moves whenever another connection commits (SQLite's `PRAGMA data_version`).
+fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(map_err)
+}
+
+fn busy_reader() -> StoreError {
+    StoreError::Unavailable("a reader kept the WAL in use past the busy timeout".into())
 }
 
 /// The generation in the WAL's header, if the file has one.
@@ -397,6 +452,38 @@ mod tests {
             "a frame of an earlier generation survived"
         );
         assert!(purged.tail_read > 0, "{purged:?}");
+    }
+
+    /// Another process on the same file commits between the checkpoint and the zeros: its
+    /// commit survives (the purge writes no zeros and fails), and the next purge succeeds.
+    #[test]
+    fn a_commit_by_another_connection_during_the_purge_is_never_overwritten() {
+        let d = db();
+        let purge = WalPurge::new(&d.path, &d.conn);
+        purge.run(&d.conn).unwrap();
+        d.insert(5);
+        d.conn.execute_batch("DELETE FROM t").unwrap();
+        let other = super::super::open_connection(&d.path).unwrap();
+        let outcome = purge.run_with(&d.conn, || {
+            other
+                .execute_batch("INSERT INTO t VALUES (77, x'77')")
+                .unwrap();
+        });
+        assert!(outcome.is_err(), "{outcome:?}");
+        drop(other);
+        let reopened = super::super::open_connection(&d.path).unwrap();
+        let kept: i64 = reopened
+            .query_row("SELECT COUNT(*) FROM t WHERE id = 77", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "the other connection's commit was lost");
+        drop(reopened);
+        let purged = purge.run(&d.conn).unwrap();
+        assert!(!d.holds_canary(), "{purged:?}");
+        let n: i64 = d
+            .conn
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]
