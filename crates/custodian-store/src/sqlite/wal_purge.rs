@@ -156,8 +156,14 @@ impl WalPurge {
             )),
             Err(e) => Err(e),
         };
-        // The transaction wrote nothing, and its commit writes nothing either.
-        super::group::control(conn, "COMMIT").map_err(map_err)?;
+        // The transaction wrote nothing, and its commit writes nothing either; the writer
+        // must be left outside any transaction whatever happens.
+        if let Err(e) = super::group::control(conn, "COMMIT") {
+            if !conn.is_autocommit() {
+                let _ = super::group::control(conn, "ROLLBACK");
+            }
+            return Err(map_err(e));
+        }
         outcome
     }
 
