@@ -353,7 +353,7 @@ impl Vault {
             )
             .map_err(io)?;
         let cp_entry = cp_file.finish("checkpoints.json").map_err(io)?;
-        let manifest = ExportManifest {
+        let mut manifest = ExportManifest {
             format: "custodian.controller-export/v1".into(),
             controller: controller.clone(),
             created_at: now,
@@ -361,7 +361,9 @@ impl Vault {
             records,
             public_key: hex(&self.public_key()),
             files: vec![subjects_entry, audit_entry, cp_entry],
+            signature: String::new(),
         };
+        manifest.signature = hex(&self.signer.sign(&manifest.signed_bytes()));
         let mut m = PrivateFile::create(&dir.join("manifest.json")).map_err(io)?;
         m.write_all(&serde_json::to_vec_pretty(&manifest).expect("serialisable"))
             .map_err(io)?;
@@ -631,28 +633,56 @@ impl Certificate {
     fn signed_bytes(&self) -> Vec<u8> {
         let mut unsigned = self.clone();
         unsigned.signature = String::new();
-        let mut m = b"custodian/certificate-of-destruction/v1\0".to_vec();
-        m.extend_from_slice(
-            serde_json::to_string(&unsigned)
-                .expect("serialisable")
-                .as_bytes(),
-        );
-        m
+        signed_message(b"custodian/certificate-of-destruction/v1\0", &unsigned)
     }
 
     /// Checks the signature against `trusted_key` (the deployment's public key, as printed
     /// by `custodian verify`), not merely against the key the certificate names.
     pub fn verify(&self, trusted_key: &[u8]) -> Result<(), String> {
-        let named = unhex(&self.public_key).ok_or("public_key is not hex")?;
-        if named != trusted_key {
-            return Err("the certificate was signed by another key than the trusted one".into());
-        }
-        let sig = unhex(&self.signature).ok_or("signature is not hex")?;
-        if custodian_crypto::sign::verify(trusted_key, &self.signed_bytes(), &sig) {
-            Ok(())
-        } else {
-            Err("the signature does not match the certificate's contents".into())
-        }
+        check_signature(
+            "certificate",
+            &self.public_key,
+            &self.signature,
+            &self.signed_bytes(),
+            trusted_key,
+        )
+    }
+}
+
+/// What a signature covers: a domain tag, then the document's JSON with its signature
+/// field empty.
+fn signed_message(domain: &[u8], unsigned: &impl Serialize) -> Vec<u8> {
+    let mut m = domain.to_vec();
+    m.extend_from_slice(
+        serde_json::to_string(unsigned)
+            .expect("serialisable")
+            .as_bytes(),
+    );
+    m
+}
+
+/// Checks that `what` names `trusted_key` as its signer and that `signature` (hex) is that
+/// key's over `message`.
+fn check_signature(
+    what: &str,
+    named_key: &str,
+    signature: &str,
+    message: &[u8],
+    trusted_key: &[u8],
+) -> Result<(), String> {
+    let named = unhex(named_key).ok_or("public_key is not hex")?;
+    if named != trusted_key {
+        return Err(format!(
+            "the {what} was signed by another key than the trusted one"
+        ));
+    }
+    let sig = unhex(signature).ok_or("signature is not hex")?;
+    if custodian_crypto::sign::verify(trusted_key, message, &sig) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the signature does not match the {what}'s contents"
+        ))
     }
 }
 
@@ -673,15 +703,44 @@ pub struct ExportManifest {
     pub records: u64,
     pub public_key: String,
     pub files: Vec<ManifestFile>,
+    /// Hex Ed25519 signature over every other field, by the deployment that exported.
+    pub signature: String,
 }
 
-/// Reads an export's manifest and checks every file's size and SHA-256.
+impl ExportManifest {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.signature = String::new();
+        signed_message(b"custodian/controller-export-manifest/v1\0", &unsigned)
+    }
+
+    /// Checks the signature against `trusted_key` (the exporting deployment's public key),
+    /// not merely against the key the manifest names.
+    pub fn verify(&self, trusted_key: &[u8]) -> Result<(), String> {
+        check_signature(
+            "manifest",
+            &self.public_key,
+            &self.signature,
+            &self.signed_bytes(),
+            trusted_key,
+        )
+    }
+}
+
+/// Reads an export's manifest and checks its signature (against the key it names) and every
+/// file's size and SHA-256.
 pub fn read_manifest(dir: &Path) -> Result<ExportManifest, VaultError> {
     let bad = |what: String| VaultError::Invalid(ValidationError::new("export", what));
     let bytes = std::fs::read(dir.join("manifest.json"))
         .map_err(|e| bad(format!("no readable manifest.json: {e}")))?;
     let m: ExportManifest =
         serde_json::from_slice(&bytes).map_err(|_| bad("manifest.json is malformed".into()))?;
+    // Against the key it names: this proves the manifest whole, not who made it (for that,
+    // `ExportManifest::verify` with a trusted key, as `custodian verify-export` does).
+    let named =
+        unhex(&m.public_key).ok_or_else(|| bad("manifest.json's public_key is not hex".into()))?;
+    m.verify(&named)
+        .map_err(|e| bad(format!("manifest.json: {e}")))?;
     for f in &m.files {
         if f.name.contains('/') || f.name.starts_with('.') {
             return Err(bad(format!("manifest names an unsafe file {:?}", f.name)));

@@ -22,7 +22,7 @@ use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
 use custodian_core::region::{MemberState, Region, RegionId};
 use custodian_crypto::keys::RootKey;
 use custodian_store::sqlite::SqliteStore;
-use custodian_vault::lifecycle::{Certificate, RETENTION_ACTOR, read_manifest};
+use custodian_vault::lifecycle::{Certificate, ExportManifest, RETENTION_ACTOR, read_manifest};
 use custodian_vault::verify::entry_view;
 use custodian_vault::views::{
     AuditEntryView, FieldUpdate, LookupQuery, NewController, NewRecord, NewSubject, NewToken,
@@ -907,6 +907,16 @@ fn the_termination_export_is_lossless_and_its_manifest_catches_tampering() {
         );
     }
     assert_eq!(read_manifest(&out).expect("manifest holds"), m);
+    // Signed by this deployment, over every field.
+    m.verify(&v.public_key())
+        .expect("signed by this deployment");
+    assert!(
+        m.verify(&[7u8; 32]).is_err(),
+        "another key is not the signer"
+    );
+    let mut fewer = m.clone();
+    fewer.records -= 1;
+    assert!(fewer.verify(&v.public_key()).is_err(), "an altered count");
     // The audit trail goes with it, up to the export itself.
     let audit = std::fs::read_to_string(out.join("audit.jsonl")).expect("audit");
     let last: Value =
@@ -976,6 +986,32 @@ fn the_termination_export_is_lossless_and_its_manifest_catches_tampering() {
     assert_ne!(text, altered);
     std::fs::write(copy.join("manifest.json"), altered).expect("write");
     assert!(read_manifest(&copy).is_err());
+    // A file changed and its size and checksum rewritten to match: only the signature
+    // tells, and the import is refused.
+    let copy = env.dir.path().join("tampered-consistently");
+    copy_dir(&out, &copy);
+    let p = copy.join("subjects.jsonl");
+    let data = std::fs::read_to_string(&p).expect("read");
+    let first = data.lines().next().expect("a subject").len() + 1;
+    std::fs::write(&p, &data[first..]).expect("drop a subject");
+    let mut forged: ExportManifest =
+        serde_json::from_slice(&std::fs::read(copy.join("manifest.json")).expect("read"))
+            .expect("manifest");
+    let kept = std::fs::read(&p).expect("read");
+    forged.files[0].bytes = kept.len() as u64;
+    forged.files[0].sha256 = sha256_hex(&kept);
+    forged.subjects -= 1;
+    std::fs::write(
+        copy.join("manifest.json"),
+        serde_json::to_vec_pretty(&forged).expect("json"),
+    )
+    .expect("write");
+    let err = read_manifest(&copy).expect_err("a forged manifest accepted");
+    assert!(err.to_string().contains("signature"), "{err}");
+    assert!(
+        v.import_controller_export(&b.app, &pn("account"), &copy, &ctx())
+            .is_err()
+    );
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -223,22 +223,7 @@ pub fn verify_certificate(
                 file.display()
             )
         })?;
-    let key: Vec<u8> = match public_key {
-        Some(h) => (0..h.len())
-            .step_by(2)
-            .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-            .collect::<Option<Vec<u8>>>()
-            .filter(|k| k.len() == 32)
-            .ok_or("--public-key must be 64 hex characters")?,
-        None => {
-            let root = keyfile::load(cfg.root_key.as_ref(), &cfg.root_key_path()).map_err(|e| {
-                format!("{e}\n(or pass --public-key with the deployment's public key)")
-            })?;
-            custodian_crypto::sign::Signer::from_root(&root)
-                .public_key()
-                .to_vec()
-        }
-    };
+    let key = trusted_key(cfg, public_key)?;
     match cert.verify(&key) {
         Ok(()) => {
             println!(
@@ -256,6 +241,58 @@ pub fn verify_certificate(
         Err(why) => {
             println!("certificate INVALID: {why}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Checks a controller export (`terminate export`): the manifest's signature against a
+/// trusted public key (the one given, or this deployment's), then every listed file's size
+/// and SHA-256. Exit 0 when it holds, 1 when not.
+pub fn verify_export(
+    cfg: &Config,
+    dir: &std::path::Path,
+    public_key: Option<&str>,
+) -> Result<ExitCode, String> {
+    let key = trusted_key(cfg, public_key)?;
+    let checked = custodian_vault::lifecycle::read_manifest(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|m| m.verify(&key).map(|()| m));
+    match checked {
+        Ok(m) => {
+            println!(
+                "export ok: controller {} exported at {}: {} subjects, {} records, {} files as listed",
+                m.controller,
+                m.created_at,
+                m.subjects,
+                m.records,
+                m.files.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            println!("export INVALID: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The public key a signature must be made with: `--public-key` (hex), or this
+/// deployment's, derived from its root key.
+fn trusted_key(cfg: &Config, public_key: Option<&str>) -> Result<Vec<u8>, String> {
+    match public_key {
+        Some(h) => (0..h.len())
+            .step_by(2)
+            .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| "--public-key must be 64 hex characters".to_owned()),
+        None => {
+            let root = keyfile::load(cfg.root_key.as_ref(), &cfg.root_key_path()).map_err(|e| {
+                format!("{e}\n(or pass --public-key with the deployment's public key)")
+            })?;
+            Ok(custodian_crypto::sign::Signer::from_root(&root)
+                .public_key()
+                .to_vec())
         }
     }
 }

@@ -120,6 +120,14 @@ enum Command {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Checks a controller export (`terminate export`): its manifest's signature and every
+    /// listed file's checksum. Exit 0 when it holds, 1 when not.
+    VerifyExport {
+        dir: PathBuf,
+        /// The exporting deployment's public key (hex); default: derived from this root key.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +278,9 @@ fn lifecycle(cli: &Cli) -> Result<ExitCode, String> {
         Command::LegalHold { command } => lifecycle_cli::legal_hold(&cfg, command),
         Command::VerifyCertificate { file, public_key } => {
             lifecycle_cli::verify_certificate(&cfg, file, public_key.as_deref())
+        }
+        Command::VerifyExport { dir, public_key } => {
+            lifecycle_cli::verify_export(&cfg, dir, public_key.as_deref())
         }
         Command::Init { .. }
         | Command::Serve(_)

@@ -881,6 +881,30 @@ fn termination_exports_losslessly_destroys_everything_and_certifies_it() {
         assert_eq!(hex, str_of(f, "sha256"), "{name}");
         assert_eq!(mode_of(&out.join(name)), 0o600, "{name}");
     }
+    // The CLI checks it whole: signed by this deployment, every file as listed; a count
+    // changed in the manifest, or another deployment's key, fails it.
+    let dir = out.to_str().expect("utf-8");
+    let ok = sb.run(&["verify-export", dir]);
+    assert_eq!(ok.code, Some(0), "{}", ok.describe());
+    assert!(ok.stdout.contains("export ok"), "{}", ok.describe());
+    let other_key = "ab".repeat(32);
+    let bad = sb.run(&["verify-export", dir, "--public-key", &other_key]);
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    let forged = sb.cwd().join("export-forged");
+    std::fs::create_dir(&forged).expect("dir");
+    for f in ["subjects.jsonl", "audit.jsonl", "checkpoints.json"] {
+        std::fs::copy(out.join(f), forged.join(f)).expect("copy");
+    }
+    let mut m = manifest.clone();
+    m["records"] = json!(3);
+    std::fs::write(
+        forged.join("manifest.json"),
+        serde_json::to_vec(&m).expect("json"),
+    )
+    .expect("write");
+    let bad = sb.run(&["verify-export", forged.to_str().expect("utf-8")]);
+    assert_eq!(bad.code, Some(1), "{}", bad.describe());
+    assert!(bad.stdout.contains("signature"), "{}", bad.describe());
 
     // Import every line into the other controller over HTTP; export those back: lossless.
     let text = std::fs::read_to_string(out.join("subjects.jsonl")).expect("subjects.jsonl");
