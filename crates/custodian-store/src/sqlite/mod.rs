@@ -313,7 +313,7 @@ impl SqliteStore {
         // Temporary storage in memory: a group commit runs each unit of work in a savepoint,
         // whose journal (a copy of every page the unit changes) SQLite otherwise spills to an
         // unlinked temporary file, where pages of erased records would outlive the WAL
-        // truncation that erasure promises, and every unit paid for the file's writes.
+        // purge that erasure promises, and every unit paid for the file's writes.
         // The WAL keeps its length between erasures (see `wal_purge`), up to 16 MiB: a
         // commit past that truncates it back after the next checkpoint.
         writer
