@@ -402,6 +402,16 @@ async fn act(app: &TestApp, admin: &Token, request: &str, action: Value) -> Resp
     .await
 }
 
+/// Links a request to its subject and confirms the requester's identity: ready to fulfil.
+async fn link_and_confirm(app: &TestApp, admin: &Token, request: &str, subject: &str) {
+    for action in [
+        json!({ "action": "link", "subject": subject }),
+        json!({ "action": "confirm_identity" }),
+    ] {
+        act(app, admin, request, action).await.expect(200);
+    }
+}
+
 async fn inbox(app: &TestApp, admin: &Token, state: &str) -> Vec<Value> {
     app.get(&format!("/v1/requests?state={state}"), &admin.secret, None)
         .await
@@ -1760,12 +1770,7 @@ async fn inbox_lifecycle_from_public_filing_to_fulfilment_is_audited() {
     .await
     .expect(202);
     let id2 = access["reference"].as_str().expect("reference").to_owned();
-    for action in [
-        json!({ "action": "link", "subject": subject2 }),
-        json!({ "action": "confirm_identity" }),
-    ] {
-        act(&app, &t.admin, &id2, action).await.expect(200);
-    }
+    link_and_confirm(&app, &t.admin, &id2, &subject2).await;
     let done = act(
         &app,
         &t.admin,
@@ -1891,12 +1896,7 @@ async fn a_fulfilment_whose_operation_already_ran_still_closes_the_request() {
         let app = &app;
         let t = &t;
         async move {
-            for action in [
-                json!({ "action": "link", "subject": subject }),
-                json!({ "action": "confirm_identity" }),
-            ] {
-                act(app, &t.admin, &id, action).await.expect(200);
-            }
+            link_and_confirm(app, &t.admin, &id, &subject).await;
             id
         }
     };
