@@ -280,12 +280,17 @@ fn open_connection(path: &Path) -> Result<Connection> {
     .map_err(map_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(map_err)?;
+    // Temporary storage in memory, on every connection: otherwise SQLite spills what a
+    // statement sorts or groups past its cache (a reader's GROUP BY over every record, a
+    // savepoint's journal on the writer) to an unlinked temporary file, where rows of erased
+    // records would outlive the WAL purge that erasure promises.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA secure_delete = ON;
          PRAGMA trusted_schema = OFF;
+         PRAGMA temp_store = MEMORY;
          PRAGMA mmap_size = 1073741824;",
     )
     .map_err(map_err)?;
@@ -310,17 +315,13 @@ impl SqliteStore {
         // the file. With a 64 MiB cache that walk was a fifth of an insert's CPU at
         // N = 50,000 (perf), and loading 60,000 GDPRbench records took 15 % longer on one
         // thread and 5-13 % longer on sixteen than with this cache.
-        // Temporary storage in memory: a group commit runs each unit of work in a savepoint,
-        // whose journal (a copy of every page the unit changes) SQLite otherwise spills to an
-        // unlinked temporary file, where pages of erased records would outlive the WAL
-        // purge that erasure promises, and every unit paid for the file's writes.
+        // Its temporary storage is in memory like every connection's (`open_connection`):
+        // a group commit runs each unit of work in a savepoint, whose journal (a copy of
+        // every page the unit changes) would otherwise also cost every unit a file's writes.
         // The WAL keeps its length between erasures (see `wal_purge`), up to 16 MiB: a
         // commit past that truncates it back after the next checkpoint.
         writer
-            .execute_batch(
-                "PRAGMA cache_size = -8192; PRAGMA temp_store = MEMORY;
-                 PRAGMA journal_size_limit = 16777216;",
-            )
+            .execute_batch("PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 16777216;")
             .map_err(map_err)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
@@ -1344,6 +1345,22 @@ mod tests {
     }
 
     /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
+    /// A sort or a grouping too large for the cache spills to temporary storage; on disk it
+    /// would keep rows of erased records in a file the WAL purge never sees.
+    #[test]
+    fn every_connection_keeps_temporary_storage_in_memory() {
+        const MEMORY: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+        let temp_store = |c: &Connection| -> Result<i64> {
+            c.query_row("PRAGMA temp_store", [], |r| r.get(0))
+                .map_err(map_err)
+        };
+        assert_eq!(store.read(temp_store).unwrap(), MEMORY, "a reader");
+        let writer = store.writer.exclusive(|| None);
+        assert_eq!(temp_store(&writer.conn).unwrap(), MEMORY, "the writer");
+    }
+
     /// the token changes whichever process writes: here a second store on the same file, as
     /// the CLI beside a running server would be.
     #[test]
