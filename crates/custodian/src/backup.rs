@@ -146,6 +146,9 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
     let conn = rusqlite::Connection::open(&db)
         .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(30)).ok();
+    // As the store's own connections: nothing spills to an unlinked temporary file.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")
+        .map_err(|e| format!("cannot configure the snapshot's connection: {e}"))?;
     conn.execute("VACUUM INTO ?1", [snapshot.to_string_lossy()])
         .map_err(|e| format!("snapshot failed: {e}"))?;
     let snap = rusqlite::Connection::open(&snapshot).map_err(|e| e.to_string())?;
@@ -167,16 +170,17 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
     );
     drop(snap);
 
-    let data = std::fs::read(&snapshot).map_err(|e| format!("cannot read the snapshot: {e}"))?;
-    let mut sha = Sha256::default();
-    sha.update(&data);
+    // The snapshot is read twice, a chunk at a time, never whole: once for the size and
+    // SHA-256 the manifest (written before the chunks) holds, once to seal it. A database
+    // of any size backs up in a few MiB of memory.
+    let (database_bytes, database_sha256) = digest_file(&snapshot)?;
     let id = hex(&custodian_crypto::random::id_bytes());
-    let chunks = data.len().div_ceil(CHUNK).max(1) as u64;
+    let chunks = database_bytes.div_ceil(CHUNK as u64).max(1);
     let manifest = Manifest {
         backup_id: id.clone(),
         created_at: time::OffsetDateTime::now_utc(),
-        database_bytes: data.len() as u64,
-        database_sha256: hex(&sha.finish()),
+        database_bytes,
+        database_sha256,
         chunks,
         chain_heads,
         controllers,
@@ -216,21 +220,62 @@ pub fn backup(cfg: &Config, root: &RootKey, out: &Path, quiet: bool) -> Result<M
     let pb = if quiet {
         ProgressBar::hidden()
     } else {
-        bar(data.len() as u64, "backup")
+        bar(manifest.database_bytes, "backup")
     };
-    for (i, chunk) in data.chunks(CHUNK).enumerate() {
-        let last = i as u64 + 1 == chunks;
-        write_block(&mut f, &seal_blob(&key, &label(&id, i as u64, last), chunk)).map_err(io)?;
-        pb.inc(chunk.len() as u64);
-    }
-    if data.is_empty() {
-        write_block(&mut f, &seal_blob(&key, &label(&id, 0, true), &[])).map_err(io)?;
+    let mut input =
+        std::fs::File::open(&snapshot).map_err(|e| format!("cannot read the snapshot: {e}"))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut sha = Sha256::default();
+    // An empty database still makes one (empty) chunk, the last.
+    for i in 0..chunks {
+        let n = read_chunk(&mut input, &mut buf)
+            .map_err(|e| format!("cannot read the snapshot: {e}"))?;
+        let chunk = &buf[..n];
+        sha.update(chunk);
+        let last = i + 1 == chunks;
+        write_block(&mut f, &seal_blob(&key, &label(&id, i, last), chunk)).map_err(io)?;
+        pb.inc(n as u64);
     }
     pb.finish_and_clear();
+    // Nobody else writes the private snapshot; should it change between the two readings
+    // anyway, the backup would not restore, so it is refused now.
+    if hex(&sha.finish()) != manifest.database_sha256 {
+        return Err("the snapshot changed while it was being backed up".into());
+    }
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp_out, out).map_err(io)?;
     Ok(manifest)
+}
+
+/// The size and SHA-256 of the file at `path`, read a chunk at a time.
+fn digest_file(path: &Path) -> Result<(u64, String), String> {
+    let read = |e: std::io::Error| format!("cannot read the snapshot: {e}");
+    let mut input = std::fs::File::open(path).map_err(read)?;
+    let mut buf = vec![0u8; CHUNK];
+    let (mut sha, mut bytes) = (Sha256::default(), 0u64);
+    loop {
+        let n = read_chunk(&mut input, &mut buf).map_err(read)?;
+        sha.update(&buf[..n]);
+        bytes += n as u64;
+        if n < CHUNK {
+            return Ok((bytes, hex(&sha.finish())));
+        }
+    }
+}
+
+/// Fills `buf` from `input`; fewer bytes only at the end of the file.
+fn read_chunk(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Decrypts and checks a backup into `dest`. Any mismatch is an error and `dest` is removed.
