@@ -22,12 +22,12 @@
 //! thread could be started, is appended on the caller's thread.
 
 use super::group::{Containment, Group, GroupWriter, Outcome, Unit, clone_err};
+use super::worker::Worker;
 use super::{FaultSwitch, append_in_tx, append_linked};
 use crate::{Append, Appending, PendingAudit, Settlement, StoreError};
 use custodian_core::audit::{AuditDraft, AuditEntry};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use time::OffsetDateTime;
 
 /// A batch at least this large says many reads run at once: the next one may wait for
@@ -55,17 +55,9 @@ struct Queue {
     drafts: Vec<Queued>,
     /// The thread waits for more drafts before it takes them (see `Shared::gather`).
     gathering: bool,
-    thread: Thread,
+    /// Could it not be started, every draft is appended by its caller.
+    thread: Worker,
     closed: bool,
-}
-
-#[derive(Default)]
-enum Thread {
-    #[default]
-    NotStarted,
-    Running(JoinHandle<()>),
-    /// Could not be started: every draft is appended by its caller.
-    Failed,
 }
 
 struct Queued {
@@ -94,7 +86,7 @@ impl Appender {
 
     #[cfg(test)]
     pub(crate) fn started(&self) -> bool {
-        !matches!(self.handle.0.queue().thread, Thread::NotStarted)
+        !self.handle.0.queue().thread.not_started()
     }
 }
 
@@ -106,9 +98,7 @@ impl Drop for Appender {
             std::mem::take(&mut queue.thread)
         };
         self.handle.0.arrived.notify_one();
-        if let Thread::Running(thread) = thread {
-            let _ = thread.join();
-        }
+        thread.join();
     }
 }
 
@@ -132,10 +122,10 @@ impl Append for Handle {
         };
         let mut queue = shared.queue();
         if !queue.closed {
-            if matches!(queue.thread, Thread::NotStarted) {
+            if queue.thread.not_started() {
                 queue.thread = shared.start();
             }
-            if matches!(queue.thread, Thread::Running(_)) {
+            if queue.thread.running() {
                 queue.drafts.push(queued);
                 // The thread is asleep only when the queue was empty, or gathering.
                 if queue.drafts.len() == 1 || queue.gathering {
@@ -156,18 +146,13 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(self: &Arc<Self>) -> Thread {
+    fn start(self: &Arc<Self>) -> Worker {
         let shared = self.clone();
-        match std::thread::Builder::new()
-            .name("custodian-audit-appender".into())
-            .spawn(move || shared.run())
-        {
-            Ok(thread) => Thread::Running(thread),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start the audit appender; reads append their entries themselves");
-                Thread::Failed
-            }
-        }
+        Worker::start(
+            "custodian-audit-appender",
+            "reads append their entries themselves",
+            move || shared.run(),
+        )
     }
 
     fn run(&self) {

@@ -14,9 +14,11 @@
 //! error, an injected fault), all of them fail and nothing of theirs is stored. A single
 //! caller therefore commits at once, exactly as without grouping.
 
+use super::checkpointer::Checkpointer;
 use super::codec::map_err;
 use crate::{Settlement, StoreError};
 use rusqlite::Connection;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -179,6 +181,9 @@ pub(crate) enum Unit<T> {
 
 pub(crate) struct GroupWriter {
     writer: Mutex<Writer>,
+    /// Checkpoints the WAL off the commits' path, when there is one (see `checkpointer`);
+    /// otherwise SQLite checkpoints inside the commit that fills the WAL.
+    checkpointer: Option<Checkpointer>,
     /// Callers blocked on the writer lock: when there are some, the lock holder leaves the
     /// transaction open for them instead of committing.
     waiting: AtomicUsize,
@@ -198,16 +203,40 @@ pub(crate) fn clone_err(e: &StoreError) -> StoreError {
 }
 
 impl GroupWriter {
+    /// A writer whose commits checkpoint as SQLite does by default (tests).
+    #[cfg(test)]
     pub(crate) fn new(conn: Connection) -> Self {
+        Self::with(conn, None)
+    }
+
+    /// [`Self::new`], with the WAL of the database at `path` checkpointed in the background.
+    pub(crate) fn checkpointed(conn: Connection, path: PathBuf) -> Self {
+        let checkpointer = Checkpointer::new(path, &conn);
+        Self::with(conn, Some(checkpointer))
+    }
+
+    fn with(conn: Connection, checkpointer: Option<Checkpointer>) -> Self {
         Self {
             writer: Mutex::new(Writer {
                 conn,
                 open: None,
                 members: 0,
             }),
+            checkpointer,
             waiting: AtomicUsize::new(0),
             max_group: max_group(),
         }
+    }
+
+    /// Held by whoever checkpoints the database through the writer: no background
+    /// checkpoint runs meanwhile (SQLite would answer the second one BUSY).
+    pub(crate) fn no_background_checkpoint(&self) -> Option<MutexGuard<'_, ()>> {
+        self.checkpointer.as_ref().map(Checkpointer::exclusive)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn background_checkpoints(&self) -> u64 {
+        self.checkpointer.as_ref().map_or(0, Checkpointer::ran)
     }
 
     /// The writer, with no transaction open: whatever group was open is committed first
@@ -290,6 +319,9 @@ impl GroupWriter {
         };
         let mine = outcome.as_ref().map(|_| ()).map_err(clone_err);
         self.settle(w, outcome, waiting_members);
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.after_commit(&w.conn);
+        }
         mine
     }
 

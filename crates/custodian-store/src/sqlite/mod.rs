@@ -9,12 +9,14 @@
 //! anyway) and a small pool of reader connections that WAL lets run beside it.
 
 mod appender;
+mod checkpointer;
 pub(crate) mod codec;
 mod data_tx;
 mod group;
 mod kept;
 mod rewrites;
 mod wal_purge;
+mod worker;
 
 pub use kept::KeptLimits;
 mod subject_index;
@@ -328,7 +330,7 @@ impl SqliteStore {
         let rewrites = Arc::new(rewrites::Rewrites::default());
         rewrites::register(&writer, rewrites.clone())?;
         let wal_purge = wal_purge::WalPurge::new(&path, &writer);
-        let writer = Arc::new(group::GroupWriter::new(writer));
+        let writer = Arc::new(group::GroupWriter::checkpointed(writer, path.clone()));
         let faults = FaultSwitch::default();
         Ok(Self {
             path,
@@ -459,6 +461,7 @@ impl SqliteStore {
     /// content deleted by an erasure does not survive in them (see `wal_purge`).
     fn overwrite_wal(&self) -> Result<wal_purge::Purged> {
         let w = self.writer.exclusive(|| self.faults.error());
+        let _alone = self.writer.no_background_checkpoint();
         self.wal_purge.run(&w.conn)
     }
 
@@ -492,6 +495,7 @@ impl SqliteStore {
     /// is then the whole database, to copy.
     pub fn checkpoint_wal(&self) -> Result<()> {
         let w = self.writer.exclusive(|| self.faults.error());
+        let _alone = self.writer.no_background_checkpoint();
         w.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(map_err)
@@ -1345,6 +1349,51 @@ mod tests {
     }
 
     /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
+    /// The commit that fills the WAL does not wait for its checkpoint: it returns with the
+    /// main file untouched, and the store's own thread checkpoints afterwards.
+    #[test]
+    fn the_wal_is_checkpointed_after_the_commit_that_filled_it_not_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let store = SqliteStore::open(&db).unwrap();
+        let size = || std::fs::metadata(&db).unwrap().len();
+        let before = size();
+        let frames = checkpointer::CHECKPOINT_FROM_FRAMES as usize;
+        {
+            // The background checkpoint cannot start before this guard goes.
+            let _held = store.writer.no_background_checkpoint();
+            store
+                .writer
+                .write(&|| None, group::Containment::Unit, |c| {
+                    c.execute_batch("CREATE TABLE filler (x BLOB)")
+                        .map_err(map_err)?;
+                    let mut st = c
+                        .prepare("INSERT INTO filler VALUES (zeroblob(3000))")
+                        .map_err(map_err)?;
+                    for _ in 0..frames + 200 {
+                        st.execute([]).map_err(map_err)?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            assert_eq!(
+                size(),
+                before,
+                "the commit returned with its pages copied into the main file"
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // The file grows as the checkpoint copies; the count once it is done.
+        while size() < before + (frames as u64) * 3000 || store.writer.background_checkpoints() == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no background checkpoint copied the WAL into the main file within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// A sort or a grouping too large for the cache spills to temporary storage; on disk it
     /// would keep rows of erased records in a file the WAL purge never sees.
     #[test]
