@@ -11,6 +11,7 @@
 //! as `lookup` leaves them out: finding them would be processing them.
 
 use crate::data::{Keys, Scale, Subjectmatter};
+use crate::paging::{Page, PageCursor, RecordPage, set_order};
 use crate::views::{AuditPage, RecordView};
 use crate::{CallContext, Pending, Vault, VaultError};
 use custodian_core::ValidationError;
@@ -169,6 +170,43 @@ impl<'r> Groups<'r> {
     fn records(&self) -> impl Iterator<Item = &'r RecordRow> + '_ {
         self.iter().flat_map(|(_, records)| records.iter().copied())
     }
+
+    /// Only the records of `page`, and the key to ask for the next page with when records
+    /// follow it.
+    fn window(self, page: &Page) -> (Self, Option<PageCursor>) {
+        let Groups { records, subjects } = self;
+        let mut kept = Vec::new();
+        let mut left = page.limit();
+        let mut last = None;
+        let mut more = false;
+        for (row, at) in subjects {
+            let run = &records[at.clone()];
+            // Runs are in the set's order: the first record after the cursor, by key.
+            let from = page
+                .after()
+                .map_or(0, |c| run.partition_point(|r| !c.precedes(r)));
+            if from == run.len() {
+                continue;
+            }
+            if left == 0 {
+                more = true;
+                break;
+            }
+            let to = (from + left).min(run.len());
+            left -= to - from;
+            last = Some(run[to - 1]);
+            more = to < run.len();
+            kept.push((row, at.start + from..at.start + to));
+        }
+        let next = last.filter(|_| more).map(PageCursor::of);
+        (
+            Groups {
+                records,
+                subjects: kept,
+            },
+            next,
+        )
+    }
 }
 
 /// The one audit entry of a bulk operation, filled in as the work goes: every subject
@@ -283,10 +321,11 @@ impl Audit {
 fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<Range<usize>>) {
     let mut order: Vec<&RecordRow> = records.iter().collect();
     // Stores answer a purpose's records by subject already (`DataTx::records_of_purpose`):
-    // the groups are then runs of the answer, and a bulk read builds no map. The sort is
-    // stable: a subject's records keep their order.
-    if !order.is_sorted_by(|a, b| a.subject <= b.subject) {
-        order.sort_by(|a, b| a.subject.cmp(&b.subject));
+    // the groups are then runs of the answer, and a bulk read builds no map. The full order
+    // (each subject's oldest first, then by id) is what a page's cursor counts on, whatever
+    // collation a store's sort used.
+    if !order.is_sorted_by(|a, b| set_order(a, b).is_le()) {
+        order.sort_by(|a, b| set_order(a, b));
     }
     let mut runs: Vec<Range<usize>> = Vec::new();
     for (i, r) in order.iter().enumerate() {
@@ -419,12 +458,41 @@ impl Vault {
         set: &RecordSet,
         ctx: &CallContext,
     ) -> Result<Pending<Vec<RecordView>>, VaultError> {
+        self.consult_set(p, purpose, set, None, ctx)
+            .map(|pending| pending.map(|page| page.records))
+    }
+
+    /// One page of [`Self::purpose_records`] (see [`crate::paging`]): only its records are
+    /// decrypted, and only they are named in the audit entry.
+    pub fn purpose_records_page_pending(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        page: &Page,
+        ctx: &CallContext,
+    ) -> Result<Pending<RecordPage>, VaultError> {
+        self.consult_set(p, purpose, set, Some(page), ctx)
+    }
+
+    fn consult_set(
+        &self,
+        p: &Principal,
+        purpose: &PurposeName,
+        set: &RecordSet,
+        page: Option<&Page>,
+        ctx: &CallContext,
+    ) -> Result<Pending<RecordPage>, VaultError> {
         let op = Operation::Consultation;
         let matter = Subjectmatter::default();
         self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut skipped = Vec::new();
             let records = self.load_set(tx, grant, keys, set)?;
             let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
+            let (groups, next) = match page {
+                Some(page) => groups.window(page),
+                None => (groups, None),
+            };
             // Every field checked before any is decrypted.
             let mut audit = Audit::default();
             for (row, records) in groups.iter() {
@@ -446,8 +514,10 @@ impl Vault {
                 }
                 Ok::<_, TxError>(out)
             };
-            self.spread
-                .map(&groups.subjects, |(_, at)| at.len(), by_subject)
+            let records = self
+                .spread
+                .map(&groups.subjects, |(_, at)| at.len(), by_subject)?;
+            Ok(RecordPage { records, next })
         })
     }
 

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod key_cache;
 pub mod ledger;
 pub mod lifecycle;
+pub mod paging;
 mod pending;
 pub mod rights;
 mod spread;

@@ -33,6 +33,14 @@ impl<T> Pending<T> {
         }
     }
 
+    /// The same pending answer, reshaped once it is given out (its audit entry unchanged).
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Pending<U> {
+        Pending {
+            value: self.value.map(f),
+            audit: self.audit,
+        }
+    }
+
     /// The answer and the sequence number of its audit entry, once the entry is durable.
     pub(crate) fn wait_seq(self) -> Result<(T, u64), VaultError> {
         let entry = self.audit.wait();

@@ -669,6 +669,9 @@ pub struct RequestActionResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordList {
     pub records: Vec<RecordView>,
+    /// Present when records follow: pass it as `after` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One change applied to every record of a set (`PATCH /v1/records`): the JSON form of

@@ -104,13 +104,19 @@ impl Answer {
     /// deserialising into its own types would, but allocates nothing per record (the
     /// baselines parse nothing at all, and this client shares the server's cores).
     fn records(self, what: &str) -> Res<Option<usize>> {
+        Ok(self.page(what)?.map(|(n, _)| n))
+    }
+
+    /// [`Self::records`], and the answer's `next` page, if it names one.
+    fn page(self, what: &str) -> Res<Option<(usize, Option<String>)>> {
         #[derive(serde::Deserialize)]
         struct Records {
             records: Vec<serde::de::IgnoredAny>,
+            next: Option<String>,
         }
         match self.status {
             200..=299 => serde_json::from_slice::<Records>(&self.body)
-                .map(|r| Some(r.records.len()))
+                .map(|r| Some((r.records.len(), r.next)))
                 .map_err(|e| format!("{what}: the answer is not a list of records: {e}")),
             404 | 410 => Ok(None),
             _ => Err(self.failure(what)),
@@ -374,10 +380,20 @@ impl Target for HttpTarget {
         Ok(r.map_or(0, |r| if len_map(&r["fields"]) == 0 { 0 } else { 10 }))
     }
 
+    /// Every page of the purpose's records (one at N = 100,000: a page holds 10,000).
     fn read_meta_purpose(&self, v: &Values) -> Res<usize> {
-        let a = self.data("GET", "/v1/records", self.map.purpose(v), None)?;
-        a.records("read-meta-purpose")?
-            .ok_or_else(|| "read-meta-purpose: not found".to_owned())
+        let (mut total, mut path) = (0, "/v1/records".to_owned());
+        loop {
+            let a = self.data("GET", &path, self.map.purpose(v), None)?;
+            let (n, next) = a
+                .page("read-meta-purpose")?
+                .ok_or_else(|| "read-meta-purpose: not found".to_owned())?;
+            total += n;
+            match next {
+                Some(cursor) => path = format!("/v1/records?after={cursor}"),
+                None => return Ok(total),
+            }
+        }
     }
 
     fn read_meta_user(&self, v: &Values) -> Res<usize> {

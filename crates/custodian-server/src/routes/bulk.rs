@@ -15,14 +15,10 @@ use axum::Json;
 use axum::extract::State;
 use custodian_core::ids::SubjectId;
 use custodian_vault::bulk::{BulkReport, RecordChange, RecordSet};
+use custodian_vault::paging::{MAX_PAGE, Page, PageCursor};
 use custodian_vault::views::{BulkChange, RecordList};
 use custodian_vault::{Vault, VaultError};
 use serde::Deserialize;
-
-/// The most records one `GET /v1/records` answers with. A larger set is refused (400
-/// `too-many-records`): narrow it to one subject with `?subject=`. (At GDPRbench's 100,000
-/// records over 25 purposes, a purpose holds 4,000.)
-pub const MAX_LISTED_RECORDS: usize = 10_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -36,48 +32,85 @@ pub struct RecordSetQuery {
 impl RecordSetQuery {
     /// A malformed subject id answers 404, as it does in a path: there is no such subject.
     fn set(self) -> Result<RecordSet, ApiError> {
-        match self.subject {
-            None => Ok(RecordSet::Purpose),
-            Some(s) => path_id(&s, SubjectId::parse).map(RecordSet::Subject),
-        }
+        set_of(self.subject)
     }
 }
 
-/// Consultation: every record of the purpose (or of one subject under it), decrypted, at
-/// most 10,000 in one answer.
+fn set_of(subject: Option<String>) -> Result<RecordSet, ApiError> {
+    match subject {
+        None => Ok(RecordSet::Purpose),
+        Some(s) => path_id(&s, SubjectId::parse).map(RecordSet::Subject),
+    }
+}
+
+/// The set, and which page of it (`GET /v1/records`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RecordPageQuery {
+    /// Only this subject's records under the purpose; every record of the purpose when absent.
+    #[param(value_type = Option<SubjectId>)]
+    subject: Option<String>,
+    /// At most this many records in the answer, 1 to 10,000 (the default).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+    /// The `next` of the page before: the answer starts after it.
+    #[param(
+        pattern = "^sub_[0-7][0-9a-hjkmnp-tv-z]{25}~(0|[1-9][0-9]{0,18})~rec_[0-7][0-9a-hjkmnp-tv-z]{25}$"
+    )]
+    after: Option<String>,
+}
+
+impl RecordPageQuery {
+    fn parse(self) -> Result<(RecordSet, Page), ApiError> {
+        let after = match self.after.as_deref() {
+            None => None,
+            Some(text) => Some(PageCursor::parse(text).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-cursor",
+                    "`after` must be the `next` of an earlier page, unchanged".to_owned(),
+                )
+            })?),
+        };
+        let limit = self.limit.unwrap_or(MAX_PAGE);
+        let page = Page::new(after, limit).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-limit",
+                format!("`limit` must be from 1 to {MAX_PAGE}"),
+            )
+        })?;
+        Ok((set_of(self.subject)?, page))
+    }
+}
+
+/// Consultation: the records of the purpose (or of one subject under it), decrypted, a page
+/// at a time: subjects by id, each one's records oldest first; `next`, when present, asks
+/// for the page after. Only the page's records are decrypted and named in the audit entry.
 #[utoipa::path(get, path = "/v1/records", tag = "records", security(("bearer" = [])),
-    params(crate::openapi::PurposeParam, RecordSetQuery),
+    params(crate::openapi::PurposeParam, RecordPageQuery),
     responses((status = 200, body = RecordList), DataErrors,
-        (status = 400, description = "Bad request: missing or invalid Custodian-Purpose, or `too-many-records` (more than 10,000 in the set: narrow it with `subject`)",
+        (status = 400, description = "Bad request: missing or invalid Custodian-Purpose, `invalid-limit` (not 1 to 10,000) or `invalid-cursor` (`after` is not an earlier page's `next`)",
             body = Problem, content_type = "application/problem+json")))]
 pub async fn list_records(
     State(state): State<AppState>,
     Auth(p): Auth,
     Purpose(purpose): Purpose,
     Ctx(ctx): Ctx,
-    Params(q): Params<RecordSetQuery>,
+    Params(q): Params<RecordPageQuery>,
 ) -> Result<Json<RecordList>, ApiError> {
-    let set = q.set()?;
+    let (set, page) = q.parse()?;
     let one_subject = matches!(set, RecordSet::Subject(_));
     // One subject's records are few, like a subject read; a whole purpose's may be thousands.
-    let read = move |v: &Vault| v.purpose_records_pending(&p, &purpose, &set, &ctx);
-    let records = if one_subject {
+    let read = move |v: &Vault| v.purpose_records_page_pending(&p, &purpose, &set, &page, &ctx);
+    let page = if one_subject {
         audited_read(&state.vault, read).await?
     } else {
         audited_bulk_read(&state.vault, read).await?
     };
-    // The store has no page of a purpose's records to ask for, so the set was read (and its
-    // consultation audited) whole; a set too large to send is refused rather than cut.
-    if records.len() > MAX_LISTED_RECORDS {
-        return Err(ApiError::bad_request(
-            "too-many-records",
-            format!(
-                "the set holds {} records, more than the {MAX_LISTED_RECORDS} one answer carries; ask for one subject's with ?subject=",
-                records.len()
-            ),
-        ));
-    }
-    Ok(Json(RecordList { records }))
+    Ok(Json(RecordList {
+        records: page.records,
+        next: page.next.as_ref().map(PageCursor::encode),
+    }))
 }
 
 /// Alteration: one change applied to every record of the purpose (or of one subject under
