@@ -119,6 +119,23 @@ impl Vault {
         Ok(report)
     }
 
+    /// Passes of [`Self::sweep_retention`], at most `batch` records each, until no expired
+    /// record that may be erased is left: a backlog (after downtime, or a restore of an
+    /// older backup) goes at once, not a batch per tick of the sweeper. It stops at the
+    /// first pass that erases nothing, so records held back by a legal hold end it.
+    pub fn sweep_retention_backlog(&self, batch: u32) -> Result<SweepReport, VaultError> {
+        let mut total = SweepReport::default();
+        loop {
+            let r = self.sweep_retention(batch)?;
+            total.erased_records += r.erased_records;
+            total.held_back = total.held_back.max(r.held_back);
+            total.more_pending = r.more_pending;
+            if !r.more_pending || r.erased_records == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// What will expire when, per controller and purpose.
     pub fn expiry_schedule(
         &self,

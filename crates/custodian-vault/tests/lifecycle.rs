@@ -563,6 +563,10 @@ fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
     let r = v.sweep_retention(5).expect("idle pass");
     assert_eq!((r.erased_records, r.more_pending), (0, false));
     assert!(expiring_ids.iter().all(|r| !readable(v, &t.app, r)));
+    assert_eq!(
+        v.sweep_retention_backlog(5).expect("idle").erased_records,
+        0
+    );
     assert!(readable(v, &t.app, &keeper));
 
     // Exactly one audit entry per erased record, across the internal transactions.
@@ -580,6 +584,39 @@ fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
     let mut expected = expiring_ids.clone();
     expected.sort();
     assert_eq!(named, expected);
+    assert_verifies(v);
+}
+
+/// The server's sweeper clears a backlog in one tick: passes of its bound until none is left.
+#[test]
+fn a_backlog_of_expired_records_goes_in_one_call_pass_after_pass() {
+    let env = Env::new();
+    let v = &env.vault;
+    let t = env.tenant("Backlog SAS");
+    let mut expiring_ids = Vec::new();
+    for i in 0..23 {
+        let (_, rec) = subject_with(
+            v,
+            &t.app,
+            "account",
+            expiring(
+                record(&[("name", "user.name", text(&format!("Person {i}")))]),
+                t0() + Duration::minutes(10 + i),
+            ),
+        );
+        expiring_ids.push(rec);
+    }
+    let (_, keeper) = subject_with(
+        v,
+        &t.app,
+        "account",
+        record(&[("name", "user.name", text("Keeper"))]),
+    );
+    env.advance(Duration::hours(3));
+    let r = v.sweep_retention_backlog(5).expect("backlog");
+    assert_eq!((r.erased_records, r.more_pending), (23, false));
+    assert!(expiring_ids.iter().all(|r| !readable(v, &t.app, r)));
+    assert!(readable(v, &t.app, &keeper));
     assert_verifies(v);
 }
 
@@ -653,6 +690,11 @@ fn a_legal_hold_keeps_expired_records_and_does_not_starve_other_controllers() {
             .all(|e| e.actor != RETENTION_ACTOR),
         "nothing was erased under the hold"
     );
+
+    // Passes until nothing more may go end with the held records still there.
+    let r = v.sweep_retention_backlog(2).expect("backlog");
+    assert_eq!(r.erased_records, 0);
+    assert!(r.held_back > 0, "{r:?}");
 
     // Lifted: the next pass erases what had expired.
     v.lift_legal_hold(&OperatorGrant::local_cli(), &held.id)

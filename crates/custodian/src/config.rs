@@ -49,7 +49,8 @@ pub struct Config {
     pub metrics: bool,
     /// Seconds between passes of the retention sweeper (0 turns it off).
     pub retention_sweep_seconds: u64,
-    /// At most this many expired records are erased per pass, in small transactions.
+    /// At most this many expired records are erased per pass, in small transactions; a
+    /// sweep runs passes until none that may be erased is left.
     pub retention_batch: u32,
     /// Where scheduled backups go; scheduled backups are off until this is set.
     pub backup_dir: Option<PathBuf>,

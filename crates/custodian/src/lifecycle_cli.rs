@@ -68,18 +68,11 @@ pub fn retention(
 ) -> Result<ExitCode, String> {
     let vault = open_vault(cfg)?;
     if sweep {
-        let mut total = 0;
-        loop {
-            let r = vault.sweep_retention(1000).map_err(err)?;
-            total += r.erased_records;
-            if !r.more_pending || r.erased_records == 0 {
-                println!(
-                    "erased {total} expired record(s); {} controller(s) held back by a legal hold or termination",
-                    r.held_back
-                );
-                break;
-            }
-        }
+        let r = vault.sweep_retention_backlog(1000).map_err(err)?;
+        println!(
+            "erased {} expired record(s); {} controller(s) held back by a legal hold or termination",
+            r.erased_records, r.held_back
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let filter = controller_filter.map(controller).transpose()?;

@@ -189,7 +189,11 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
                 loop {
                     tick.tick().await;
                     let v = v.clone();
-                    match tokio::task::spawn_blocking(move || v.sweep_retention(batch)).await {
+                    // Every expired record that may go, in passes of `batch` records: a
+                    // backlog (after downtime or a restore) is not left for later ticks.
+                    match tokio::task::spawn_blocking(move || v.sweep_retention_backlog(batch))
+                        .await
+                    {
                         Ok(Ok(r)) if r.erased_records > 0 => {
                             tracing::info!(
                                 erased = r.erased_records,
