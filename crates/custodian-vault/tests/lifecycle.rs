@@ -256,6 +256,32 @@ fn subject_with(
     (created.id, created.record.expect("first record"))
 }
 
+/// `n` subjects under `account` whose one record each expires a minute after the one
+/// before, from ten minutes after `t0`, and one whose record keeps the purpose's retention.
+fn people_expiring(v: &Vault, app: &Principal, n: i64) -> (Vec<RecordId>, RecordId) {
+    let expiring_ids = (0..n)
+        .map(|i| {
+            subject_with(
+                v,
+                app,
+                "account",
+                expiring(
+                    record(&[("name", "user.name", text(&format!("Person {i}")))]),
+                    t0() + Duration::minutes(10 + i),
+                ),
+            )
+            .1
+        })
+        .collect();
+    let (_, keeper) = subject_with(
+        v,
+        app,
+        "account",
+        record(&[("name", "user.name", text("Keeper"))]),
+    );
+    (expiring_ids, keeper)
+}
+
 fn add(v: &Vault, app: &Principal, purpose: &str, s: &SubjectId, r: NewRecord) -> RecordId {
     v.add_record(app, &pn(purpose), s, r, &ctx())
         .expect("add record")
@@ -527,26 +553,8 @@ fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
     let env = Env::new();
     let v = &env.vault;
     let t = env.tenant("Bounded SAS");
-    let mut expiring_ids = Vec::new();
     // More than one internal transaction's worth (50), to cover the batching too.
-    for i in 0..62 {
-        let (_, rec) = subject_with(
-            v,
-            &t.app,
-            "account",
-            expiring(
-                record(&[("name", "user.name", text(&format!("Person {i}")))]),
-                t0() + Duration::minutes(10 + i),
-            ),
-        );
-        expiring_ids.push(rec);
-    }
-    let (_, keeper) = subject_with(
-        v,
-        &t.app,
-        "account",
-        record(&[("name", "user.name", text("Keeper"))]),
-    );
+    let (expiring_ids, keeper) = people_expiring(v, &t.app, 62);
     env.advance(Duration::hours(3));
     let before = head(v, &t.chain());
 
@@ -593,25 +601,7 @@ fn a_backlog_of_expired_records_goes_in_one_call_pass_after_pass() {
     let env = Env::new();
     let v = &env.vault;
     let t = env.tenant("Backlog SAS");
-    let mut expiring_ids = Vec::new();
-    for i in 0..23 {
-        let (_, rec) = subject_with(
-            v,
-            &t.app,
-            "account",
-            expiring(
-                record(&[("name", "user.name", text(&format!("Person {i}")))]),
-                t0() + Duration::minutes(10 + i),
-            ),
-        );
-        expiring_ids.push(rec);
-    }
-    let (_, keeper) = subject_with(
-        v,
-        &t.app,
-        "account",
-        record(&[("name", "user.name", text("Keeper"))]),
-    );
+    let (expiring_ids, keeper) = people_expiring(v, &t.app, 23);
     env.advance(Duration::hours(3));
     let r = v.sweep_retention_backlog(5).expect("backlog");
     assert_eq!((r.erased_records, r.more_pending), (23, false));
