@@ -750,8 +750,21 @@ pub fn read_manifest(dir: &Path) -> Result<ExportManifest, VaultError> {
     let bad = |what: String| VaultError::Invalid(ValidationError::new("export", what));
     let bytes = std::fs::read(dir.join("manifest.json"))
         .map_err(|e| bad(format!("no readable manifest.json: {e}")))?;
-    let m: ExportManifest =
-        serde_json::from_slice(&bytes).map_err(|_| bad("manifest.json is malformed".into()))?;
+    let m: ExportManifest = serde_json::from_slice(&bytes).map_err(|_| {
+        // Exports made before manifests were signed lack only the signature: say so, and
+        // what to do, rather than "malformed".
+        let unsigned = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| !o.contains_key("signature")))
+            .unwrap_or(false);
+        bad(if unsigned {
+            "manifest.json carries no signature (exports made before manifests were signed \
+             have none): export the controller again with this version"
+                .into()
+        } else {
+            "manifest.json is malformed".into()
+        })
+    })?;
     // Against the key it names: this proves the manifest whole, not who made it (for that,
     // `ExportManifest::verify` with a trusted key, as `custodian verify-export` does).
     let named =

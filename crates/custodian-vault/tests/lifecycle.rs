@@ -1044,6 +1044,26 @@ fn the_termination_export_is_lossless_and_its_manifest_catches_tampering() {
         v.import_controller_export(&b.app, &pn("account"), &copy, &ctx())
             .is_err()
     );
+    // A manifest without a signature (as exports made before they were signed): refused,
+    // saying why and what to do; a manifest that is not JSON is malformed.
+    let copy = env.dir.path().join("unsigned");
+    copy_dir(&out, &copy);
+    let mut unsigned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(copy.join("manifest.json")).expect("read"))
+            .expect("json");
+    unsigned
+        .as_object_mut()
+        .expect("object")
+        .remove("signature");
+    std::fs::write(copy.join("manifest.json"), unsigned.to_string()).expect("write");
+    let err = read_manifest(&copy).expect_err("an unsigned manifest accepted");
+    assert!(
+        err.to_string().contains("no signature") && err.to_string().contains("export"),
+        "{err}"
+    );
+    std::fs::write(copy.join("manifest.json"), "{ not json").expect("write");
+    let err = read_manifest(&copy).expect_err("garbage accepted");
+    assert!(err.to_string().contains("malformed"), "{err}");
 }
 
 fn sha256_hex(data: &[u8]) -> String {
