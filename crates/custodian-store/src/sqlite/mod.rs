@@ -1348,7 +1348,6 @@ mod tests {
         }
     }
 
-    /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
     /// The commit that fills the WAL does not wait for its checkpoint: it returns with the
     /// main file untouched, and the store's own thread checkpoints afterwards.
     #[test]
@@ -1410,6 +1409,7 @@ mod tests {
         assert_eq!(temp_store(&writer.conn).unwrap(), MEMORY, "the writer");
     }
 
+    /// The rows a consult keeps (`kept`) answer only while their token is unchanged, and
     /// the token changes whichever process writes: here a second store on the same file, as
     /// the CLI beside a running server would be.
     #[test]
