@@ -240,12 +240,53 @@ fn decide(handed_off: Option<c_int>, frames: c_int, thread_running: bool) -> Ste
 /// A `PASSIVE` checkpoint: copies what no reader still needs, waits for nobody. Whether it
 /// copied every frame.
 fn passive(conn: &Connection) -> Result<bool> {
-    let (busy, log, copied): (i64, i64, i64) = conn
-        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    checkpoint(conn, Mode::Passive).map(|c| c.complete())
+}
+
+/// SQLite's checkpoint modes this store uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    /// Copies what no reader still needs; waits for nobody.
+    Passive,
+    /// Copies every frame, then waits until no reader uses the WAL: the next writer starts
+    /// it over.
+    Restart,
+    /// [`Self::Restart`], then empties the WAL file.
+    Truncate,
+}
+
+/// What `PRAGMA wal_checkpoint` answered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpointed {
+    /// It could not finish: a reader or another checkpoint held it back.
+    pub(crate) busy: bool,
+    /// Frames in the WAL.
+    pub(crate) log: i64,
+    /// Frames copied into the main file.
+    pub(crate) copied: i64,
+}
+
+impl Checkpointed {
+    /// Every frame is in the main file.
+    pub(crate) fn complete(&self) -> bool {
+        !self.busy && self.copied == self.log
+    }
+}
+
+pub(crate) fn checkpoint(conn: &Connection, mode: Mode) -> Result<Checkpointed> {
+    let sql = match mode {
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    conn.query_row(sql, [], |r| {
+        Ok(Checkpointed {
+            busy: r.get::<_, i64>(0)? != 0,
+            log: r.get(1)?,
+            copied: r.get(2)?,
         })
-        .map_err(map_err)?;
-    Ok(busy == 0 && copied == log)
+    })
+    .map_err(map_err)
 }
 
 #[cfg(test)]

@@ -496,9 +496,7 @@ impl SqliteStore {
     pub fn checkpoint_wal(&self) -> Result<()> {
         let w = self.writer.exclusive(|| self.faults.error());
         let _alone = self.writer.no_background_checkpoint();
-        w.conn
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(map_err)
+        checkpointer::checkpoint(&w.conn, checkpointer::Mode::Truncate).map(drop)
     }
 }
 

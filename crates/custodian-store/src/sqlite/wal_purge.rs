@@ -31,6 +31,7 @@
 //! committed since the purge began (`PRAGMA data_version` moved) it writes no zeros and
 //! fails, so that the next purge starts over.
 
+use super::checkpointer::{Mode, checkpoint};
 use super::codec::map_err;
 use crate::{Result, StoreError};
 use rusqlite::Connection;
@@ -118,14 +119,11 @@ impl WalPurge {
         between: impl FnOnce(),
     ) -> Result<(Purged, Option<u32>)> {
         let version = data_version(conn)?;
-        let (busy, log, copied): (i64, i64, i64) = conn
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(map_err)?;
-        if busy != 0 || copied != log {
+        let restarted = checkpoint(conn, Mode::Restart)?;
+        if !restarted.complete() {
             return Err(busy_reader());
         }
+        let log = restarted.log;
         between();
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -136,10 +134,7 @@ impl WalPurge {
             // Every frame is in the main file already: this empties the WAL, under SQLite's
             // own locks. The generation after the file's is the next one.
             let generation = self.generation_now()?;
-            let (busy,): (i64,) = conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?,)))
-                .map_err(map_err)?;
-            if busy != 0 {
+            if checkpoint(conn, Mode::Truncate)?.busy {
                 return Err(busy_reader());
             }
             let purged = Purged {
