@@ -40,7 +40,7 @@ impl Page {
 
 /// Where a page ended: the key of its last record, in the set's order. Its text form is
 /// opaque to clients and carries ids only (pseudonymous), never personal data.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
     subject: SubjectId,
     created_at: i128,
@@ -49,22 +49,18 @@ pub struct PageCursor {
 
 impl PageCursor {
     /// The key of `record`.
-    pub fn of(record: &RecordRow) -> Self {
+    pub(crate) fn of(record: &RecordRow) -> Self {
+        let (subject, created_at, record) = key(record);
         Self {
-            subject: record.subject.clone(),
-            created_at: record.header.created_at.unix_timestamp_nanos(),
-            record: record.id.clone(),
+            subject: subject.clone(),
+            created_at,
+            record: record.clone(),
         }
     }
 
     /// Whether `record` comes after this key in the set's order.
-    pub fn precedes(&self, record: &RecordRow) -> bool {
-        (&self.subject, self.created_at, &self.record)
-            < (
-                &record.subject,
-                record.header.created_at.unix_timestamp_nanos(),
-                &record.id,
-            )
+    pub(crate) fn precedes(&self, record: &RecordRow) -> bool {
+        (&self.subject, self.created_at, &self.record) < key(record)
     }
 
     /// The text form: subject id, collection time in nanoseconds, record id, joined by `~`.
@@ -99,9 +95,18 @@ pub struct RecordPage {
     pub next: Option<PageCursor>,
 }
 
-/// The set's order (see the module's comment).
+/// A record's place in the set's order (see the module's comment).
+fn key(r: &RecordRow) -> (&SubjectId, i128, &RecordId) {
+    (
+        &r.subject,
+        r.header.created_at.unix_timestamp_nanos(),
+        &r.id,
+    )
+}
+
+/// The set's order.
 pub(crate) fn set_order(a: &RecordRow, b: &RecordRow) -> std::cmp::Ordering {
-    (&a.subject, a.header.created_at, &a.id).cmp(&(&b.subject, b.header.created_at, &b.id))
+    key(a).cmp(&key(b))
 }
 
 #[cfg(test)]
