@@ -11,6 +11,7 @@ pub mod controller;
 pub mod deadline;
 pub mod dsr;
 pub mod error;
+pub mod hex;
 pub mod ids;
 pub mod json;
 pub mod lookup;

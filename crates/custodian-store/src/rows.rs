@@ -168,26 +168,15 @@ macro_rules! hex_array {
         pub mod $name {
             use serde::{Deserialize, Deserializer, Serializer};
             pub fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&data_encoding_hex(v))
+                s.serialize_str(&custodian_core::hex::encode(v))
             }
             pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
                 let s = String::deserialize(d)?;
-                let bytes = decode_hex(&s).ok_or_else(|| serde::de::Error::custom("bad hex"))?;
+                let bytes = custodian_core::hex::decode(&s)
+                    .ok_or_else(|| serde::de::Error::custom("bad hex"))?;
                 bytes
                     .try_into()
                     .map_err(|_| serde::de::Error::custom("wrong length"))
-            }
-            fn data_encoding_hex(v: &[u8]) -> String {
-                v.iter().map(|b| format!("{b:02x}")).collect()
-            }
-            fn decode_hex(s: &str) -> Option<Vec<u8>> {
-                if s.len() % 2 != 0 {
-                    return None;
-                }
-                (0..s.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-                    .collect()
             }
         }
     };

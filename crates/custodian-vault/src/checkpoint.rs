@@ -24,9 +24,7 @@ pub fn file_name(chain: &ChainId) -> String {
     format!("{}.checkpoint.json", chain.as_string())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use custodian_core::hex::encode as hex;
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -611,19 +611,7 @@ impl Vault {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+use custodian_core::hex::{decode as unhex, encode as hex};
 
 /// A signed certificate of destruction (§14).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -44,9 +44,7 @@ impl VerifyReport {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use custodian_core::hex::encode as hex;
 
 /// Verifies the given chains (all of them when `only` is `None`).
 pub fn verify_chains(

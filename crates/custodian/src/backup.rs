@@ -48,9 +48,7 @@ pub struct Manifest {
     pub records: u64,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use custodian_core::hex::encode as hex;
 
 fn backup_key(root: &RootKey) -> zeroize::Zeroizing<[u8; 32]> {
     root.derive("backup-encryption")

@@ -273,10 +273,7 @@ pub fn verify_export(
 /// deployment's, derived from its root key.
 fn trusted_key(cfg: &Config, public_key: Option<&str>) -> Result<Vec<u8>, String> {
     match public_key {
-        Some(h) => (0..h.len())
-            .step_by(2)
-            .map(|i| h.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-            .collect::<Option<Vec<u8>>>()
+        Some(h) => custodian_core::hex::decode(h)
             .filter(|k| k.len() == 32)
             .ok_or_else(|| "--public-key must be 64 hex characters".to_owned()),
         None => {

@@ -459,11 +459,7 @@ fn verify(cfg: &Config, json: bool) -> Result<ExitCode, String> {
             report.chains.len(),
             secs,
             report.entries as f64 / secs.max(1e-9),
-            vault
-                .public_key()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            custodian_core::hex::encode(&vault.public_key())
         );
     }
     if report.ok() {
