@@ -82,10 +82,7 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Auth(p.clone()));
         }
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let ip = crate::client_addr::client_ip(parts);
         let failures = parts
             .extensions
             .get::<Arc<crate::ratelimit::AuthFailures>>()

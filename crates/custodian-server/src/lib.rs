@@ -3,6 +3,7 @@
 //! one place ([`problem`]).
 
 mod body;
+pub mod client_addr;
 mod extract;
 pub mod metrics_layer;
 mod openapi;
@@ -41,6 +42,9 @@ pub struct Limits {
     /// or not it is an account's; beyond it every login for that name, the right password
     /// too, is answered 429 until its budget refills.
     pub login_failures_per_hour: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for the limits above
+    /// (none by default: the socket's peer is the client).
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
             public_requests_per_minute: 10,
             auth_failures_per_minute: 30,
             login_failures_per_hour: 10,
+            trusted_proxies: client_addr::TrustedProxies::default(),
         }
     }
 }
@@ -97,6 +102,7 @@ pub fn app(state: AppState, limits: &Limits) -> Router {
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::RateLimiter::new(limits.public_requests_per_minute))))
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::AuthFailures::new(limits.auth_failures_per_minute))))
         .layer(axum::Extension(std::sync::Arc::new(ratelimit::LoginFailures::new(limits.login_failures_per_hour))))
+        .layer(axum::Extension(std::sync::Arc::new(limits.trusted_proxies.clone())))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(metrics_layer::track))

@@ -9,6 +9,7 @@ use custodian_core::policy::OperatorGrant;
 use custodian_core::principal::Role;
 use custodian_core::region::Region;
 use custodian_crypto::keys::RootKey;
+use custodian_server::client_addr::TrustedProxies;
 use custodian_server::{AppState, Limits};
 use custodian_store::sqlite::{FaultSwitch, SqliteStore, WriteFault};
 use custodian_vault::{Clock, SystemClock, Vault};
@@ -175,6 +176,63 @@ async fn failed_tokens_are_rate_limited_per_source_address() {
         .await
         .expect("request from 127.0.0.2");
     assert_eq!(refused.status().as_u16(), 401);
+    assert_alive(&app).await;
+}
+
+/// Behind a reverse proxy every connection comes from the proxy: the client is the one its
+/// `X-Forwarded-For` names, when the proxy is trusted, and only then.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    const BUDGET: u32 = 3;
+    let (app, _) = spawn(
+        Limits {
+            auth_failures_per_minute: BUDGET,
+            trusted_proxies: TrustedProxies::parse(&["127.0.0.1"]).unwrap(),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let fake = format!("cst_op_{}", "a".repeat(59));
+    let from = |client: &reqwest::Client, forwarded: &str, token: &str| {
+        app.send(
+            client
+                .get(app.url("/v1/controllers"))
+                .bearer_auth(token)
+                .header("x-forwarded-for", forwarded),
+        )
+    };
+    for _ in 0..BUDGET {
+        from(&app.client, "198.51.100.1", &fake)
+            .await
+            .expect_problem(401);
+    }
+    from(&app.client, "198.51.100.1", &fake)
+        .await
+        .expect_problem(429);
+    // Another client behind the same proxy keeps its budget.
+    from(&app.client, "198.51.100.2", &fake)
+        .await
+        .expect_problem(401);
+    from(&app.client, "198.51.100.2", &app.operator)
+        .await
+        .expect(200);
+
+    // A peer that is no proxy (127.0.0.2) names nobody with the header: a new value on
+    // every attempt does not buy it a new budget.
+    let direct = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client on 127.0.0.2");
+    for i in 0..BUDGET {
+        from(&direct, &format!("203.0.113.{i}"), &fake)
+            .await
+            .expect_problem(401);
+    }
+    from(&direct, "203.0.113.99", &fake)
+        .await
+        .expect_problem(429);
     assert_alive(&app).await;
 }
 

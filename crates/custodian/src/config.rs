@@ -46,6 +46,10 @@ pub struct Config {
     /// Failed password attempts one login name may take per hour (known or not); beyond
     /// it, 429 for every login with that name, the right password too, until it refills.
     pub login_failures_per_hour: u32,
+    /// Reverse proxies (addresses, or networks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client for the per-address limits above. Empty: the
+    /// connection's peer is the client, and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<String>,
     pub metrics: bool,
     /// Seconds between passes of the retention sweeper (0 turns it off).
     pub retention_sweep_seconds: u64,
@@ -97,6 +101,7 @@ impl Default for Config {
             public_requests_per_minute: 10,
             auth_failures_per_minute: 30,
             login_failures_per_hour: 10,
+            trusted_proxies: Vec::new(),
             metrics: true,
             retention_sweep_seconds: 60,
             retention_batch: 500,
@@ -171,7 +176,14 @@ impl Config {
         if cfg.max_body_bytes < 1024 {
             return Err("configuration error: max_body_bytes must be at least 1024".into());
         }
+        cfg.trusted_proxies()?;
         Ok(cfg)
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> Result<custodian_server::client_addr::TrustedProxies, String> {
+        custodian_server::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| format!("configuration error: trusted_proxies: {e}"))
     }
 
     /// What the SQLite store keeps in memory between reads.
@@ -260,6 +272,28 @@ mod tests {
                 record_bytes: 8 << 20,
                 subject_rows: 0
             }
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_and_anything_else_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        assert_eq!(
+            Config::default().trusted_proxies().unwrap(),
+            custodian_server::client_addr::TrustedProxies::default()
+        );
+        std::fs::write(&f, "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.trusted_proxies().unwrap(),
+            custodian_server::client_addr::TrustedProxies::parse(&["10.0.0.0/8", "::1"]).unwrap()
+        );
+        std::fs::write(&f, "trusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n").unwrap();
+        let e = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("\"lb.internal\""),
+            "{e}"
         );
     }
 

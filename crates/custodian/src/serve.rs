@@ -155,6 +155,7 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             public_requests_per_minute: cfg.public_requests_per_minute,
             auth_failures_per_minute: cfg.auth_failures_per_minute,
             login_failures_per_hour: cfg.login_failures_per_hour,
+            trusted_proxies: cfg.trusted_proxies()?,
         };
         let app = custodian_server::app(
             AppState {

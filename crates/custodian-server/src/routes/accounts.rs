@@ -2,9 +2,9 @@
 //! a login) runs inside the vault call, which `blocking` puts on tokio's blocking pool: it
 //! never holds an async worker thread.
 
-use super::inbox::ClientAddr;
 use crate::AppState;
 use crate::body::Body;
+use crate::client_addr::ClientAddr;
 use crate::extract::{Auth, Ctx, blocking};
 use crate::openapi::{AdminErrors, BodyErrors};
 use crate::problem::{ApiError, Problem};

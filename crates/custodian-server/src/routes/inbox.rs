@@ -1,38 +1,22 @@
 use super::path_id;
 use crate::AppState;
 use crate::body::Body;
+use crate::client_addr::ClientAddr;
 use crate::extract::{Auth, Ctx, Params, blocking};
 use crate::openapi::{AdminErrors, BodyErrors};
 use crate::problem::ApiError;
 use crate::ratelimit::RateLimiter;
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use custodian_core::dsr::{RequestState, Right};
 use custodian_core::ids::{ControllerId, DsrId};
 use custodian_vault::views::{
     NewRequest, RequestAction, RequestActionResult, RequestReceipt, RequestView,
 };
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use time::OffsetDateTime;
-
-/// The client's address, when the server was started with connection info.
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
 
 /// Files a data-subject request with a controller (no account needed). The answer is the
 /// same whether or not the controller holds data on the requester. Rate-limited per address.
