@@ -52,6 +52,24 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Refuses a database that a newer custodian migrated past the last migration this one
+/// knows (`migrations`, the backend's list): this one would read and write tables whose
+/// shape it does not know. Nodes upgraded one at a time, or a backup restored under an
+/// older binary, meet this before anything is written.
+pub(crate) fn refuse_newer_schema(
+    newest_applied: Option<i64>,
+    migrations: &[(i64, &str)],
+) -> Result<()> {
+    let known = migrations.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    match newest_applied {
+        Some(applied) if applied > known => Err(StoreError::Backend(format!(
+            "the database's schema is at migration {applied}, newer than this custodian knows (up to \
+             {known}): a newer custodian migrated it; run that version, or a later one, here too"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// One stored audit entry as `verify` reads it (see [`Store::scan_audit_raw`]).
 #[derive(Debug)]
 pub struct RawEntry<'a> {

@@ -103,6 +103,11 @@ fn migrate_upto(client: &mut Client, last: i64) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .map_err(map_err)?;
+    let newest: Option<i64> = tx
+        .query_one("SELECT MAX(version) FROM schema_migrations", &[])
+        .map_err(map_err)?
+        .get(0);
+    crate::refuse_newer_schema(newest, MIGRATIONS)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let done = tx
             .query_opt(

@@ -91,6 +91,32 @@ fn conformance() {
     });
 }
 
+/// A database a newer custodian migrated is refused before anything is written to it.
+#[test]
+fn a_database_migrated_by_a_newer_custodian_is_refused() {
+    let Some(base) = server_url("newer_schema") else {
+        return;
+    };
+    let mut schemas = Schemas::new(&base);
+    let url = schemas.fresh();
+    drop(PostgresStore::open_with_pool(&url, 1).expect("open postgres store"));
+    let newer = super::MIGRATIONS.last().unwrap().0 + 1;
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)",
+            &[&newer],
+        )
+        .unwrap();
+    drop(client);
+    let e = PostgresStore::open_with_pool(&url, 1).expect_err("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("migration {newer}")) && msg.contains("newer custodian"),
+        "{msg}"
+    );
+}
+
 fn controller_row(n: u8) -> ControllerRow {
     let mut r = [0u8; 16];
     r[0] = 0x42;

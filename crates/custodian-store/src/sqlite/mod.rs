@@ -527,6 +527,12 @@ fn migrate_upto(conn: &mut Connection, last: i64) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
+    let newest: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .map_err(map_err)?;
+    crate::refuse_newer_schema(newest, MIGRATIONS)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -2253,6 +2259,28 @@ mod tests {
 
     /// Migration 11 rebuilds subjects without a rowid: every row kept as it was, records
     /// still bound to them by their foreign key.
+    /// A database a newer custodian migrated is refused before anything is written to it.
+    #[test]
+    fn a_database_migrated_by_a_newer_custodian_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let newer = MIGRATIONS.last().unwrap().0 + 1;
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+            [newer],
+        )
+        .unwrap();
+        drop(conn);
+        let e = SqliteStore::open(&path).expect_err("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("migration {newer}")) && msg.contains("newer custodian"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn migration_11_keys_subjects_by_their_id() {
         let dir = tempfile::tempdir().unwrap();
