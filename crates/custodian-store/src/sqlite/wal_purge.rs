@@ -255,8 +255,8 @@ impl WalPurge {
         });
         let whole = in_file.min(log);
         let end = WAL_HEADER + whole * frame;
-        let survey = survey(&file, &header, whole, frame)?;
-        let mut slots = survey.slots.clone();
+        let mut survey = survey(&file, &header, whole, frame)?;
+        let mut slots = std::mem::take(&mut survey.slots);
         let mut wrote = false;
         let tail_read = match known {
             Some(l) => {
