@@ -3139,3 +3139,21 @@ async fn a_subjects_history_names_its_processing_including_bulk_reads() {
         .await
         .expect_problem(404);
 }
+
+/// A node left on the old version while another one migrated the database stops being
+/// ready, so that a load balancer takes it out; it stays alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_once_a_newer_custodian_migrated_the_database() {
+    let app = spawn_app().await;
+    let ready = || app.send(app.client.get(app.url("/readyz")));
+    assert_eq!(ready().await.status.as_u16(), 200);
+    app.sql()
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (1000000, 0)",
+            [],
+        )
+        .expect("a newer migration");
+    ready().await.expect_problem(503);
+    let live = app.send(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(live.status.as_u16(), 200);
+}

@@ -410,6 +410,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Every chain that has at least one entry.
     fn audit_chains(&self) -> Result<Vec<ChainId>>;
+    /// Fails when the database does not answer, or when a newer custodian migrated it past
+    /// the last migration this build knows (after this store was opened, by another node):
+    /// one small query, for readiness probes.
+    fn check_schema(&self) -> Result<()>;
     fn audit_head(&self, chain: &ChainId) -> Result<Option<(u64, [u8; 32])>>;
     fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()>;
     fn checkpoints(&self, chain: &ChainId) -> Result<Vec<Checkpoint>>;

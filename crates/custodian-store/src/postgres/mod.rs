@@ -1063,6 +1063,15 @@ impl Store for PostgresStore {
         }
     }
 
+    fn check_schema(&self) -> Result<()> {
+        self.read(|q| {
+            let newest: Option<i64> = q
+                .one("SELECT MAX(version) FROM schema_migrations", &[])?
+                .get(0);
+            crate::refuse_newer_schema(newest, MIGRATIONS)
+        })
+    }
+
     fn audit_chains(&self) -> Result<Vec<ChainId>> {
         self.read(|q| {
             q.all(

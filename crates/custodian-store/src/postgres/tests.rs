@@ -99,7 +99,8 @@ fn a_database_migrated_by_a_newer_custodian_is_refused() {
     };
     let mut schemas = Schemas::new(&base);
     let url = schemas.fresh();
-    drop(PostgresStore::open_with_pool(&url, 1).expect("open postgres store"));
+    let running = PostgresStore::open_with_pool(&url, 1).expect("open postgres store");
+    running.check_schema().unwrap();
     let newer = super::MIGRATIONS.last().unwrap().0 + 1;
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
@@ -109,6 +110,10 @@ fn a_database_migrated_by_a_newer_custodian_is_refused() {
         )
         .unwrap();
     drop(client);
+    // A store opened before: its readiness check says so.
+    let e = running.check_schema().expect_err("a newer schema");
+    assert!(e.to_string().contains("newer custodian"), "{e}");
+    drop(running);
     let e = PostgresStore::open_with_pool(&url, 1).expect_err("refused");
     let msg = e.to_string();
     assert!(

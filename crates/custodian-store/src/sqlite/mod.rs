@@ -1226,6 +1226,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn check_schema(&self) -> Result<()> {
+        self.read(|c| {
+            let newest: Option<i64> = c
+                .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })
+                .map_err(map_err)?;
+            crate::refuse_newer_schema(newest, MIGRATIONS)
+        })
+    }
+
     fn audit_chains(&self) -> Result<Vec<ChainId>> {
         self.read(|c| {
             let mut st = c
@@ -2264,7 +2275,8 @@ mod tests {
     fn a_database_migrated_by_a_newer_custodian_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("n.db");
-        drop(SqliteStore::open(&path).unwrap());
+        let running = SqliteStore::open(&path).unwrap();
+        running.check_schema().unwrap();
         let newer = MIGRATIONS.last().unwrap().0 + 1;
         let conn = Connection::open(&path).unwrap();
         conn.execute(
@@ -2273,6 +2285,10 @@ mod tests {
         )
         .unwrap();
         drop(conn);
+        // A store opened before: its readiness check says so.
+        let e = running.check_schema().expect_err("a newer schema");
+        assert!(e.to_string().contains("newer custodian"), "{e}");
+        drop(running);
         let e = SqliteStore::open(&path).expect_err("refused");
         let msg = e.to_string();
         assert!(
