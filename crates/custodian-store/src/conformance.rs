@@ -1605,6 +1605,21 @@ fn chain_links_and_pages(store: &dyn Store) {
     assert!(store.audit_page(&chain, 25, 5).unwrap().is_empty());
     let chains = store.audit_chains().unwrap();
     assert!(chains.contains(&chain) && chains.contains(&ChainId::System));
+    // Every chain with an entry, once each and in the order of its name, however many
+    // entries each holds.
+    let others: Vec<ControllerId> = (0..3).map(|_| new_controller(store)).collect();
+    for (n, c) in others.iter().enumerate() {
+        let drafts = (0..=n).map(|_| draft(c, Operation::Retrieval)).collect();
+        store.append_audit(drafts, now()).unwrap();
+    }
+    let mut expected: Vec<ChainId> = chains
+        .into_iter()
+        .chain(others.into_iter().map(ChainId::Controller))
+        .collect();
+    expected.sort_by_key(ChainId::as_string);
+    expected.dedup();
+    let listed = store.audit_chains().unwrap();
+    assert_eq!(listed, expected);
 }
 
 fn erasure_removes_everything(store: &dyn Store) {

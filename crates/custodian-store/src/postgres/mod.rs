@@ -1074,17 +1074,13 @@ impl Store for PostgresStore {
 
     fn audit_chains(&self) -> Result<Vec<ChainId>> {
         self.read(|q| {
-            q.all(
-                "SELECT DISTINCT chain FROM audit_entries UNION SELECT chain FROM audit_heads UNION SELECT chain FROM checkpoints ORDER BY 1",
-                &[],
-                |r| {
-                    let s: String = get(r, 0)?;
-                    ChainId::parse(&s).ok_or(StoreError::Corrupt {
-                        table: "audit_entries",
-                        reason: "unknown chain id".into(),
-                    })
-                },
-            )
+            q.all(crate::AUDIT_CHAINS_SQL, &[], |r| {
+                let s: String = get(r, 0)?;
+                ChainId::parse(&s).ok_or(StoreError::Corrupt {
+                    table: "audit_entries",
+                    reason: "unknown chain id".into(),
+                })
+            })
         })
     }
 

@@ -1239,10 +1239,10 @@ impl Store for SqliteStore {
 
     fn audit_chains(&self) -> Result<Vec<ChainId>> {
         self.read(|c| {
-            let mut st = c
-                .prepare("SELECT DISTINCT chain FROM audit_entries UNION SELECT chain FROM audit_heads UNION SELECT chain FROM checkpoints ORDER BY 1")
+            let mut st = c.prepare(crate::AUDIT_CHAINS_SQL).map_err(map_err)?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
                 .map_err(map_err)?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(map_err)?;
             rows.map(|r| {
                 let s = r.map_err(map_err)?;
                 ChainId::parse(&s).ok_or(StoreError::Corrupt {
@@ -2270,6 +2270,32 @@ mod tests {
 
     /// Migration 11 rebuilds subjects without a rowid: every row kept as it was, records
     /// still bound to them by their foreign key.
+    /// `verify` and the checkpoint task find chains by their entries too, not only by their
+    /// heads: a chain whose head row went (tampering) is still listed, and each chain once,
+    /// however many entries it holds.
+    #[test]
+    fn chains_are_found_by_their_entries_without_their_heads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let controllers: Vec<ControllerId> = (1..=3).map(|n| controller(&store, n)).collect();
+        for (n, c) in controllers.iter().enumerate() {
+            let drafts = (0..=n * 3).map(|_| consultation(c, "test")).collect();
+            store
+                .append_audit(drafts, OffsetDateTime::now_utc())
+                .unwrap();
+        }
+        let before = store.audit_chains().unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DELETE FROM audit_heads")
+            .unwrap();
+        assert_eq!(store.audit_chains().unwrap(), before);
+        for c in controllers {
+            assert!(before.contains(&ChainId::Controller(c)), "{before:?}");
+        }
+    }
+
     /// A database a newer custodian migrated is refused before anything is written to it.
     #[test]
     fn a_database_migrated_by_a_newer_custodian_is_refused() {
