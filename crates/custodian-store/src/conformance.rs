@@ -1689,9 +1689,19 @@ fn checkpoints_round_trip(store: &dyn Store) {
         signed_at: now(),
         signature: [7; 64],
     };
+    assert_eq!(store.last_checkpoint(&chain).unwrap(), None);
     store.insert_checkpoint(&cp).unwrap();
     store.insert_checkpoint(&cp).unwrap();
-    assert_eq!(store.checkpoints(&chain).unwrap(), vec![cp]);
+    assert_eq!(store.checkpoints(&chain).unwrap(), vec![cp.clone()]);
+    // The last is the one with the highest seq, whatever the order they came in.
+    let at = |seq| Checkpoint { seq, ..cp.clone() };
+    store.insert_checkpoint(&at(10)).unwrap();
+    store.insert_checkpoint(&at(7)).unwrap();
+    assert_eq!(store.last_checkpoint(&chain).unwrap(), Some(at(10)));
+    assert_eq!(
+        store.checkpoints(&chain).unwrap(),
+        vec![at(3), at(7), at(10)]
+    );
 }
 
 fn duplicate_ids_conflict(store: &dyn Store) {

@@ -432,4 +432,7 @@ pub trait Store: Send + Sync + 'static {
     fn audit_head(&self, chain: &ChainId) -> Result<Option<(u64, [u8; 32])>>;
     fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()>;
     fn checkpoints(&self, chain: &ChainId) -> Result<Vec<Checkpoint>>;
+    /// The checkpoint of `chain` with the highest seq: what the checkpoint task compares the
+    /// head with every few seconds, one row however many have accumulated.
+    fn last_checkpoint(&self, chain: &ChainId) -> Result<Option<Checkpoint>>;
 }

@@ -81,7 +81,7 @@ impl Vault {
             let Some((seq, hash)) = self.store.audit_head(&chain)? else {
                 continue;
             };
-            let last = self.store.checkpoints(&chain)?.last().map_or(0, |c| c.seq);
+            let last = self.store.last_checkpoint(&chain)?.map_or(0, |c| c.seq);
             if last >= seq {
                 continue;
             }

@@ -1124,4 +1124,15 @@ impl Store for PostgresStore {
             )
         })
     }
+
+    fn last_checkpoint(&self, chain: &ChainId) -> Result<Option<Checkpoint>> {
+        self.read(|q| {
+            q.opt(
+                "SELECT chain, seq, hash, signed_at, signature FROM checkpoints WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+                &[&chain.as_string()],
+            )?
+            .map(|r| checkpoint_row(&r))
+            .transpose()
+        })
+    }
 }

@@ -1287,6 +1287,17 @@ impl Store for SqliteStore {
             rows.map(|r| r.map_err(map_err)?).collect()
         })
     }
+
+    fn last_checkpoint(&self, chain: &ChainId) -> Result<Option<Checkpoint>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT chain, seq, hash, signed_at, signature FROM checkpoints WHERE chain = ?1 ORDER BY seq DESC LIMIT 1")
+                .map_err(map_err)?
+                .query_row([chain.as_string()], checkpoint_row)
+                .optional()
+                .map_err(map_err)?
+                .transpose()
+        })
+    }
 }
 
 #[cfg(test)]
