@@ -103,11 +103,7 @@ fn migrate_upto(client: &mut Client, last: i64) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .map_err(map_err)?;
-    let newest: Option<i64> = tx
-        .query_one("SELECT MAX(version) FROM schema_migrations", &[])
-        .map_err(map_err)?
-        .get(0);
-    crate::refuse_newer_schema(newest, MIGRATIONS)?;
+    schema_is_known(&mut tx)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let done = tx
             .query_opt(
@@ -126,6 +122,15 @@ fn migrate_upto(client: &mut Client, last: i64) -> Result<()> {
         }
     }
     tx.commit().map_err(map_err)
+}
+
+/// See [`crate::refuse_newer_schema`].
+fn schema_is_known(client: &mut impl GenericClient) -> Result<()> {
+    let newest: Option<i64> = client
+        .query_one("SELECT MAX(version) FROM schema_migrations", &[])
+        .map_err(map_err)?
+        .get(0);
+    crate::refuse_newer_schema(newest, MIGRATIONS)
 }
 
 /// The part of a migration SQL cannot express, run after its SQL in its transaction (so
@@ -1064,12 +1069,7 @@ impl Store for PostgresStore {
     }
 
     fn check_schema(&self) -> Result<()> {
-        self.read(|q| {
-            let newest: Option<i64> = q
-                .one("SELECT MAX(version) FROM schema_migrations", &[])?
-                .get(0);
-            crate::refuse_newer_schema(newest, MIGRATIONS)
-        })
+        schema_is_known(&mut self.conn()?.client)
     }
 
     fn audit_chains(&self) -> Result<Vec<ChainId>> {

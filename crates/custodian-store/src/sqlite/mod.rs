@@ -518,6 +518,16 @@ fn col_blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
         .map_err(map_err)
 }
 
+/// See [`crate::refuse_newer_schema`].
+fn schema_is_known(conn: &Connection) -> Result<()> {
+    let newest: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .map_err(map_err)?;
+    crate::refuse_newer_schema(newest, MIGRATIONS)
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     migrate_upto(conn, i64::MAX)
 }
@@ -527,12 +537,7 @@ fn migrate_upto(conn: &mut Connection, last: i64) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(map_err)?;
-    let newest: Option<i64> = conn
-        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-            r.get(0)
-        })
-        .map_err(map_err)?;
-    crate::refuse_newer_schema(newest, MIGRATIONS)?;
+    schema_is_known(conn)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1227,14 +1232,7 @@ impl Store for SqliteStore {
     }
 
     fn check_schema(&self) -> Result<()> {
-        self.read(|c| {
-            let newest: Option<i64> = c
-                .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
-                    r.get(0)
-                })
-                .map_err(map_err)?;
-            crate::refuse_newer_schema(newest, MIGRATIONS)
-        })
+        self.read(schema_is_known)
     }
 
     fn audit_chains(&self) -> Result<Vec<ChainId>> {
