@@ -480,6 +480,19 @@ mod tests {
                 .any(|f| f.windows(CANARY.len()).any(|w| w == CANARY))
         }
 
+        /// Rows `ids` of about a page each, none holding the canary.
+        fn fill(&self, ids: std::ops::Range<i64>) {
+            let filler = vec![b'.'; 3000];
+            for i in ids {
+                self.conn
+                    .execute(
+                        "INSERT INTO t (id, v) VALUES (?1, ?2)",
+                        rusqlite::params![i, filler],
+                    )
+                    .unwrap();
+            }
+        }
+
         /// `n` rows of about a page each, every one holding the canary.
         fn insert(&self, n: i64) {
             let mut v = CANARY.to_vec();
@@ -570,16 +583,8 @@ mod tests {
         let purge = WalPurge::new(&d.path, &d.conn);
         purge.run(&d.conn).unwrap();
         // One generation: filler first, the canary's rows last, all kept by the purge.
-        let filler = vec![b'.'; 3000];
         d.conn.execute_batch("BEGIN").unwrap();
-        for i in 1000..1060 {
-            d.conn
-                .execute(
-                    "INSERT INTO t VALUES (?1, ?2)",
-                    rusqlite::params![i, filler],
-                )
-                .unwrap();
-        }
+        d.fill(1000..1060);
         d.conn.execute_batch("COMMIT").unwrap();
         d.insert(10);
         let purged = purge.run(&d.conn).unwrap();
@@ -606,15 +611,7 @@ mod tests {
         let d = db();
         let purge = WalPurge::new(&d.path, &d.conn);
         purge.run(&d.conn).unwrap();
-        let filler = vec![b'.'; 3000];
-        for i in 1000..1020 {
-            d.conn
-                .execute(
-                    "INSERT INTO t VALUES (?1, ?2)",
-                    rusqlite::params![i, filler],
-                )
-                .unwrap();
-        }
+        d.fill(1000..1020);
         d.insert(5);
         d.conn
             .execute_batch("DELETE FROM t WHERE id >= 1000")
@@ -734,18 +731,10 @@ mod tests {
             .unwrap();
         // One commit of many pages, the canary's the last of them; SQLite checkpoints
         // after it, and the commits that follow start the WAL over, shorter.
-        let filler = vec![b'.'; 3000];
         let mut canary = CANARY.to_vec();
         canary.resize(3000, b'.');
         d.conn.execute_batch("BEGIN").unwrap();
-        for i in 0..30 {
-            d.conn
-                .execute(
-                    "INSERT INTO t VALUES (?1, ?2)",
-                    rusqlite::params![i, filler],
-                )
-                .unwrap();
-        }
+        d.fill(0..30);
         d.conn
             .execute("INSERT INTO t VALUES (30, ?1)", [&canary])
             .unwrap();
