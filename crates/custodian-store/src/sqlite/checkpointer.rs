@@ -33,9 +33,15 @@ thread_local! {
 
 /// The writer's WAL hook: SQLite calls it inside each `COMMIT` that wrote frames, on the
 /// committing thread, with the WAL's frame count. It checkpoints nothing.
-fn note_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
+pub(crate) fn note_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
     WAL_FRAMES.with(|c| c.set(frames));
     Ok(())
+}
+
+/// The frames in the WAL after the last commit on this thread of a hooked writer, once (0:
+/// that commit wrote none, or it was taken already).
+pub(crate) fn take_wal_frames() -> c_int {
+    WAL_FRAMES.with(|c| c.replace(0))
 }
 
 pub(crate) struct Checkpointer {
@@ -77,8 +83,8 @@ impl Checkpointer {
         }
     }
 
-    /// Called right after a commit of the writer, on the thread that committed (which holds
-    /// the writer): past [`CHECKPOINT_FROM_FRAMES`], hands the checkpoint to the thread; as
+    /// Called right after a commit of the writer that left `frames` in the WAL, on the thread
+    /// that committed (which holds the writer): past [`CHECKPOINT_FROM_FRAMES`], hands the checkpoint to the thread; as
     /// many frames later, the WAL still not started over, checkpoints here.
     ///
     /// Why the second step: SQLite starts the WAL over only when a write begins with every
@@ -88,8 +94,7 @@ impl Checkpointer {
     /// (16 threads of audited reads: 6-13 % more CPU per operation, measured). Here the
     /// writer copies what is left, as SQLite's own checkpoint would have, then the next write
     /// starts the WAL over: each frame is still copied once.
-    pub(crate) fn after_commit(&self, writer: &Connection) {
-        let frames = WAL_FRAMES.with(|c| c.replace(0));
+    pub(crate) fn after_commit(&self, writer: &Connection, frames: c_int) {
         let mut state = self.shared.state();
         if state.closed {
             return;

@@ -16,6 +16,7 @@
 
 use super::checkpointer::Checkpointer;
 use super::codec::map_err;
+use super::page_scrub::Written;
 use crate::{Settlement, StoreError};
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -184,6 +185,8 @@ pub(crate) struct GroupWriter {
     /// Checkpoints the WAL off the commits' path, when there is one (see `checkpointer`);
     /// otherwise SQLite checkpoints inside the commit that fills the WAL.
     checkpointer: Option<Checkpointer>,
+    /// Told the pages each commit wrote, when the WAL is watched (see `page_scrub`).
+    written: Option<Arc<Written>>,
     /// Callers blocked on the writer lock: when there are some, the lock holder leaves the
     /// transaction open for them instead of committing.
     waiting: AtomicUsize,
@@ -206,16 +209,21 @@ impl GroupWriter {
     /// A writer whose commits checkpoint as SQLite does by default (tests).
     #[cfg(test)]
     pub(crate) fn new(conn: Connection) -> Self {
-        Self::with(conn, None)
+        Self::with(conn, None, None)
     }
 
     /// [`Self::new`], with the WAL of the database at `path` checkpointed in the background.
-    pub(crate) fn checkpointed(conn: Connection, path: PathBuf) -> Self {
+    /// Each commit tells `written` which pages it wrote.
+    pub(crate) fn checkpointed(conn: Connection, path: PathBuf, written: Arc<Written>) -> Self {
         let checkpointer = Checkpointer::new(path, &conn);
-        Self::with(conn, Some(checkpointer))
+        Self::with(conn, Some(checkpointer), Some(written))
     }
 
-    fn with(conn: Connection, checkpointer: Option<Checkpointer>) -> Self {
+    fn with(
+        conn: Connection,
+        checkpointer: Option<Checkpointer>,
+        written: Option<Arc<Written>>,
+    ) -> Self {
         Self {
             writer: Mutex::new(Writer {
                 conn,
@@ -223,6 +231,7 @@ impl GroupWriter {
                 members: 0,
             }),
             checkpointer,
+            written,
             waiting: AtomicUsize::new(0),
             max_group: max_group(),
         }
@@ -319,8 +328,12 @@ impl GroupWriter {
         };
         let mine = outcome.as_ref().map(|_| ()).map_err(clone_err);
         self.settle(w, outcome, waiting_members);
+        let frames = super::checkpointer::take_wal_frames();
+        if let Some(written) = &self.written {
+            written.note(&w.conn, frames);
+        }
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.after_commit(&w.conn);
+            checkpointer.after_commit(&w.conn, frames);
         }
         mine
     }

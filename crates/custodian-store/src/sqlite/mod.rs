@@ -14,6 +14,7 @@ pub(crate) mod codec;
 mod data_tx;
 mod group;
 mod kept;
+mod page_scrub;
 mod rewrites;
 mod wal_purge;
 mod worker;
@@ -256,6 +257,8 @@ pub struct SqliteStore {
     /// Appends the audit entries of reads (see `appender`).
     appender: appender::Appender,
     purges: group::CheckpointGate,
+    /// The pages written since the last erasure's purge, whose unused bytes it zeroes.
+    written: Arc<page_scrub::Written>,
     wal_purge: wal_purge::WalPurge,
     readers: Mutex<Vec<Connection>>,
     kept: kept::Kept,
@@ -327,16 +330,23 @@ impl SqliteStore {
             .map_err(map_err)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
+        page_scrub::check_available(&writer)?;
         let rewrites = Arc::new(rewrites::Rewrites::default());
         rewrites::register(&writer, rewrites.clone())?;
         let wal_purge = wal_purge::WalPurge::new(&path, &writer);
-        let writer = Arc::new(group::GroupWriter::checkpointed(writer, path.clone()));
+        let written = Arc::new(page_scrub::Written::new(&path));
+        let writer = Arc::new(group::GroupWriter::checkpointed(
+            writer,
+            path.clone(),
+            written.clone(),
+        ));
         let faults = FaultSwitch::default();
         Ok(Self {
             path,
             writer: writer.clone(),
             appender: appender::Appender::new(writer, faults.clone()),
             purges: group::CheckpointGate::default(),
+            written,
             wal_purge,
             readers: Mutex::new(Vec::new()),
             kept: kept::Kept::new(limits),
@@ -457,12 +467,18 @@ impl SqliteStore {
         Ok(append_linked(tx, draft, at, &mut head, true)?)
     }
 
-    /// Moves every WAL frame into the main file and overwrites the WAL's frames, so that
-    /// content deleted by an erasure does not survive in them (see `wal_purge`).
+    /// Zeroes the unused bytes of the pages written since the last purge (see
+    /// `page_scrub`), moves every WAL frame into the main file and overwrites the WAL's
+    /// frames, so that content deleted by an erasure survives in neither file (see
+    /// `wal_purge`).
     fn overwrite_wal(&self) -> Result<wal_purge::Purged> {
         let w = self.writer.exclusive(|| self.faults.error());
         let _alone = self.writer.no_background_checkpoint();
-        self.wal_purge.run(&w.conn)
+        // Should the scrub fail, the WAL's frames still go, and the next purge scrubs every
+        // page (`Written` forgets what it knew).
+        let scrubbed = page_scrub::scrub(&w.conn, &self.written);
+        let purged = self.wal_purge.run(&w.conn);
+        scrubbed.and(purged)
     }
 
     /// Copies the database to `dest` while the server keeps running (SQLite online backup).

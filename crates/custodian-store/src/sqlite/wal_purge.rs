@@ -58,10 +58,10 @@ use std::sync::{Arc, Mutex};
 
 /// The WAL file's header: magic number, format, page size, checkpoint sequence number (the
 /// generation, at byte 12, big-endian), salts (bytes 16 to 24) and checksums.
-const WAL_HEADER: u64 = 32;
+pub(super) const WAL_HEADER: u64 = 32;
 /// Each frame's header before its page: page number, database size in pages after the
 /// commit (0 in frames that end no commit), the WAL header's salts, checksums; big-endian.
-const FRAME_HEADER: u64 = 24;
+pub(super) const FRAME_HEADER: u64 = 24;
 /// Zeros are written, and the tail is read, this much at a time.
 const CHUNK: usize = 64 * 1024;
 /// The most a purge overwrites; past it, it truncates.
@@ -215,9 +215,9 @@ impl WalPurge {
     /// The generation in the WAL file's header, if there is one.
     fn generation_now(&self) -> Result<Option<u32>> {
         match File::open(&self.wal) {
-            Ok(mut f) => {
+            Ok(f) => {
                 let len = f.metadata().map_err(io)?.len();
-                Ok(header(&mut f, len)?.map(|h| h.generation))
+                Ok(header(&f, len)?.map(|h| h.generation))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
@@ -241,7 +241,7 @@ impl WalPurge {
             Err(e) => return Err(io(e)),
         };
         let len = file.metadata().map_err(io)?.len();
-        let Some(header) = header(&mut file, len)? else {
+        let Some(header) = header(&file, len)? else {
             // No header, so no frame: nothing to overwrite, and the next generation's
             // number is not known yet.
             return Ok((Purged::NOTHING, None));
@@ -308,8 +308,9 @@ impl WalPurge {
 }
 
 /// Moves whenever another connection commits (SQLite's `PRAGMA data_version`).
-fn data_version(conn: &Connection) -> Result<i64> {
-    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+pub(super) fn data_version(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(map_err)
 }
 
@@ -317,24 +318,26 @@ fn busy_reader() -> StoreError {
     StoreError::Unavailable("a reader kept the WAL in use past the busy timeout".into())
 }
 
-/// What a purge needs of the WAL file's header.
-struct Header {
-    generation: u32,
-    salts: [u8; 8],
+/// What the purge and the page scrub need of the WAL file's header.
+pub(super) struct Header {
+    pub(super) page_size: u32,
+    pub(super) generation: u32,
+    pub(super) salts: [u8; 8],
 }
 
 /// The WAL's header, if the file has one.
-fn header(file: &mut File, len: u64) -> Result<Option<Header>> {
+pub(super) fn header(file: &File, len: u64) -> Result<Option<Header>> {
     if len < WAL_HEADER {
         return Ok(None);
     }
-    let mut header = [0u8; WAL_HEADER as usize];
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    file.read_exact(&mut header).map_err(io)?;
+    let mut h = [0u8; WAL_HEADER as usize];
+    file.read_exact_at(&mut h, 0).map_err(io)?;
+    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     let mut salts = [0u8; 8];
-    salts.copy_from_slice(&header[16..24]);
+    salts.copy_from_slice(&h[16..24]);
     Ok(Some(Header {
-        generation: u32::from_be_bytes([header[12], header[13], header[14], header[15]]),
+        page_size: be32(8),
+        generation: be32(12),
         salts,
     }))
 }
