@@ -37,6 +37,7 @@ use super::wal_purge::{FRAME_HEADER, Header, WAL_HEADER, data_version, header};
 use crate::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
+use std::ops::Range;
 use std::os::raw::c_int;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -310,7 +311,7 @@ fn scrub_in_transaction(
     let mut write = conn
         .prepare_cached("UPDATE sqlite_dbpage SET data = ?2 WHERE pgno = ?1")
         .map_err(map_err)?;
-    let mut usable = None;
+    let usable = usable_size(conn, page_size)?;
     let mut scrubbed = Scrubbed {
         whole: pages.is_none(),
         ..Scrubbed::default()
@@ -324,23 +325,35 @@ fn scrub_in_transaction(
         if page == lock_byte_page || btree_pages.as_ref().is_some_and(|b| !b.contains(page)) {
             continue;
         }
-        let Some(mut data): Option<Vec<u8>> = read
-            .query_row([page], |r| r.get(0))
+        // Read in place: most pages are clean, and only a page to write back is copied.
+        let found = read
+            .query_row([page], |r| {
+                let data = r.get_ref(0)?.as_blob()?;
+                Ok(match unused(data, page, usable) {
+                    Err(found) => (found, None),
+                    Ok(ranges) if ranges.iter().all(|r| all_zeros(&data[r.clone()])) => {
+                        (PageScrub::Clean, None)
+                    }
+                    Ok(ranges) => {
+                        let mut copy = data.to_vec();
+                        for r in ranges {
+                            copy[r].fill(0);
+                        }
+                        (PageScrub::Zeroed, Some(copy))
+                    }
+                })
+            })
             .optional()
-            .map_err(map_err)?
-        else {
+            .map_err(map_err)?;
+        let Some((found, scrubbed_page)) = found else {
             continue;
         };
         scrubbed.read += 1;
-        let usable = match usable {
-            Some(u) => u,
-            None => *usable.insert(usable_size(conn, page_size)?),
-        };
-        match scrub_page(&mut data, page, usable) {
-            PageScrub::Zeroed => {
-                write.execute(params![page, data]).map_err(map_err)?;
-                scrubbed.zeroed += 1;
-            }
+        if let Some(data) = scrubbed_page {
+            write.execute(params![page, data]).map_err(map_err)?;
+        }
+        match found {
+            PageScrub::Zeroed => scrubbed.zeroed += 1,
             PageScrub::Malformed => {
                 tracing::warn!(
                     page,
@@ -378,7 +391,7 @@ fn btree_pages_by_walk(conn: &Connection) -> Result<PageSet> {
     Ok(set)
 }
 
-/// What [`scrub_page`] found.
+/// What scrubbing one page found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageScrub {
     /// Not a B-tree page: left alone.
@@ -392,17 +405,42 @@ enum PageScrub {
 }
 
 /// Zeroes what B-tree page `page` (number `pgno`, `usable` bytes used) holds outside its
-/// header, cell pointers and cells: the unallocated area and the free blocks' bodies. Each
-/// free block's first four bytes (the next block's offset, its size) stay.
+/// header, cell pointers and cells (see [`unused`]).
+#[cfg(test)]
 fn scrub_page(page: &mut [u8], pgno: u32, usable: usize) -> PageScrub {
+    match unused(page, pgno, usable) {
+        Err(found) => found,
+        Ok(ranges) if ranges.iter().all(|r| all_zeros(&page[r.clone()])) => PageScrub::Clean,
+        Ok(ranges) => {
+            for r in ranges {
+                page[r].fill(0);
+            }
+            PageScrub::Zeroed
+        }
+    }
+}
+
+fn all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// The ranges of B-tree page `page` (number `pgno`, `usable` bytes used) outside its
+/// header, cell pointers and cells: the unallocated area and the free blocks' bodies (each
+/// free block's first four bytes, the next block's offset and its size, stay). `Err` when it
+/// is not a B-tree page, or its header or free blocks do not add up.
+fn unused(
+    page: &[u8],
+    pgno: u32,
+    usable: usize,
+) -> std::result::Result<Vec<Range<usize>>, PageScrub> {
     let header = if pgno == 1 { 100 } else { 0 };
     if page.len() < usable || usable < header + 12 {
-        return PageScrub::Malformed;
+        return Err(PageScrub::Malformed);
     }
     let header_len = match page[header] {
         2 | 5 => 12,
         10 | 13 => 8,
-        _ => return PageScrub::NotBtree,
+        _ => return Err(PageScrub::NotBtree),
     };
     let be16 = |at: usize| usize::from(u16::from_be_bytes([page[at], page[at + 1]]));
     let cells = be16(header + 3);
@@ -412,7 +450,7 @@ fn scrub_page(page: &mut [u8], pgno: u32, usable: usize) -> PageScrub {
         n => n,
     };
     if pointers_end > content || content > usable {
-        return PageScrub::Malformed;
+        return Err(PageScrub::Malformed);
     }
     let mut unused = Vec::with_capacity(4);
     unused.push(pointers_end..content);
@@ -421,26 +459,17 @@ fn scrub_page(page: &mut [u8], pgno: u32, usable: usize) -> PageScrub {
     let mut after = content;
     while next != 0 {
         if next < after || next + 4 > usable {
-            return PageScrub::Malformed;
+            return Err(PageScrub::Malformed);
         }
         let size = be16(next + 2);
         if size < 4 || next + size > usable {
-            return PageScrub::Malformed;
+            return Err(PageScrub::Malformed);
         }
         unused.push(next + 4..next + size);
         after = next + size;
         next = be16(next);
     }
-    if unused
-        .iter()
-        .all(|r| page[r.clone()].iter().all(|&b| b == 0))
-    {
-        return PageScrub::Clean;
-    }
-    for r in unused {
-        page[r].fill(0);
-    }
-    PageScrub::Zeroed
+    Ok(unused)
 }
 
 #[cfg(test)]
