@@ -101,6 +101,16 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
         Some(crate::backup::lock_data_dir(&cfg)?)
     };
     let vault = Arc::new(open_vault(&cfg)?);
+    // Before the first request: what deleted data an earlier process may have left (one that
+    // crashed between an erasure and its purge; on SQLite, bytes of deleted cells in pages it
+    // rebuilt) goes now, and not during the first erasure, which would wait for the first
+    // purge to read every page (ARCHITECTURE.md, "Erasure, keys and what remains").
+    let started = std::time::Instant::now();
+    vault.store().purge_deleted();
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "purged what earlier processes left of deleted data"
+    );
     // The dummy password hash (what a login for an unknown account is checked against) is
     // made now, before the first login, so that no login costs more than another.
     custodian_crypto::password::Passwords::warm_up();

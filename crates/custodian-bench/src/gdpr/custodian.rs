@@ -320,6 +320,8 @@ impl Deployment {
     fn vault(dir: &Path, root: &RootKey, behind: Behind) -> Res<(Arc<SqliteStore>, Arc<Vault>)> {
         let store =
             Arc::new(SqliteStore::open(dir.join("custodian.db")).map_err(|e| e.to_string())?);
+        // As `custodian serve` does before it listens: the first purge reads every page.
+        store.purge_deleted();
         let ledger = dir.join("checkpoints");
         std::fs::create_dir_all(&ledger).map_err(|e| e.to_string())?;
         let root = RootKey::decode(&root.encode()).map_err(|e| e.to_string())?;

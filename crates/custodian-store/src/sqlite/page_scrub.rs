@@ -628,16 +628,17 @@ mod tests {
             self.purge.run(&self.conn).unwrap();
             scrubbed
         }
+    }
 
-        fn files(&self) -> Vec<Vec<u8>> {
-            let mut wal = self.path.as_os_str().to_owned();
-            wal.push("-wal");
-            [
-                std::fs::read(&self.path).unwrap(),
-                std::fs::read(wal).unwrap_or_default(),
-            ]
-            .into()
-        }
+    /// The database file and its WAL.
+    fn files(db: &Path) -> Vec<Vec<u8>> {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        [
+            std::fs::read(db).unwrap(),
+            std::fs::read(wal).unwrap_or_default(),
+        ]
+        .into()
     }
 
     const MARK: &[u8] = b"Scrub-canary-";
@@ -649,10 +650,10 @@ mod tests {
         v
     }
 
-    /// Every canary number either file holds.
-    fn present(d: &Db) -> std::collections::BTreeSet<u64> {
+    /// Every canary number the database's files hold.
+    fn present(db: &Path) -> std::collections::BTreeSet<u64> {
         let mut found = std::collections::BTreeSet::new();
-        for f in d.files() {
+        for f in files(db) {
             for at in
                 (0..f.len().saturating_sub(MARK.len() + 8)).filter(|&at| f[at..].starts_with(MARK))
             {
@@ -724,7 +725,7 @@ mod tests {
             }
         });
         let scrubbed = d.purge(scrub);
-        let there = present(&d);
+        let there = present(&d.path);
         let live: u64 = d
             .conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -855,6 +856,54 @@ mod tests {
         assert!(e.contains("auto_vacuum"), "{e}");
         assert_eq!(synchronous(&conn), 2, "FULL");
         assert!(conn.is_autocommit(), "no transaction left open");
+    }
+
+    #[test]
+    fn the_first_purge_of_a_store_scrubs_what_an_earlier_process_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let mut next = xorshift(0x005E_ED0F_CAFE);
+        let mut deleted = Vec::new();
+        {
+            // A process that deleted rows and stopped (or crashed) before any purge.
+            let conn = super::super::open_connection(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID; BEGIN",
+            )
+            .unwrap();
+            for n in 0..6000 {
+                conn.execute(
+                    "INSERT INTO t VALUES (?1, ?2)",
+                    params![next().to_be_bytes(), value(n, next())],
+                )
+                .unwrap();
+            }
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+                .prepare("SELECT k, v FROM t ORDER BY k")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            for (k, v) in rows.iter().step_by(2) {
+                conn.execute("DELETE FROM t WHERE k = ?1", [k]).unwrap();
+                let digits = std::str::from_utf8(&v[MARK.len()..MARK.len() + 8]).unwrap();
+                deleted.push(digits.parse::<u64>().unwrap());
+            }
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        let there = present(&path);
+        assert!(
+            deleted.iter().any(|n| there.contains(n)),
+            "the earlier process left deleted values in pages' unused bytes"
+        );
+
+        let store = super::super::SqliteStore::open(&path).unwrap();
+        crate::Store::purge_deleted(&store);
+        let there = present(&path);
+        let left: Vec<_> = deleted.iter().filter(|n| there.contains(n)).collect();
+        assert!(left.is_empty(), "{} deleted values left", left.len());
+        assert_eq!(there.len(), 3000, "every live value is still there");
     }
 
     /// A database with B-tree pages of both kinds, overflow pages and free pages.
