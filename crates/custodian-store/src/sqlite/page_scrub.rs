@@ -669,6 +669,24 @@ mod tests {
         found
     }
 
+    /// Deletes every other row of `t` in key order; the canary numbers it deleted.
+    fn delete_every_other(c: &Connection) -> Vec<u64> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = c
+            .prepare("SELECT k, v FROM t ORDER BY k")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut deleted = Vec::new();
+        for (k, v) in rows.iter().step_by(2) {
+            c.execute("DELETE FROM t WHERE k = ?1", [k]).unwrap();
+            let digits = std::str::from_utf8(&v[MARK.len()..MARK.len() + 8]).unwrap();
+            deleted.push(digits.parse().unwrap());
+        }
+        deleted
+    }
+
     fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
         move || {
             state ^= state << 13;
@@ -706,24 +724,7 @@ mod tests {
             }
         }
         let mut deleted = Vec::new();
-        d.commit(|c| {
-            let keys: Vec<(Vec<u8>, Vec<u8>)> = c
-                .prepare("SELECT k, v FROM t ORDER BY k")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            for (k, v) in keys.iter().step_by(2) {
-                c.execute("DELETE FROM t WHERE k = ?1", [k]).unwrap();
-                deleted.push(
-                    std::str::from_utf8(&v[MARK.len()..MARK.len() + 8])
-                        .unwrap()
-                        .parse()
-                        .unwrap(),
-                );
-            }
-        });
+        d.commit(|c| deleted = delete_every_other(c));
         let scrubbed = d.purge(scrub);
         let there = present(&d.path);
         let live: u64 = d
@@ -863,8 +864,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let mut next = xorshift(0x005E_ED0F_CAFE);
-        let mut deleted = Vec::new();
-        {
+        let deleted = {
             // A process that deleted rows and stopped (or crashed) before any purge.
             let conn = super::super::open_connection(&path).unwrap();
             conn.execute_batch(
@@ -878,20 +878,10 @@ mod tests {
                 )
                 .unwrap();
             }
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
-                .prepare("SELECT k, v FROM t ORDER BY k")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            for (k, v) in rows.iter().step_by(2) {
-                conn.execute("DELETE FROM t WHERE k = ?1", [k]).unwrap();
-                let digits = std::str::from_utf8(&v[MARK.len()..MARK.len() + 8]).unwrap();
-                deleted.push(digits.parse::<u64>().unwrap());
-            }
+            let deleted = delete_every_other(&conn);
             conn.execute_batch("COMMIT").unwrap();
-        }
+            deleted
+        };
         let there = present(&path);
         assert!(
             deleted.iter().any(|n| there.contains(n)),
