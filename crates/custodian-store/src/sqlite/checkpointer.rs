@@ -84,8 +84,9 @@ impl Checkpointer {
     }
 
     /// Called right after a commit of the writer that left `frames` in the WAL, on the thread
-    /// that committed (which holds the writer): past [`CHECKPOINT_FROM_FRAMES`], hands the checkpoint to the thread; as
-    /// many frames later, the WAL still not started over, checkpoints here.
+    /// that committed (which holds the writer): past [`CHECKPOINT_FROM_FRAMES`], hands the
+    /// checkpoint to the thread; as many frames later, the WAL still not started over,
+    /// checkpoints here.
     ///
     /// Why the second step: SQLite starts the WAL over only when a write begins with every
     /// frame copied, and a checkpoint beside the writer copies only the frames committed

@@ -330,7 +330,7 @@ impl GroupWriter {
         self.settle(w, outcome, waiting_members);
         let frames = super::checkpointer::take_wal_frames();
         if let Some(written) = &self.written {
-            written.note(&w.conn, frames);
+            written.note(frames);
         }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.after_commit(&w.conn, frames);

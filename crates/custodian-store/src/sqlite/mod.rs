@@ -328,9 +328,10 @@ impl SqliteStore {
         writer
             .execute_batch("PRAGMA cache_size = -8192; PRAGMA journal_size_limit = 16777216;")
             .map_err(map_err)?;
+        // Before migrating: a build that cannot keep erasure's promise changes nothing.
+        page_scrub::check_available(&writer)?;
         // After the pragmas: a migration that copies a table keeps the copy in memory.
         migrate(&mut writer)?;
-        page_scrub::check_available(&writer)?;
         let rewrites = Arc::new(rewrites::Rewrites::default());
         rewrites::register(&writer, rewrites.clone())?;
         let wal_purge = wal_purge::WalPurge::new(&path, &writer);

@@ -77,8 +77,15 @@ impl PageSet {
 }
 
 /// The pages the writer wrote since the last scrub, read from the WAL after each commit.
+///
+/// A commit's page numbers are read from the WAL index (the `-shm` file SQLite maps to find
+/// frames: an array of page numbers, one per frame), one read for the whole commit, and
+/// checked against the first and the last new frame's own header in the WAL. Reading every
+/// frame's header instead cost 6-13 % more CPU per operation on GDPRbench's reading
+/// workloads at 16 threads, whose bulk reads commit hundreds of frames of audit index.
 pub(crate) struct Written {
     wal: PathBuf,
+    shm: PathBuf,
     state: Mutex<Option<Known>>,
 }
 
@@ -90,18 +97,41 @@ struct Known {
     generation: Option<[u8; 8]>,
     /// Frames of that generation read so far.
     read: u64,
-    /// The writer's `PRAGMA data_version`: it moves when another connection commits,
-    /// whose frames this account would not have read.
+    /// The writer's `PRAGMA data_version` when the account began: it moves when another
+    /// connection commits, whose frames this account may not have read.
     version: i64,
     pages: PageSet,
+    /// The WAL and its index, open: they stay the same files while the writer is open.
+    files: Option<(File, File)>,
+}
+
+/// The WAL index is made of 32 KiB blocks; each begins with the page numbers of 4,096
+/// frames (native byte order), except the first, whose 136-byte header takes the place of 34.
+const INDEX_BLOCK: u64 = 32 * 1024;
+const INDEX_HEADER: u64 = 136;
+const FRAMES_PER_BLOCK: u64 = 4096;
+const FRAMES_IN_FIRST: u64 = FRAMES_PER_BLOCK - INDEX_HEADER / 4;
+
+/// Where the WAL index holds the page number of frame `at` (0 for the first frame).
+fn index_offset(at: u64) -> u64 {
+    if at < FRAMES_IN_FIRST {
+        INDEX_HEADER + at * 4
+    } else {
+        let rest = at - FRAMES_IN_FIRST;
+        (1 + rest / FRAMES_PER_BLOCK) * INDEX_BLOCK + (rest % FRAMES_PER_BLOCK) * 4
+    }
 }
 
 impl Written {
     pub(crate) fn new(db: &Path) -> Self {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
+        let with = |suffix: &str| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(suffix);
+            PathBuf::from(p)
+        };
         Self {
-            wal: PathBuf::from(wal),
+            wal: with("-wal"),
+            shm: with("-shm"),
             state: Mutex::new(None),
         }
     }
@@ -114,7 +144,7 @@ impl Written {
     /// the commit wrote none), before anything else can write: reads the page numbers of
     /// the frames since the last call. Anything it cannot account for makes the next scrub
     /// read every page.
-    pub(crate) fn note(&self, writer: &Connection, frames: c_int) {
+    pub(crate) fn note(&self, frames: c_int) {
         let Ok(frames) = u64::try_from(frames) else {
             return;
         };
@@ -123,20 +153,21 @@ impl Written {
         }
         let mut state = self.state();
         if let Some(known) = state.as_mut()
-            && self.read_new(writer, known, frames).is_err()
+            && self.read_new(known, frames).is_err()
         {
             *state = None;
         }
     }
 
-    fn read_new(&self, writer: &Connection, known: &mut Known, frames: u64) -> Result<()> {
-        if data_version(writer)? != known.version {
-            return Err(StoreError::Backend(
-                "another connection wrote to the database".into(),
-            ));
-        }
-        let file = File::open(&self.wal).map_err(io)?;
-        let header = wal_header(&file)?
+    fn read_new(&self, known: &mut Known, frames: u64) -> Result<()> {
+        let (wal, shm) = match &known.files {
+            Some(files) => files,
+            None => known.files.insert((
+                File::open(&self.wal).map_err(io)?,
+                File::open(&self.shm).map_err(io)?,
+            )),
+        };
+        let header = wal_header(wal)?
             .ok_or_else(|| StoreError::Backend("a commit left the WAL without a header".into()))?;
         let from = match known.generation {
             Some(salts) if salts == header.salts => known.read,
@@ -148,29 +179,65 @@ impl Written {
                 ));
             }
         };
+        if from >= frames {
+            return Err(StoreError::Backend(
+                "a commit left no frame past those already read".into(),
+            ));
+        }
         let frame = u64::from(header.page_size) + FRAME_HEADER;
-        for at in from..frames {
-            let mut h = [0u8; 16];
-            file.read_exact_at(&mut h, WAL_HEADER + at * frame)
+        let mut pages =
+            Vec::with_capacity(usize::try_from(frames.saturating_sub(from)).unwrap_or(0));
+        let mut at = from;
+        while at < frames {
+            // The frames of one index block are contiguous there.
+            let in_block = if at < FRAMES_IN_FIRST {
+                FRAMES_IN_FIRST - at
+            } else {
+                FRAMES_PER_BLOCK - (at - FRAMES_IN_FIRST) % FRAMES_PER_BLOCK
+            };
+            let n = in_block.min(frames - at);
+            let mut bytes = vec![0u8; usize::try_from(n * 4).unwrap_or(0)];
+            shm.read_exact_at(&mut bytes, index_offset(at))
                 .map_err(io)?;
-            if h[8..16] != header.salts {
+            pages.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            at += n;
+        }
+        // The index must say what the frames themselves say.
+        for (i, at) in [
+            (0, from),
+            (pages.len().saturating_sub(1), frames.saturating_sub(1)),
+        ] {
+            if at < from {
+                continue;
+            }
+            let mut h = [0u8; 16];
+            wal.read_exact_at(&mut h, WAL_HEADER + at * frame)
+                .map_err(io)?;
+            let page = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+            if h[8..16] != header.salts || pages.get(i) != Some(&page) {
                 return Err(StoreError::Backend(
-                    "a committed WAL frame is not of the WAL's generation".into(),
+                    "the WAL index does not agree with the WAL's frames".into(),
                 ));
             }
-            known
-                .pages
-                .insert(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        }
+        for page in pages {
+            known.pages.insert(page);
         }
         known.generation = Some(header.salts);
         known.read = frames;
         Ok(())
     }
 
-    /// The pages to scrub (`None`: every page); until [`Self::restart`], any page may have
-    /// been written.
-    fn take(&self) -> Option<PageSet> {
-        self.state().take().map(|k| k.pages)
+    /// The pages to scrub (`None`: every page, also when another connection committed
+    /// since the account began); until [`Self::restart`], any page may have been written.
+    fn take(&self, writer: &Connection) -> Result<Option<PageSet>> {
+        let known = self.state().take();
+        let version = data_version(writer)?;
+        Ok(known.filter(|k| k.version == version).map(|k| k.pages))
     }
 
     /// Right after a scrub, on the writer, with nothing written since: from here on, the
@@ -195,6 +262,7 @@ impl Written {
             read,
             version,
             pages: PageSet::default(),
+            files: None,
         });
         Ok(())
     }
@@ -214,7 +282,7 @@ fn wal_header(file: &File) -> Result<Option<Header>> {
 }
 
 fn io(e: std::io::Error) -> StoreError {
-    StoreError::Backend(format!("could not read the WAL's frame headers: {e}"))
+    StoreError::Backend(format!("could not read the WAL or its index: {e}"))
 }
 
 /// What one scrub did.
@@ -254,7 +322,7 @@ pub(crate) fn scrub(writer: &Connection, written: &Written) -> Result<Scrubbed> 
 }
 
 fn scrub_with(writer: &Connection, written: &Written, typed_below: u32) -> Result<Scrubbed> {
-    let pages = written.take();
+    let pages = written.take(writer)?;
     // The commit need not sync the WAL: the purge's checkpoint right after syncs it before
     // copying a page, and a crash before then leaves the erasure's old frames unpurged
     // anyway (the next purge, after opening, scrubs every page).
@@ -619,7 +687,7 @@ mod tests {
             self.conn.execute_batch("BEGIN").unwrap();
             work(&self.conn);
             self.conn.execute_batch("COMMIT").unwrap();
-            self.written.note(&self.conn, take_wal_frames());
+            self.written.note(take_wal_frames());
         }
 
         /// What an erasure's purge does, with or without the scrub.
@@ -814,6 +882,39 @@ mod tests {
         assert_ne!(before, after, "the new table's page is listed too");
         let s = d.purge(true).unwrap();
         assert!(!s.whole && s.read > 0, "{s:?}");
+    }
+
+    /// The pages the frames of the WAL's current generation name, from their headers.
+    fn pages_in_frame_headers(d: &Db) -> PageSet {
+        let wal = File::open(&d.written.wal).unwrap();
+        let header = wal_header(&wal).unwrap().unwrap();
+        let frame = u64::from(header.page_size) + FRAME_HEADER;
+        let mut pages = PageSet::default();
+        let mut at = 0;
+        let mut h = [0u8; 16];
+        while wal.read_exact_at(&mut h, WAL_HEADER + at * frame).is_ok() && h[8..16] == header.salts
+        {
+            pages.insert(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+            at += 1;
+        }
+        assert!(at > FRAMES_IN_FIRST + FRAMES_PER_BLOCK, "{at} frames");
+        pages
+    }
+
+    #[test]
+    fn a_commit_of_more_frames_than_one_index_block_holds_is_read_whole() {
+        let d = db();
+        d.purge(true);
+        d.commit(|c| {
+            for k in 0..9000u32 {
+                c.execute(
+                    "INSERT INTO t VALUES (?1, zeroblob(2000))",
+                    [k.to_be_bytes()],
+                )
+                .unwrap();
+            }
+        });
+        assert_eq!(listed(&d), pages_in_frame_headers(&d));
     }
 
     #[test]
