@@ -33,7 +33,7 @@
 
 use super::codec::map_err;
 use super::group::control;
-use super::wal_purge::{FRAME_HEADER, Header, WAL_HEADER, data_version, header};
+use super::wal_purge::{FRAME_HEADER, Header, WAL_HEADER, beside, data_version, header};
 use crate::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
@@ -124,14 +124,9 @@ fn index_offset(at: u64) -> u64 {
 
 impl Written {
     pub(crate) fn new(db: &Path) -> Self {
-        let with = |suffix: &str| {
-            let mut p = db.as_os_str().to_owned();
-            p.push(suffix);
-            PathBuf::from(p)
-        };
         Self {
-            wal: with("-wal"),
-            shm: with("-shm"),
+            wal: beside(db, "-wal"),
+            shm: beside(db, "-shm"),
             state: Mutex::new(None),
         }
     }
@@ -700,11 +695,9 @@ mod tests {
 
     /// The database file and its WAL.
     fn files(db: &Path) -> Vec<Vec<u8>> {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
         [
             std::fs::read(db).unwrap(),
-            std::fs::read(wal).unwrap_or_default(),
+            std::fs::read(beside(db, "-wal")).unwrap_or_default(),
         ]
         .into()
     }

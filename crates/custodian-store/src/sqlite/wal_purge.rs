@@ -123,15 +123,13 @@ impl Purged {
 impl WalPurge {
     /// Watches `writer` (the only connection that writes) for rollbacks.
     pub(crate) fn new(db: &Path, writer: &Connection) -> Self {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
         let rolled_back = Arc::new(AtomicBool::new(false));
         let flag = rolled_back.clone();
         // Called for whole-transaction rollbacks, explicit or forced by an error; not for
         // ROLLBACK TO, whose spilled frames are inside the transaction that then commits.
         writer.rollback_hook(Some(move || flag.store(true, Ordering::SeqCst)));
         Self {
-            wal: PathBuf::from(wal),
+            wal: beside(db, "-wal"),
             rolled_back,
             left: Mutex::new(None),
         }
@@ -307,6 +305,13 @@ impl WalPurge {
     }
 }
 
+/// The file SQLite keeps beside database `db`: `-wal`, `-shm`.
+pub(super) fn beside(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Moves whenever another connection commits (SQLite's `PRAGMA data_version`).
 pub(super) fn data_version(conn: &Connection) -> Result<i64> {
     conn.prepare_cached("PRAGMA data_version")
@@ -468,9 +473,7 @@ mod tests {
 
     impl Db {
         fn wal_path(&self) -> PathBuf {
-            let mut p = self.path.as_os_str().to_owned();
-            p.push("-wal");
-            PathBuf::from(p)
+            beside(&self.path, "-wal")
         }
 
         fn wal(&self) -> Vec<u8> {
@@ -968,12 +971,7 @@ mod tests {
             .execute_batch("INSERT INTO t VALUES (1, x'01')")
             .unwrap();
         // Leftovers of a process that died mid-write, past the committed frames.
-        let mut p = d.path.as_os_str().to_owned();
-        p.push("-wal");
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(PathBuf::from(p))
-            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(d.wal_path()).unwrap();
         f.write_all(&[&[7u8; 20_000], CANARY].concat()).unwrap();
         drop(f);
         assert!(d.holds_canary());
