@@ -391,20 +391,7 @@ fn scrub_in_transaction(
         // Read in place: most pages are clean, and only a page to write back is copied.
         let found = read
             .query_row([page], |r| {
-                let data = r.get_ref(0)?.as_blob()?;
-                Ok(match unused(data, page, usable) {
-                    Err(found) => (found, None),
-                    Ok(ranges) if ranges.iter().all(|r| all_zeros(&data[r.clone()])) => {
-                        (PageScrub::Clean, None)
-                    }
-                    Ok(ranges) => {
-                        let mut copy = data.to_vec();
-                        for r in ranges {
-                            copy[r].fill(0);
-                        }
-                        (PageScrub::Zeroed, Some(copy))
-                    }
-                })
+                Ok(scrubbed_copy(r.get_ref(0)?.as_blob()?, page, usable))
             })
             .optional()
             .map_err(map_err)?;
@@ -467,20 +454,33 @@ enum PageScrub {
     Malformed,
 }
 
-/// Zeroes what B-tree page `page` (number `pgno`, `usable` bytes used) holds outside its
-/// header, cell pointers and cells (see [`unused`]).
-#[cfg(test)]
-fn scrub_page(page: &mut [u8], pgno: u32, usable: usize) -> PageScrub {
+/// What B-tree page `page` (number `pgno`, `usable` bytes used) holds outside its header,
+/// cell pointers and cells (see [`unused`]): when it is not all zeros, a copy of the page
+/// with those bytes zeroed.
+fn scrubbed_copy(page: &[u8], pgno: u32, usable: usize) -> (PageScrub, Option<Vec<u8>>) {
     match unused(page, pgno, usable) {
-        Err(found) => found,
-        Ok(ranges) if ranges.iter().all(|r| all_zeros(&page[r.clone()])) => PageScrub::Clean,
+        Err(found) => (found, None),
+        Ok(ranges) if ranges.iter().all(|r| all_zeros(&page[r.clone()])) => {
+            (PageScrub::Clean, None)
+        }
         Ok(ranges) => {
+            let mut copy = page.to_vec();
             for r in ranges {
-                page[r].fill(0);
+                copy[r].fill(0);
             }
-            PageScrub::Zeroed
+            (PageScrub::Zeroed, Some(copy))
         }
     }
+}
+
+/// [`scrubbed_copy`], in place.
+#[cfg(test)]
+fn scrub_page(page: &mut [u8], pgno: u32, usable: usize) -> PageScrub {
+    let (found, copy) = scrubbed_copy(page, pgno, usable);
+    if let Some(copy) = copy {
+        page.copy_from_slice(&copy);
+    }
+    found
 }
 
 fn all_zeros(bytes: &[u8]) -> bool {
