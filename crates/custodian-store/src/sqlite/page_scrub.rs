@@ -33,7 +33,9 @@
 
 use super::codec::map_err;
 use super::group::control;
-use super::wal_purge::{FRAME_HEADER, Header, WAL_HEADER, beside, data_version, header};
+use super::wal_purge::{
+    FRAME_HEADER, Header, WAL_HEADER, beside, data_version, header, starts_over_from,
+};
 use crate::{Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs::File;
@@ -261,14 +263,6 @@ impl Written {
         });
         Ok(())
     }
-}
-
-/// Whether the WAL generation with salts `new` is the one right after `old`'s: each time
-/// the WAL starts over, SQLite adds one to the first salt (a big-endian number) and draws
-/// the second. (The checkpoint sequence number beside them is each connection's own count.)
-fn starts_over_from(old: [u8; 8], new: [u8; 8]) -> bool {
-    let first = |s: [u8; 8]| u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
-    first(new) == first(old).wrapping_add(1)
 }
 
 /// The WAL's header, if the file has one.
@@ -624,26 +618,6 @@ mod tests {
             let before = p.clone();
             assert_eq!(scrub_page(&mut p, 2, 512), expected, "{what}");
             assert_eq!(p, before, "{what}: changed");
-        }
-    }
-
-    #[test]
-    fn the_generation_after_another_has_its_first_salt_one_higher() {
-        let salts = |first: u32, second: u32| {
-            let mut s = [0u8; 8];
-            s[..4].copy_from_slice(&first.to_be_bytes());
-            s[4..].copy_from_slice(&second.to_be_bytes());
-            s
-        };
-        let cases = [
-            (salts(7, 1), salts(8, 99), true),
-            (salts(u32::MAX, 1), salts(0, 2), true),
-            (salts(7, 1), salts(7, 2), false),
-            (salts(7, 1), salts(9, 2), false),
-            (salts(8, 1), salts(7, 2), false),
-        ];
-        for (old, new, follows) in cases {
-            assert_eq!(starts_over_from(old, new), follows, "{old:?} -> {new:?}");
         }
     }
 

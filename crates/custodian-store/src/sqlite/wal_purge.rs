@@ -35,7 +35,10 @@
 //! generation before; and a crash. So the rest of the file is read too, and whatever is
 //! not zero is zeroed, unless the last purge knew what it left and since then there was no
 //! rollback and at most the one generation that purge began (whose frames then say which
-//! pages were written since): then nothing is read.
+//! pages were written since): then nothing is read. A generation is known by the WAL
+//! header's salts: each time the WAL starts over SQLite adds one to the first salt, which
+//! every connection reads from the shared index. (The checkpoint sequence number beside
+//! them is each connection's own count, so it cannot tell generations apart.)
 //!
 //! The zeros are written behind SQLite's back, so under its write lock: another process
 //! on the same file (the CLI beside a running server) could otherwise start the WAL over
@@ -56,8 +59,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The WAL file's header: magic number, format, page size, checkpoint sequence number (the
-/// generation, at byte 12, big-endian), salts (bytes 16 to 24) and checksums.
+/// The WAL file's header: magic number, format, page size, checkpoint sequence number,
+/// salts (bytes 16 to 24, which name the generation) and checksums.
 pub(super) const WAL_HEADER: u64 = 32;
 /// Each frame's header before its page: page number, database size in pages after the
 /// commit (0 in frames that end no commit), the WAL header's salts, checksums; big-endian.
@@ -79,8 +82,8 @@ pub(crate) struct WalPurge {
 /// What a purge left in the WAL file.
 #[derive(Debug, Clone)]
 struct Left {
-    /// The generation in the file's header then.
-    generation: u32,
+    /// The salts in the file's header then: its generation.
+    generation: [u8; 8],
     /// The writer's `PRAGMA data_version` then.
     version: i64,
     /// What each frame's place in the file held; past the last, nothing but zeros.
@@ -210,12 +213,12 @@ impl WalPurge {
         outcome
     }
 
-    /// The generation in the WAL file's header, if there is one.
-    fn generation_now(&self) -> Result<Option<u32>> {
+    /// The salts in the WAL file's header, if there is one.
+    fn generation_now(&self) -> Result<Option<[u8; 8]>> {
         match File::open(&self.wal) {
             Ok(f) => {
                 let len = f.metadata().map_err(io)?.len();
-                Ok(header(&f, len)?.map(|h| h.generation))
+                Ok(header(&f, len)?.map(|h| h.salts))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
@@ -244,11 +247,11 @@ impl WalPurge {
             // number is not known yet.
             return Ok((Purged::NOTHING, None));
         };
-        let generation = header.generation;
+        let generation = header.salts;
         let in_file = (len - WAL_HEADER) / frame;
         // A file that does not end with a whole frame was cut short by a crash.
         let known = left.filter(|l| {
-            (generation == l.generation || generation == l.generation.wrapping_add(1))
+            (generation == l.generation || starts_over_from(l.generation, generation))
                 && (len - WAL_HEADER).is_multiple_of(frame)
         });
         let whole = in_file.min(log);
@@ -326,8 +329,15 @@ fn busy_reader() -> StoreError {
 /// What the purge and the page scrub need of the WAL file's header.
 pub(super) struct Header {
     pub(super) page_size: u32,
-    pub(super) generation: u32,
     pub(super) salts: [u8; 8],
+}
+
+/// Whether the WAL generation with salts `new` is the one right after `old`'s: each time
+/// the WAL starts over, SQLite adds one to the first salt (a big-endian number) and draws
+/// the second.
+pub(super) fn starts_over_from(old: [u8; 8], new: [u8; 8]) -> bool {
+    let first = |s: [u8; 8]| u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+    first(new) == first(old).wrapping_add(1)
 }
 
 /// The WAL's header, if the file has one.
@@ -342,7 +352,6 @@ pub(super) fn header(file: &File, len: u64) -> Result<Option<Header>> {
     salts.copy_from_slice(&h[16..24]);
     Ok(Some(Header {
         page_size: be32(8),
-        generation: be32(12),
         salts,
     }))
 }
@@ -511,6 +520,26 @@ mod tests {
                     )
                     .unwrap();
             }
+        }
+    }
+
+    #[test]
+    fn the_generation_after_another_has_its_first_salt_one_higher() {
+        let salts = |first: u32, second: u32| {
+            let mut s = [0u8; 8];
+            s[..4].copy_from_slice(&first.to_be_bytes());
+            s[4..].copy_from_slice(&second.to_be_bytes());
+            s
+        };
+        let cases = [
+            (salts(7, 1), salts(8, 99), true),
+            (salts(u32::MAX, 1), salts(0, 2), true),
+            (salts(7, 1), salts(7, 2), false),
+            (salts(7, 1), salts(9, 2), false),
+            (salts(8, 1), salts(7, 2), false),
+        ];
+        for (old, new, follows) in cases {
+            assert_eq!(starts_over_from(old, new), follows, "{old:?} -> {new:?}");
         }
     }
 
