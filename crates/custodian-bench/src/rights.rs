@@ -2,13 +2,15 @@
 //! export throughput, each against plain SQLite doing the same row work in the same run.
 //!
 //! Erasure (`Vault::erase_subject`): purpose check, one transaction deleting the subject's
-//! lookup entries, fields, records, objections and its key row (the wrapped subject key:
-//! the cryptographic part, one row whatever the amount of data), the erasure-ledger row and
-//! the hash-chained audit entry, a `synchronous=FULL` commit, then a WAL checkpoint
-//! (TRUNCATE) so deleted content does not linger in the WAL. The baseline deletes the same
-//! number of plaintext rows (one per record) from a one-table database with the same pragmas
-//! (WAL, `synchronous=FULL`, `secure_delete=ON`), in one transaction, then the same WAL
-//! checkpoint.
+//! lookup entries, records (each row holding its sealed fields), objections and its key row
+//! (the wrapped subject key: the cryptographic part, one row whatever the amount of data),
+//! the erasure-ledger row and the hash-chained audit entry, a `synchronous=FULL` commit,
+//! then the erasure's purge (the pages written since the last purge scrubbed of unused
+//! bytes, the WAL checkpointed and its stale frames zeroed, or truncated past 8 MiB) so
+//! deleted content lingers neither in the WAL nor in live pages. The baseline deletes the
+//! same number of plaintext rows (one per record) from a one-table database with the same
+//! pragmas (WAL, `synchronous=FULL`, `secure_delete=ON`), in one transaction, then a WAL
+//! checkpoint (TRUNCATE).
 //!
 //! The fixed part is measured by erasing, in the same database and just before, a subject
 //! that holds no records: the key row, the ledger row, the audit entry, the commit and the
