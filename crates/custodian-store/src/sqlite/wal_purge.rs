@@ -38,7 +38,10 @@
 //! pages were written since): then nothing is read. A generation is known by the WAL
 //! header's salts: each time the WAL starts over SQLite adds one to the first salt, which
 //! every connection reads from the shared index. (The checkpoint sequence number beside
-//! them is each connection's own count, so it cannot tell generations apart.)
+//! them is each connection's own count, so it cannot tell generations apart. A connection
+//! that writes the first frame of an empty WAL before it ever restarted one draws both
+//! salts at random, `walWriteFrames` in sqlite3.c: the next purge then reads the whole
+//! file, as when it knows nothing.)
 //!
 //! The zeros are written behind SQLite's back, so under its write lock: another process
 //! on the same file (the CLI beside a running server) could otherwise start the WAL over
