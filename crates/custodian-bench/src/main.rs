@@ -101,6 +101,10 @@ enum Command {
         /// Milliseconds between two passes of each target's TTL sweeper.
         #[arg(long, default_value_t = 1000)]
         sweep_ms: u64,
+        /// MiB of decoded records each Custodian store keeps between reads (the
+        /// `kept_records_mib` setting of `custodian serve`; default: its default, 64).
+        #[arg(long)]
+        kept_records_mib: Option<usize>,
     },
     /// Raw durable SQLite insert rate (WAL, synchronous=FULL) with N rows per commit: the
     /// reference bench/http-load.sh compares Custodian's durable HTTP writes against.
@@ -164,6 +168,7 @@ fn main() {
             json,
             large,
             sweep_ms,
+            kept_records_mib,
         } => {
             if records > 100_000 && !large {
                 eprintln!("gdpr: more than 100,000 records needs --large");
@@ -186,6 +191,7 @@ fn main() {
                 postgres,
                 json,
                 sweep_every: std::time::Duration::from_millis(sweep_ms.max(10)),
+                kept_records_mib,
             })
         }
         Command::Lifecycle { subjects, rounds } => lifecycle::run(subjects, rounds.max(1)),

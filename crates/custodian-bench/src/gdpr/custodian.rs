@@ -37,13 +37,13 @@ use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
 use custodian_core::region::{MemberState, Region, RegionId};
 use custodian_crypto::keys::RootKey;
 use custodian_store::Store;
-use custodian_store::sqlite::SqliteStore;
+use custodian_store::sqlite::{KeptLimits, SqliteStore};
 use custodian_vault::bulk::{RecordChange, RecordSet};
 use custodian_vault::views::{FieldUpdate, NewController, NewRecord, NewSubject};
 use custodian_vault::{CallContext, Clock, Vault, VaultError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -301,6 +301,19 @@ impl Ids {
     }
 }
 
+/// How much every Custodian store of this run keeps decoded between reads
+/// (`--kept-records-mib`; the store's defaults, as `custodian serve`'s, when not set).
+static KEPT: OnceLock<KeptLimits> = OnceLock::new();
+
+/// Sets [`KEPT`] once, before any deployment opens.
+pub fn keep(limits: KeptLimits) {
+    let _ = KEPT.set(limits);
+}
+
+fn kept() -> KeptLimits {
+    KEPT.get().copied().unwrap_or_default()
+}
+
 /// One Custodian deployment as `custodian serve` runs it on a data directory: the SQLite
 /// store, a root key, the erasure ledger in `checkpoints/`, and one controller with the 25
 /// purposes, an admin token and a controller-application token.
@@ -318,8 +331,9 @@ pub struct Deployment {
 
 impl Deployment {
     fn vault(dir: &Path, root: &RootKey, behind: Behind) -> Res<(Arc<SqliteStore>, Arc<Vault>)> {
-        let store =
-            Arc::new(SqliteStore::open(dir.join("custodian.db")).map_err(|e| e.to_string())?);
+        let store = Arc::new(
+            SqliteStore::open_with(dir.join("custodian.db"), kept()).map_err(|e| e.to_string())?,
+        );
         // As `custodian serve` does before it listens: the first purge reads every page.
         store.purge_deleted();
         let ledger = dir.join("checkpoints");
@@ -523,9 +537,12 @@ impl Target for CustodianTarget {
     }
 
     fn describe(&self) -> String {
-        "custodian: Vault library path on SQLite (WAL, synchronous=FULL, secure_delete=ON), token principal, \
-         purpose check, AES-256-GCM per field, hash-chained audit in the same transaction, erasure ledger fsync"
-            .into()
+        format!(
+            "custodian: Vault library path on SQLite (WAL, synchronous=FULL, secure_delete=ON), token principal, \
+             purpose check, AES-256-GCM per field, hash-chained audit in the same transaction, erasure ledger fsync, \
+             {} MiB of records kept decoded between reads",
+            kept().record_bytes >> 20
+        )
     }
 
     fn insert(&self, k: u64, v: &Values) -> Res<()> {

@@ -157,6 +157,8 @@ pub struct Config {
     pub postgres: Option<String>,
     pub json: Option<PathBuf>,
     pub sweep_every: Duration,
+    /// MiB of decoded records each Custodian store keeps (`None`: the store's default).
+    pub kept_records_mib: Option<usize>,
 }
 
 /// Latencies of one operation kind, in nanoseconds.
@@ -573,6 +575,12 @@ fn us(v: f64) -> String {
 }
 
 pub fn run(cfg: Config) {
+    if let Some(mib) = cfg.kept_records_mib {
+        custodian::keep(custodian_store::sqlite::KeptLimits {
+            record_bytes: mib.saturating_mul(1 << 20),
+            ..Default::default()
+        });
+    }
     let all = workloads();
     let chosen: Vec<&Workload> = cfg
         .workloads
