@@ -722,6 +722,17 @@ mod tests {
         deleted
     }
 
+    /// Rows `ns` into `t`, each with a random key and a value of random size from `next`.
+    fn insert_random(c: &Connection, next: &mut impl FnMut() -> u64, ns: Range<u64>) {
+        for n in ns {
+            c.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                params![next().to_be_bytes(), value(n, next())],
+            )
+            .unwrap();
+        }
+    }
+
     fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
         move || {
             state ^= state << 13;
@@ -742,16 +753,7 @@ mod tests {
         assert!(d.purge(scrub).is_none_or(|s| s.whole));
         let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         for batch in 0..60u64 {
-            d.commit(|c| {
-                for i in 0..100 {
-                    let n = batch * 100 + i;
-                    c.execute(
-                        "INSERT INTO t VALUES (?1, ?2)",
-                        params![next().to_be_bytes(), value(n, next())],
-                    )
-                    .unwrap();
-                }
-            });
+            d.commit(|c| insert_random(c, &mut next, batch * 100..(batch + 1) * 100));
             if batch % 7 == 6 {
                 beside
                     .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
@@ -939,13 +941,7 @@ mod tests {
                 "CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID; BEGIN",
             )
             .unwrap();
-            for n in 0..6000 {
-                conn.execute(
-                    "INSERT INTO t VALUES (?1, ?2)",
-                    params![next().to_be_bytes(), value(n, next())],
-                )
-                .unwrap();
-            }
+            insert_random(&conn, &mut next, 0..6000);
             let deleted = delete_every_other(&conn);
             conn.execute_batch("COMMIT").unwrap();
             deleted
@@ -971,13 +967,7 @@ mod tests {
         d.commit(|c| {
             c.execute_batch("CREATE TABLE o (v BLOB); INSERT INTO o VALUES (zeroblob(20000))")
                 .unwrap();
-            for n in 0..3000 {
-                c.execute(
-                    "INSERT INTO t VALUES (?1, ?2)",
-                    params![next().to_be_bytes(), value(n, next())],
-                )
-                .unwrap();
-            }
+            insert_random(c, &mut next, 0..3000);
         });
         d.commit(|c| {
             c.execute("DELETE FROM t WHERE k < x'60'", []).unwrap();
