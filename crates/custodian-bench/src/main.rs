@@ -105,6 +105,11 @@ enum Command {
         /// `kept_records_mib` setting of `custodian serve`; default: its default, 64).
         #[arg(long)]
         kept_records_mib: Option<usize>,
+        /// Milliseconds within which each Custodian vault purges what its erasures deleted
+        /// (the `erasure_purge_delay_ms` setting of `custodian serve`; default: its default,
+        /// 1000; 0: before each erasure answers).
+        #[arg(long)]
+        erasure_purge_delay_ms: Option<u64>,
     },
     /// Raw durable SQLite insert rate (WAL, synchronous=FULL) with N rows per commit: the
     /// reference bench/http-load.sh compares Custodian's durable HTTP writes against.
@@ -169,6 +174,7 @@ fn main() {
             large,
             sweep_ms,
             kept_records_mib,
+            erasure_purge_delay_ms,
         } => {
             if records > 100_000 && !large {
                 eprintln!("gdpr: more than 100,000 records needs --large");
@@ -192,6 +198,7 @@ fn main() {
                 json,
                 sweep_every: std::time::Duration::from_millis(sweep_ms.max(10)),
                 kept_records_mib,
+                erasure_purge_delay_ms,
             })
         }
         Command::Lifecycle { subjects, rounds } => lifecycle::run(subjects, rounds.max(1)),

@@ -111,9 +111,10 @@ pub fn read(dir: &Path) -> std::io::Result<Vec<LedgerEntry>> {
 
 impl Vault {
     /// What follows a committed erasure: a note in the ledger outside the database (when
-    /// `controller` is given) and, when `purge`, the WAL purge that takes the erased
-    /// data off the disk. Two files, two syncs: they run at once, neither waits for the
-    /// other (one after the other, each delete waited for both in turn).
+    /// `controller` is given) and, when `purge`, a request for the purge that takes the
+    /// erased data off the disk within the purge delay ([`crate::purger`]). With no delay,
+    /// two files, two syncs: they run at once, neither waits for the other (one after the
+    /// other, each delete waited for both in turn).
     pub(crate) fn after_erasure(
         &self,
         controller: Option<&ControllerId>,
@@ -131,12 +132,17 @@ impl Vault {
             );
         }
         match (controller.filter(|_| self.checkpoint_dir.is_some()), purge) {
-            (Some(c), true) => std::thread::scope(|s| {
+            // A purge on this thread (no delay) and the ledger's sync run at once.
+            (Some(c), true) if self.purger.delay().is_zero() => std::thread::scope(|s| {
                 s.spawn(|| self.note_erasures(c, erased));
-                self.store.purge_deleted();
+                self.purger.request();
             }),
+            (Some(c), true) => {
+                self.note_erasures(c, erased);
+                self.purger.request();
+            }
             (Some(c), false) => self.note_erasures(c, erased),
-            (None, true) => self.store.purge_deleted(),
+            (None, true) => self.purger.request(),
             (None, false) => {}
         }
     }

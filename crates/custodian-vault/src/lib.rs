@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod paging;
 mod pending;
+pub mod purger;
 pub mod rights;
 mod spread;
 pub mod token_cache;
@@ -52,6 +53,8 @@ pub struct Vault {
     keys: key_cache::KeyCache,
     /// A bulk read's decryption over idle cores.
     spread: spread::Spread,
+    /// Purges what erasures leave in the files, shortly after them.
+    purger: purger::Purger,
 }
 
 impl std::fmt::Debug for Vault {
@@ -80,6 +83,7 @@ impl Vault {
     ) -> Self {
         let signer = Signer::from_root(&root);
         Self {
+            purger: Self::purger_of(&store, purger::DEFAULT_DELAY),
             store,
             root,
             signer,
@@ -91,6 +95,28 @@ impl Vault {
             keys: key_cache::KeyCache::default(),
             spread: spread::Spread::default(),
         }
+    }
+
+    /// Erased data stays in the database's files at most `delay` (plus one purge) after its
+    /// erasure answered; zero purges before the erasure answers ([`purger`]).
+    pub fn with_purge_delay(mut self, delay: std::time::Duration) -> Self {
+        self.purger = Self::purger_of(&self.store, delay);
+        self
+    }
+
+    fn purger_of(store: &Arc<dyn Store>, delay: std::time::Duration) -> purger::Purger {
+        let store = store.clone();
+        purger::Purger::new(Box::new(move || store.purge_deleted()), delay)
+    }
+
+    /// Purges now what the erasures committed so far left in the files, if a purge is
+    /// pending, and returns once it has run (at shutdown; in tests that look at the files).
+    pub fn purge_erased_now(&self) {
+        self.purger.purge_pending_now();
+    }
+
+    pub fn purge_delay(&self) -> std::time::Duration {
+        self.purger.delay()
     }
 
     /// Password hashing, and the log of every argon2id computation this vault made (kind,

@@ -42,6 +42,11 @@ struct Env {
 
 impl Env {
     fn new() -> Self {
+        Self::with_purge_delay(custodian_vault::purger::DEFAULT_DELAY)
+    }
+
+    /// A vault whose erasures leave the files `delay` after they answer (see `purger`).
+    fn with_purge_delay(delay: std::time::Duration) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("custodian.db");
         let store = SqliteStore::open(&db).expect("open the store");
@@ -51,7 +56,8 @@ impl Env {
             Arc::new(SystemClock),
             Region::defaults(),
             Some(dir.path().join("checkpoints")),
-        );
+        )
+        .with_purge_delay(delay);
         Self { dir, db, vault }
     }
 
@@ -542,7 +548,8 @@ fn personal_data_never_reaches_the_database_files_in_clear() {
 
 #[test]
 fn erasure_removes_every_trace_and_is_idempotent() {
-    let env = Env::new();
+    // An hour: the erased bytes are looked for before the purge and after it.
+    let env = Env::with_purge_delay(std::time::Duration::from_secs(3600));
     let v = &env.vault;
     let t = env.tenant("Acme");
     let email = "erase.me@example.org";
@@ -720,6 +727,15 @@ fn erasure_removes_every_trace_and_is_idempotent() {
         );
     }
 
+    // The erasure answered before its purge ran: the files still hold what it deleted
+    // (in the WAL's old frames) until the purge, at most the purge delay later.
+    assert!(
+        needles
+            .iter()
+            .any(|n| !files_holding(&env.db, n).is_empty()),
+        "the erasure purged the files before it answered, despite the delay"
+    );
+    v.purge_erased_now();
     // Crypto-shredding: the key and ciphertexts are gone from every file, WAL included.
     for n in &needles {
         let hits = files_holding(&env.db, n);
@@ -747,6 +763,48 @@ fn erasure_removes_every_trace_and_is_idempotent() {
             .any(|e| e.seq == again.audit_seq && e.action == "erasure"),
         "the repeated erasure is audited too"
     );
+}
+
+#[test]
+fn an_erasure_not_yet_purged_is_purged_when_its_vault_is_dropped() {
+    let env = Env::with_purge_delay(std::time::Duration::from_secs(3600));
+    let t = env.tenant("Acme");
+    let (s, _) = new_subject(
+        &env.vault,
+        &t.app,
+        &[("email", "user.contact.email", text("dropped@example.org"))],
+    );
+    let wrapped_key: Vec<u8> = env
+        .sql()
+        .query_row(
+            "SELECT wrapped_key FROM subjects WHERE id = ?1",
+            [s.as_str()],
+            |r| r.get(0),
+        )
+        .expect("wrapped key");
+    let needles = blob_needles(&wrapped_key, 4);
+    env.vault
+        .erase_subject(&t.app, &pn("account"), &s, &ctx())
+        .expect("erase");
+    assert!(
+        needles
+            .iter()
+            .any(|n| !files_holding(&env.db, n).is_empty()),
+        "not purged yet: an hour is not up"
+    );
+    // The store stays open: closing SQLite's last connection would checkpoint the WAL and
+    // delete it, whether or not the vault purged.
+    let store = env.vault.store().clone();
+    let Env { dir, db, vault } = env;
+    drop(vault);
+    for n in &needles {
+        let hits = files_holding(&db, n);
+        assert!(
+            hits.is_empty(),
+            "the erased key survives the vault in {hits:?}"
+        );
+    }
+    drop((store, dir));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1660,6 +1718,8 @@ fn deleting_a_record_leaves_no_ciphertext_in_the_files() {
     ));
     v.get_record(&t.app, &pn("account"), &kept, None, &ctx())
         .expect("the other record stays");
+    // The purge due within the delay, now.
+    v.purge_erased_now();
     for n in &needles {
         let hits = files_holding(&env.db, n);
         assert!(

@@ -68,6 +68,9 @@ pub struct Config {
     pub kept_records_mib: usize,
     /// SQLite: subjects' rows kept in memory between reads (0: none).
     pub kept_subjects: usize,
+    /// SQLite: at most this long after an erasure answers, what it deleted is purged from
+    /// the database's files (0: before it answers). Erasures within it share one purge.
+    pub erasure_purge_delay_ms: u64,
 }
 
 /// Shows every setting but the secrets: the root key is never serialised, and a database
@@ -111,6 +114,7 @@ impl Default for Config {
             log_format: "text".into(),
             kept_records_mib: 64,
             kept_subjects: 100_000,
+            erasure_purge_delay_ms: custodian_vault::purger::DEFAULT_DELAY.as_millis() as u64,
         }
     }
 }

@@ -30,7 +30,8 @@ pub fn open_vault(cfg: &Config) -> Result<Vault, String> {
         Arc::new(SystemClock),
         Region::defaults(),
         Some(cfg.checkpoint_path()),
-    ))
+    )
+    .with_purge_delay(Duration::from_millis(cfg.erasure_purge_delay_ms)))
 }
 
 /// Where the database is and which backend holds it, without any password.
@@ -101,6 +102,11 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
         Some(crate::backup::lock_data_dir(&cfg)?)
     };
     let vault = Arc::new(open_vault(&cfg)?);
+    if is_postgres {
+        tracing::warn!(
+            "on PostgreSQL, erased and destroyed data stays in the database's files (old row versions, WAL) until overwritten, decryptable with the root key; erasure reaches the disk on SQLite only (README, \"Running on PostgreSQL\")"
+        );
+    }
     // Before the first request: what deleted data an earlier process may have left (one that
     // crashed between an erasure and its purge; on SQLite, bytes of deleted cells in pages it
     // rebuilt) goes now, and not during the first erasure, which would wait for the first
@@ -270,7 +276,12 @@ pub fn run(cfg: Config, demo: bool) -> Result<ExitCode, String> {
             t.abort();
         }
         let v = vault.clone();
-        let _ = tokio::task::spawn_blocking(move || v.checkpoint()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // Erasures of the last second leave the files before the process does.
+            v.purge_erased_now();
+            v.checkpoint()
+        })
+        .await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -314,6 +314,22 @@ fn kept() -> KeptLimits {
     KEPT.get().copied().unwrap_or_default()
 }
 
+/// Within how long every Custodian vault of this run purges what its erasures deleted
+/// (`--erasure-purge-delay-ms`; the vault's default, as `custodian serve`'s, when not set).
+static PURGE_DELAY: OnceLock<std::time::Duration> = OnceLock::new();
+
+/// Sets [`PURGE_DELAY`] once, before any deployment opens.
+pub fn purge_within(delay: std::time::Duration) {
+    let _ = PURGE_DELAY.set(delay);
+}
+
+fn purge_delay() -> std::time::Duration {
+    PURGE_DELAY
+        .get()
+        .copied()
+        .unwrap_or(custodian_vault::purger::DEFAULT_DELAY)
+}
+
 /// One Custodian deployment as `custodian serve` runs it on a data directory: the SQLite
 /// store, a root key, the erasure ledger in `checkpoints/`, and one controller with the 25
 /// purposes, an admin token and a controller-application token.
@@ -345,7 +361,8 @@ impl Deployment {
             Arc::new(behind),
             Region::defaults(),
             Some(ledger),
-        );
+        )
+        .with_purge_delay(purge_delay());
         Ok((store, Arc::new(vault)))
     }
 
@@ -540,9 +557,15 @@ impl Target for CustodianTarget {
         format!(
             "custodian: Vault library path on SQLite (WAL, synchronous=FULL, secure_delete=ON), token principal, \
              purpose check, AES-256-GCM per field, hash-chained audit in the same transaction, erasure ledger fsync, \
-             {} MiB of records kept decoded between reads",
-            kept().record_bytes >> 20
+             {} MiB of records kept decoded between reads, erased data purged within {} ms",
+            kept().record_bytes >> 20,
+            purge_delay().as_millis()
         )
+    }
+
+    fn finish(&self) -> Res<()> {
+        self.d.vault.purge_erased_now();
+        Ok(())
     }
 
     fn insert(&self, k: u64, v: &Values) -> Res<()> {

@@ -334,6 +334,11 @@ impl Target for HttpTarget {
         "custodian-http"
     }
 
+    fn finish(&self) -> Res<()> {
+        self.d.vault.purge_erased_now();
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "custodian-http: the same deployment behind the real HTTP server in process ({}, default limits \

@@ -159,6 +159,7 @@ pub struct Config {
     pub sweep_every: Duration,
     /// MiB of decoded records each Custodian store keeps (`None`: the store's default).
     pub kept_records_mib: Option<usize>,
+    pub erasure_purge_delay_ms: Option<u64>,
 }
 
 /// Latencies of one operation kind, in nanoseconds.
@@ -532,6 +533,11 @@ fn run_one(
             });
         }
     });
+    // Work the target still owes for what it answered (Custodian: the purge of the last
+    // erasures) is the run's too.
+    if let Err(e) = target.finish() {
+        out.first_error.get_or_insert(format!("finish: {e}"));
+    }
     out.run_secs = start.elapsed().as_secs_f64();
     out.cpu_secs = cpu_before.and_then(|b| Some(process_cpu_secs()? - b));
     out.ops = total;
@@ -580,6 +586,9 @@ pub fn run(cfg: Config) {
             record_bytes: mib.saturating_mul(1 << 20),
             ..Default::default()
         });
+    }
+    if let Some(ms) = cfg.erasure_purge_delay_ms {
+        custodian::purge_within(Duration::from_millis(ms));
     }
     let all = workloads();
     let chosen: Vec<&Workload> = cfg

@@ -38,6 +38,11 @@ pub trait Target: Send + Sync {
     fn works_in_this_process(&self) -> bool {
         true
     }
+    /// Does, before the run's clock stops, what the target put off after answering
+    /// (Custodian: the purge of what its last erasures deleted, due within a second).
+    fn finish(&self) -> Res<()> {
+        Ok(())
+    }
     /// Called once the load is done and nothing runs on the target any more: makes its state
     /// durable and self-contained (a WAL checkpoint, closed connections) and returns what
     /// gives each run a copy of it. The target is dropped right after.

@@ -814,12 +814,11 @@ impl Store for PostgresStore {
     /// tuples) until VACUUM (autovacuum, by default) reclaims their space for reuse, and its
     /// WAL keeps them until the segment is recycled; neither can be forced from here
     /// cheaply or completely (VACUUM cannot run inside a transaction, VACUUM FULL locks
-    /// the table, and neither zeroes the WAL). After a subject's erasure what lingers is
-    /// ciphertext and wrapped keys whose wrapping subject key the erasure destroyed in the
-    /// same transaction, so nothing of it can be decrypted. After one record's deletion
-    /// (its subject kept) the old row version still holds ciphertext under a live subject
-    /// key until its space is reused: record-level erasure reaches the disk on SQLite only,
-    /// as README.md and ARCHITECTURE.md say.
+    /// the table, and neither zeroes the WAL). The old row versions include the key rows:
+    /// an erased subject's key wrapped under the live controller key, a destroyed
+    /// controller's wrapped under the root key. With the files and the root key, erased
+    /// data stays decryptable until its bytes are overwritten: erasure reaches the disk on
+    /// SQLite only, as README.md and ARCHITECTURE.md say.
     fn purge_deleted(&self) {}
 
     fn expired_records(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<ExpiredRecord>> {
