@@ -81,8 +81,24 @@ pub const DATA_CATEGORIES: &[(&str, &str)] = &[
 
 /// A data category from the catalogue. Parsing refuses keys the catalogue does not hold,
 /// so a typo cannot silently create a category that no purpose covers.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialOrd, Ord)]
 pub struct DataCategory(&'static str);
+
+impl PartialEq for DataCategory {
+    fn eq(&self, other: &Self) -> bool {
+        // A parsed category points into the catalogue, so the same key is mostly the same
+        // pointer, and a bulk read compares a category per field per record.
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for DataCategory {}
+
+impl std::hash::Hash for DataCategory {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+    }
+}
 
 impl DataCategory {
     pub fn parse(key: &str) -> Result<Self, ValidationError> {

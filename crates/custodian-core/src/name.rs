@@ -63,7 +63,16 @@ impl std::fmt::Debug for InlineName {
 
 impl PartialEq for InlineName {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes() == other.bytes()
+        match (self, other) {
+            // Bytes past `len` are zero, so the whole arrays compare as the texts do: a few
+            // word compares instead of a call to memcmp, which a bulk read made per field
+            // per record when it compared field lists (`Audit::every_record`, 8 % of a
+            // GDPRbench processor run's CPU, perf).
+            (Self::Inline { len: a, bytes: x }, Self::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.bytes() == other.bytes(),
+        }
     }
 }
 
@@ -110,6 +119,14 @@ mod tests {
         );
         assert_eq!(InlineName::new("ab"), InlineName::new("ab"));
         assert_ne!(InlineName::new("ab"), InlineName::new("abc"));
+        assert_ne!(InlineName::new("ab"), InlineName::new("ac"));
+        assert_ne!(InlineName::new(""), InlineName::new("a"));
+        assert_eq!(InlineName::new(""), InlineName::new(""));
+        let full = "z".repeat(INLINE_LEN);
+        let mut near = full.clone();
+        near.replace_range(INLINE_LEN - 1.., "y");
+        assert_eq!(InlineName::new(&full), InlineName::new(&full));
+        assert_ne!(InlineName::new(&full), InlineName::new(&near));
         assert_eq!(InlineName::new(&long), InlineName::new(&long));
         assert!(matches!(InlineName::new(&long), Some(InlineName::Boxed(_))));
         assert!(matches!(
