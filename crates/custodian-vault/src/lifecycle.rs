@@ -114,7 +114,8 @@ impl Vault {
             }
         }
         if report.erased_records > 0 {
-            self.store.purge_deleted();
+            // Within the purge delay, shared with the erasures of that time (`purger`).
+            self.purger.request();
         }
         Ok(report)
     }

@@ -455,6 +455,13 @@ fn expired_records_are_erased_by_the_sweeper_and_audited_without_values() {
     assert_eq!(v.sweep_retention(100).expect("sweep").erased_records, 0);
     assert!(readable(v, &t.app, &short));
     env.advance(Duration::seconds(1));
+    let short_sealed: Vec<Vec<u8>> =
+        custodian_store::sqlite::stored_fields(&env.sql(), "id = ?1", [short.as_str()])
+            .expect("fields")
+            .into_iter()
+            .flat_map(|f| blob_needles(&f.sealed, 0))
+            .collect();
+    assert!(!short_sealed.is_empty());
     let before = head(v, &t.chain());
     let r = v.sweep_retention(100).expect("sweep");
     assert_eq!(
@@ -462,6 +469,15 @@ fn expired_records_are_erased_by_the_sweeper_and_audited_without_values() {
         (1, false, 0)
     );
     assert!(!readable(v, &t.app, &short), "the expired record is gone");
+    // And off the files, once the purge due within the delay has run.
+    v.purge_erased_now();
+    for n in &short_sealed {
+        let hits = files_holding(&env.db, n);
+        assert!(
+            hits.is_empty(),
+            "an expired record's ciphertext survives in {hits:?}"
+        );
+    }
     assert!(readable(v, &t.app, &long), "the longer-lived record stays");
     assert!(
         v.get_record(&t.app, &pn("trial"), &trial, None, &ctx())
