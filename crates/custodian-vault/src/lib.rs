@@ -115,10 +115,6 @@ impl Vault {
         self.purger.purge_pending_now();
     }
 
-    pub fn purge_delay(&self) -> std::time::Duration {
-        self.purger.delay()
-    }
-
     /// Password hashing, and the log of every argon2id computation this vault made (kind,
     /// cost and thread; never a password).
     pub fn passwords(&self) -> &Passwords {
