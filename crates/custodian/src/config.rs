@@ -280,6 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn the_purge_delay_defaults_to_the_vaults_and_is_a_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        assert_eq!(
+            std::time::Duration::from_millis(Config::default().erasure_purge_delay_ms),
+            custodian_vault::purger::DEFAULT_DELAY
+        );
+        std::fs::write(&f, "erasure_purge_delay_ms = 0\n").unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.erasure_purge_delay_ms, 0);
+    }
+
+    #[test]
     fn trusted_proxies_are_addresses_or_networks_and_anything_else_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
