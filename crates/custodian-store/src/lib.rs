@@ -20,6 +20,7 @@ mod rewrite;
 pub mod rows;
 pub mod sqlite;
 mod subject_runs;
+pub mod worker;
 
 use custodian_core::audit::{AuditDraft, AuditEntry, ChainId};
 use custodian_core::ids::{AccountId, ControllerId, RecordId, SubjectId, TokenId};

@@ -17,8 +17,8 @@
 //! with a purge pending runs it before it is gone; a process that dies first leaves it to
 //! the next `custodian serve`, which purges before it listens.
 
+use custodian_store::worker::Worker;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long erased data may stay in the files by default: long enough that the erasures of
@@ -46,17 +46,9 @@ struct State {
     covered: u64,
     /// When the oldest request not yet covered must be purged by.
     due: Option<Instant>,
-    thread: Thread,
+    /// Could it not be started, each erasure purges on its own thread.
+    thread: Worker,
     closed: bool,
-}
-
-#[derive(Default)]
-enum Thread {
-    #[default]
-    NotStarted,
-    Running(JoinHandle<()>),
-    /// None could be started: each erasure purges on its own thread.
-    Failed,
 }
 
 impl Purger {
@@ -82,10 +74,10 @@ impl Purger {
             return (shared.purge)();
         }
         let mut s = shared.lock();
-        if !s.closed && matches!(s.thread, Thread::NotStarted) {
+        if !s.closed && s.thread.not_started() {
             s.thread = shared.start();
         }
-        if s.closed || !matches!(s.thread, Thread::Running(_)) {
+        if s.closed || !s.thread.running() {
             drop(s);
             return (shared.purge)();
         }
@@ -121,10 +113,8 @@ impl Drop for Purger {
             std::mem::take(&mut s.thread)
         };
         self.shared.changed.notify_all();
-        if let Thread::Running(t) = thread {
-            // It runs the pending purge, if any, before it ends.
-            let _ = t.join();
-        }
+        // It runs the pending purge, if any, before it ends.
+        thread.join();
     }
 }
 
@@ -133,18 +123,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(self: &Arc<Self>) -> Thread {
+    fn start(self: &Arc<Self>) -> Worker {
         let shared = self.clone();
-        match std::thread::Builder::new()
-            .name("custodian-purger".into())
-            .spawn(move || shared.run())
-        {
-            Ok(t) => Thread::Running(t),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not start the purging thread: each erasure purges before it returns");
-                Thread::Failed
-            }
-        }
+        Worker::start(
+            "custodian-purger",
+            "each erasure purges before it answers",
+            move || shared.run(),
+        )
     }
 
     fn run(&self) {

@@ -22,8 +22,8 @@
 //! thread could be started, is appended on the caller's thread.
 
 use super::group::{Containment, Group, GroupWriter, Outcome, Unit, clone_err};
-use super::worker::Worker;
 use super::{FaultSwitch, append_in_tx, append_linked};
+use crate::worker::Worker;
 use crate::{Append, Appending, PendingAudit, Settlement, StoreError};
 use custodian_core::audit::{AuditDraft, AuditEntry};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -15,8 +15,8 @@
 //! erasure, `checkpoint_wal`) holds [`Checkpointer::exclusive`] while it does.
 
 use super::codec::map_err;
-use super::worker::Worker;
 use crate::Result;
+use crate::worker::Worker;
 use rusqlite::Connection;
 use std::cell::Cell;
 use std::os::raw::c_int;

@@ -17,7 +17,6 @@ mod kept;
 mod page_scrub;
 mod rewrites;
 mod wal_purge;
-mod worker;
 
 pub use kept::KeptLimits;
 mod subject_index;

@@ -1,11 +1,11 @@
-//! A store's background thread (the audit appender, the checkpointer): started when first
-//! needed, joined when the store closes, and, when none can be started, replaced by callers
-//! doing its work themselves.
+//! A background thread (the SQLite store's audit appender and checkpointer, the vault's
+//! purger): started when first needed, joined when its owner closes, and, when none can be
+//! started, replaced by callers doing its work themselves.
 
 use std::thread::JoinHandle;
 
-#[derive(Default)]
-pub(crate) enum Worker {
+#[derive(Debug, Default)]
+pub enum Worker {
     #[default]
     NotStarted,
     Running(JoinHandle<()>),
@@ -15,7 +15,7 @@ pub(crate) enum Worker {
 
 impl Worker {
     /// `run` on a thread called `name`; `otherwise` tells the log what happens without it.
-    pub(crate) fn start(
+    pub fn start(
         name: &'static str,
         otherwise: &'static str,
         run: impl FnOnce() + Send + 'static,
@@ -29,16 +29,16 @@ impl Worker {
         }
     }
 
-    pub(crate) fn not_started(&self) -> bool {
+    pub fn not_started(&self) -> bool {
         matches!(self, Self::NotStarted)
     }
 
-    pub(crate) fn running(&self) -> bool {
+    pub fn running(&self) -> bool {
         matches!(self, Self::Running(_))
     }
 
     /// Waits for the thread to end; its loop must have been told to stop.
-    pub(crate) fn join(self) {
+    pub fn join(self) {
         if let Self::Running(thread) = self {
             let _ = thread.join();
         }
