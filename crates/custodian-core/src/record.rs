@@ -323,6 +323,16 @@ pub struct RecordHeader {
     pub expires_at: OffsetDateTime,
 }
 
+impl RecordHeader {
+    /// Whether the record's retention has run out at `now`. Such a record is no longer
+    /// processed: no read, lookup or alteration sees it, and only the retention sweep (or
+    /// an erasure) still touches it, so that the retention a purpose documents holds from
+    /// its last instant, not from the next sweep.
+    pub fn has_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at <= now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

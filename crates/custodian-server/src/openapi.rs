@@ -193,7 +193,7 @@ pub enum DataErrors {
     Refused(Problem),
     #[response(
         status = 404,
-        description = "No such object for this principal",
+        description = "No such object for this principal, or a record whose retention has run out (out of reach from its expiry, before the sweep erases it)",
         content_type = "application/problem+json"
     )]
     NotFound(Problem),

@@ -56,6 +56,10 @@ pub fn run_all(make: Factory<'_>) {
         ),
         ("purpose_metadata_set_at_once", purpose_metadata_set_at_once),
         (
+            "expired_records_are_not_counted_altered_or_found",
+            expired_records_are_not_counted_altered_or_found,
+        ),
+        (
             "many_records_rewritten_at_once",
             many_records_rewritten_at_once,
         ),
@@ -1174,6 +1178,71 @@ fn purpose_metadata_set_at_once(store: &dyn Store) {
     let theirs = read(&b);
     assert_eq!(theirs[0].id, fb.record);
     assert_eq!(theirs[0].header.meta.source, None);
+}
+
+/// A record whose expiry has come (at the unit's instant, `DataTx::now`, inclusive) is left
+/// out of a purpose's counts, of a statement over the purpose's records and of lookups,
+/// while the retention sweep has not erased it yet; a record one microsecond from its
+/// expiry is still in all three.
+fn expired_records_are_not_counted_altered_or_found(store: &dyn Store) {
+    let a = new_controller(store);
+    let live = seed_subject(store, &a, [51; 32]);
+    let ending = seed_subject(store, &a, [52; 32]);
+    let service = PurposeName::parse("service").unwrap();
+    let end = now() + Duration::hours(1);
+    store
+        .transact(&a, now(), &mut |tx| {
+            let old = tx.record(&ending.record)?.expect("seeded");
+            let mut new = old.clone();
+            new.header.expires_at = end;
+            assert!(tx.rewrite_record(&old, &new)?);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+    let look = |tx: &mut dyn DataTx, digest: u8| tx.find_subjects(LookupKind::Email, &[digest; 32]);
+    let counted = |tx: &mut dyn DataTx| -> crate::Result<Vec<SubjectId>> {
+        let mut s: Vec<SubjectId> = tx
+            .record_counts_of_purpose(&service)?
+            .into_iter()
+            .map(|c| c.subject)
+            .collect();
+        s.sort();
+        Ok(s)
+    };
+    let mut both = vec![live.subject.clone(), ending.subject.clone()];
+    both.sort();
+    let just_before = end - Duration::microseconds(1);
+    store
+        .transact(&a, just_before, &mut |tx| {
+            assert_eq!(tx.now(), just_before);
+            assert_eq!(counted(tx)?, both);
+            assert_eq!(look(tx, 52)?, vec![ending.subject.clone()]);
+            Ok(draft(&a, Operation::Consultation))
+        })
+        .unwrap();
+    store
+        .transact(&a, end, &mut |tx| {
+            assert_eq!(counted(tx)?, vec![live.subject.clone()]);
+            assert!(look(tx, 52)?.is_empty(), "an expired record's lookup entry");
+            assert_eq!(look(tx, 51)?, vec![live.subject.clone()]);
+            let n =
+                tx.alter_purpose_meta(&service, &MetaChange::Source(Some("later")), &[], end)?;
+            assert_eq!(n, 1);
+            Ok(draft(&a, Operation::Alteration))
+        })
+        .unwrap();
+    let source = |id: &RecordId| {
+        purpose_records(store, &a, &service)
+            .into_iter()
+            .find(|r| &r.id == id)
+            .expect("still stored until the sweep")
+            .header
+            .meta
+            .source
+            .clone()
+    };
+    assert_eq!(source(&live.record).as_deref(), Some("later"));
+    assert_eq!(source(&ending.record).as_deref(), Some("signup form"));
 }
 
 /// A purpose's records as a reader sees them, in id order.

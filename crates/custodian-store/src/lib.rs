@@ -133,6 +133,9 @@ pub(crate) fn rewrite_each<T: DataTx + ?Sized>(
 /// A transaction over one controller's data. Every method is implicitly scoped to that
 /// controller.
 pub trait DataTx {
+    /// The instant this unit of work runs at: records expired then
+    /// (`RecordHeader::has_expired`) are not counted, altered or found by lookup here.
+    fn now(&self) -> OffsetDateTime;
     fn controller(&mut self) -> Result<ControllerRow>;
     fn purpose(&mut self, name: &PurposeName) -> Result<Option<Purpose>>;
 
@@ -166,9 +169,10 @@ pub trait DataTx {
     /// and then finds each one's records as a run instead of building a map); shared with
     /// the rows a store keeps between reads (a bulk read copies none of them).
     fn records_of_purpose(&mut self, purpose: &PurposeName) -> Result<Arc<[RecordRow]>>;
-    /// Whose records `purpose` holds, and how many each: every subject once, in no
-    /// particular order, with the smallest of its record ids (an operation naming its
-    /// record when it touched exactly one). Reads no record's fields.
+    /// Whose records `purpose` holds, and how many each, counting only records not expired
+    /// at [`Self::now`]: every subject once, in no particular order, with the smallest of
+    /// its record ids (an operation naming its record when it touched exactly one). Reads
+    /// no record's fields.
     fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>>;
     /// The rows of the subjects among `ids` that exist (for operations over many records,
     /// whose subjects are known from the records already read), each once, in no particular
@@ -192,10 +196,10 @@ pub trait DataTx {
         let _ = purpose;
         rewrite_each(self, pairs)
     }
-    /// Sets one metadata item on every record of `purpose` except the records of the
-    /// subjects in `except`, with `at` as their update time, in one statement over the
-    /// purpose's records: no record read or found by key one at a time. Returns how many
-    /// records changed.
+    /// Sets one metadata item on every record of `purpose` not expired at `at` except the
+    /// records of the subjects in `except`, with `at` as their update time, in one
+    /// statement over the purpose's records: no record read or found by key one at a time.
+    /// Returns how many records changed.
     fn alter_purpose_meta(
         &mut self,
         purpose: &PurposeName,
@@ -206,6 +210,8 @@ pub trait DataTx {
 
     fn insert_lookup(&mut self, row: &LookupRow) -> Result<()>;
     fn delete_lookups(&mut self, record: &RecordId, field: &str) -> Result<()>;
+    /// The subjects with a lookup entry of `kind` and `digest` on a record not expired at
+    /// [`Self::now`], in id order.
     fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>>;
 
     /// Appends an extra audit entry to this controller's chain inside the transaction, for

@@ -78,10 +78,10 @@ pub(crate) fn alter_purpose_sql(
         None => format!("{column} = {}", param(4)),
     };
     let mut sql = format!(
-        "UPDATE records SET updated_at = {}, {set} WHERE controller_id = {} AND purpose = {}",
-        param(3),
+        "UPDATE records SET updated_at = {at}, {set} WHERE controller_id = {} AND purpose = {} AND expires_at > {at}",
         param(1),
         param(2),
+        at = param(3),
     );
     if excepting {
         let at = if change.retention_nanos().is_some() {

@@ -317,9 +317,19 @@ impl Audit {
     }
 }
 
+/// Whether a bulk operation takes the records of its set whose retention has run out
+/// (`RecordHeader::has_expired`), which only erasures still touch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expired {
+    Left,
+    Taken,
+}
+
 /// `records` by subject (subjects in id order), and where each subject's run is.
-fn by_subject(records: &[RecordRow]) -> (Vec<&RecordRow>, Vec<Range<usize>>) {
-    let mut order: Vec<&RecordRow> = records.iter().collect();
+fn by_subject<'r>(
+    records: impl IntoIterator<Item = &'r RecordRow>,
+) -> (Vec<&'r RecordRow>, Vec<Range<usize>>) {
+    let mut order: Vec<&RecordRow> = records.into_iter().collect();
     // Stores answer a purpose's records by subject already (`DataTx::records_of_purpose`):
     // the groups are then runs of the answer, and a bulk read builds no map. The full order
     // (each subject's oldest first, then by id) is what a page's cursor counts on, whatever
@@ -362,15 +372,22 @@ impl Vault {
     }
 
     /// `records` grouped by subject, without the subjects whose state forbids the
-    /// operation (named in `skipped`).
+    /// operation (named in `skipped`), and without the expired records unless `expired`
+    /// says they are taken.
     fn group<'r>(
         tx: &mut dyn DataTx,
         grant: &DataGrant,
         set: &RecordSet,
         records: &'r [RecordRow],
+        expired: Expired,
         skipped: &mut Vec<SubjectId>,
     ) -> Result<Groups<'r>, TxError> {
-        let (order, runs) = by_subject(records);
+        let now = tx.now();
+        let (order, runs) = by_subject(
+            records
+                .iter()
+                .filter(|r| expired == Expired::Taken || !r.header.has_expired(now)),
+        );
         let subjects: Vec<SubjectId> = runs
             .iter()
             .map(|at| order[at.start].subject.clone())
@@ -488,7 +505,7 @@ impl Vault {
         self.data_op_pending(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
             let mut skipped = Vec::new();
             let records = self.load_set(tx, grant, keys, set)?;
-            let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
+            let groups = Self::group(tx, grant, set, &records, Expired::Left, &mut skipped)?;
             let (groups, next) = match page {
                 Some(page) => groups.window(page),
                 None => (groups, None),
@@ -535,7 +552,6 @@ impl Vault {
             .validate()
             .map_err(|e| self.refuse_invalid(p, purpose, op, ctx, e))?;
         let matter = Subjectmatter::default();
-        let now = self.clock.now();
         let scale = Scale::of(set);
         self.data_op_sized(
             p,
@@ -545,6 +561,9 @@ impl Vault {
             matter,
             scale,
             |tx, grant, keys, matter| {
+                // The unit's instant: what it counts as expired and the update time it
+                // writes are the same moment (`DataTx::alter_purpose_meta`).
+                let now = tx.now();
                 let mut report = BulkReport::default();
                 let mut skipped = Vec::new();
                 let mut audit = Audit::default();
@@ -574,7 +593,7 @@ impl Vault {
                     return Ok(report);
                 }
                 let records = self.load_set(tx, grant, keys, set)?;
-                let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
+                let groups = Self::group(tx, grant, set, &records, Expired::Left, &mut skipped)?;
                 report.skipped_subjects = skipped.len() as u64;
                 if let Some(f) = &valid {
                     grant
@@ -807,7 +826,8 @@ impl Vault {
                     let mut report = BulkReport::default();
                     let mut skipped = Vec::new();
                     let records = self.load_set(tx, grant, keys, set)?;
-                    let groups = Self::group(tx, grant, set, &records, &mut skipped)?;
+                    let groups =
+                        Self::group(tx, grant, set, &records, Expired::Taken, &mut skipped)?;
                     report.skipped_subjects = skipped.len() as u64;
                     let mut audit = Audit::default();
                     for (row, records) in groups.iter() {

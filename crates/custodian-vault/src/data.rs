@@ -54,6 +54,15 @@ impl Subjectmatter {
     }
 }
 
+/// The record, unless it is unknown or its retention has run out at the unit's instant
+/// (`RecordHeader::has_expired`): an expired record is answered as one that never was.
+fn live_record(tx: &mut dyn DataTx, id: &RecordId) -> Result<RecordRow, TxError> {
+    let now = tx.now();
+    tx.record(id)?
+        .filter(|r| !r.header.has_expired(now))
+        .ok_or_else(|| Denial::NotFound.into())
+}
+
 fn validate_fields(
     fields: BTreeMap<FieldName, custodian_core::record::FieldInput>,
 ) -> Result<Vec<ValidField>, ValidationError> {
@@ -555,7 +564,12 @@ impl Vault {
         matter: &mut Subjectmatter,
     ) -> Result<(SubjectRow, Arc<SubjectKey>, Vec<RecordRow>), TxError> {
         let (row, key) = self.subject_key(tx, keys, grant, subject)?;
-        let records = tx.records_of(subject)?;
+        let now = tx.now();
+        let records: Vec<RecordRow> = tx
+            .records_of(subject)?
+            .into_iter()
+            .filter(|r| !r.header.has_expired(now))
+            .collect();
         matter.fields = records
             .iter()
             .flat_map(|r| r.fields.iter().map(|f| f.name.to_string()))
@@ -654,7 +668,7 @@ impl Vault {
             ctx,
             matter,
             |tx, grant, keys, matter| {
-                let mut row = tx.record(record)?.ok_or(Denial::NotFound)?;
+                let mut row = live_record(tx, record)?;
                 if let Some(only) = only {
                     row.fields.retain(|f| only.contains(&f.name));
                 }
@@ -688,7 +702,7 @@ impl Vault {
             ..Default::default()
         };
         self.data_op(p, purpose, op, ctx, matter, |tx, grant, keys, matter| {
-            let row = tx.record(record)?.ok_or(Denial::NotFound)?;
+            let row = live_record(tx, record)?;
             matter.subject = Some(row.subject.clone());
             let (subject, key) = self.subject_key(tx, keys, grant, &row.subject)?;
             Self::check_subject_state(tx, grant, &subject)?;

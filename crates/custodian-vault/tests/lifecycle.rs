@@ -22,6 +22,7 @@ use custodian_core::record::{FieldInput, FieldName, FieldValue, RecordMeta};
 use custodian_core::region::{MemberState, Region, RegionId};
 use custodian_crypto::keys::RootKey;
 use custodian_store::sqlite::SqliteStore;
+use custodian_vault::bulk::{RecordChange, RecordSet};
 use custodian_vault::lifecycle::{Certificate, ExportManifest, RETENTION_ACTOR, read_manifest};
 use custodian_vault::verify::entry_view;
 use custodian_vault::views::{
@@ -325,6 +326,18 @@ fn readable(v: &Vault, app: &Principal, rec: &RecordId) -> bool {
     }
 }
 
+/// Whether the record's row is still in the database, whatever a read answers.
+fn stored(env: &Env, rec: &RecordId) -> bool {
+    env.sql()
+        .query_row(
+            "SELECT COUNT(*) FROM records WHERE id = ?1",
+            [rec.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count")
+        == 1
+}
+
 fn assert_verifies(v: &Vault) {
     let report = v.verify(None).expect("verify");
     assert!(
@@ -564,6 +577,140 @@ fn expired_records_are_erased_by_the_sweeper_and_audited_without_values() {
     assert_verifies(v);
 }
 
+/// A record whose retention has run out is not processed while it waits for the sweep:
+/// retrieval, consultation, export, lookup and alteration answer as if it were gone (from
+/// its expiry's instant on, not a microsecond before), an erasure still takes it, and the
+/// sweep erases what is left.
+#[test]
+fn an_expired_record_is_not_processed_while_it_waits_for_the_sweep() {
+    let env = Env::new();
+    let v = &env.vault;
+    let t = env.tenant("Expiry SAS");
+    let account = pn("account");
+    let email = "zyqvorn.expiry@example.org";
+    let end = t0() + Duration::hours(2);
+    // s1: a record ending at `end` and one keeping the purpose's retention; s2: only a
+    // record ending at `end`.
+    let (s1, ending) = subject_with(
+        v,
+        &t.app,
+        "account",
+        expiring(record(&[("email", "user.contact.email", text(email))]), end),
+    );
+    let kept = add(
+        v,
+        &t.app,
+        "account",
+        &s1,
+        record(&[("name", "user.name", text("Zyqvorn"))]),
+    );
+    let (s2, only) = subject_with(
+        v,
+        &t.app,
+        "account",
+        expiring(record(&[("name", "user.name", text("Short Lived"))]), end),
+    );
+    let found = || {
+        v.lookup(
+            &t.app,
+            &account,
+            LookupQuery {
+                kind: LookupKind::Email,
+                value: email.into(),
+            },
+            &ctx(),
+        )
+        .expect("lookup")
+        .subjects
+    };
+    let mut every = vec![ending.clone(), kept.clone(), only.clone()];
+    every.sort();
+    let in_purpose = || {
+        let mut ids: Vec<RecordId> = v
+            .purpose_records(&t.app, &account, &RecordSet::Purpose, &ctx())
+            .expect("purpose records")
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let of_subject = |s: &SubjectId| -> Vec<RecordId> {
+        v.get_subject(&t.app, &account, s, &ctx())
+            .expect("consult subject")
+            .records
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+
+    env.advance(Duration::hours(2) - Duration::microseconds(1));
+    assert!(readable(v, &t.app, &ending));
+    assert_eq!(found(), vec![s1.clone()]);
+    assert_eq!(in_purpose(), every);
+
+    env.advance(Duration::microseconds(1));
+    assert!(!readable(v, &t.app, &ending));
+    assert!(!readable(v, &t.app, &only));
+    assert!(readable(v, &t.app, &kept));
+    let rectified = v.update_record(
+        &t.app,
+        &account,
+        &ending,
+        FieldUpdate {
+            fields: record(&[("email", "user.contact.email", text("new@example.org"))]).fields,
+        },
+        &ctx(),
+    );
+    assert!(
+        matches!(rectified, Err(VaultError::NotFound)),
+        "{rectified:?}"
+    );
+    assert_eq!(of_subject(&s1), vec![kept.clone()]);
+    assert!(of_subject(&s2).is_empty());
+    let export = v
+        .export_subject(&t.app, &account, &s1, &ctx())
+        .expect("export");
+    let exported: Vec<&RecordId> = export.records.iter().map(|r| &r.id).collect();
+    assert_eq!(exported, vec![&kept]);
+    assert!(
+        found().is_empty(),
+        "found through an expired record's email"
+    );
+    assert_eq!(in_purpose(), vec![kept.clone()]);
+    // Alterations leave it out: over the purpose in one statement, and by subject.
+    let altered = |set: RecordSet, change: RecordChange| {
+        v.alter_records(&t.app, &account, &set, &change, &ctx())
+            .expect("alter")
+            .records
+    };
+    assert_eq!(
+        altered(RecordSet::Purpose, RecordChange::Source(Some("crm".into()))),
+        1
+    );
+    assert_eq!(
+        altered(
+            RecordSet::Subject(s1.clone()),
+            RecordChange::Field {
+                name: fname("email"),
+                input: record(&[("email", "user.contact.email", text("x@example.org"))])
+                    .fields
+                    .remove(&fname("email"))
+                    .expect("input"),
+            }
+        ),
+        1
+    );
+    // An erasure takes it; the sweep erases the other.
+    let erased = v
+        .erase_records(&t.app, &account, &RecordSet::Subject(s2.clone()), &ctx())
+        .expect("erase");
+    assert_eq!(erased.records, 1);
+    let swept = v.sweep_retention(100).expect("sweep");
+    assert_eq!(swept.erased_records, 1);
+    assert!(readable(v, &t.app, &kept));
+}
+
 #[test]
 fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
     let env = Env::new();
@@ -576,9 +723,11 @@ fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
 
     let r = v.sweep_retention(55).expect("first pass");
     assert_eq!((r.erased_records, r.more_pending), (55, true));
-    // Oldest first: the first 55 to expire are the ones gone.
+    // Oldest first: the first 55 to expire are the ones gone (all of them are out of
+    // reach already: what tells the erased ones is the database).
     for (i, rec) in expiring_ids.iter().enumerate() {
-        assert_eq!(readable(v, &t.app, rec), i >= 55, "record {i}");
+        assert_eq!(stored(&env, rec), i >= 55, "record {i}");
+        assert!(!readable(v, &t.app, rec), "record {i}");
     }
     let r = v.sweep_retention(5).expect("second pass");
     assert_eq!((r.erased_records, r.more_pending), (5, true));
@@ -586,7 +735,7 @@ fn a_bounded_sweep_leaves_the_rest_for_the_next_pass() {
     assert_eq!((r.erased_records, r.more_pending), (2, false));
     let r = v.sweep_retention(5).expect("idle pass");
     assert_eq!((r.erased_records, r.more_pending), (0, false));
-    assert!(expiring_ids.iter().all(|r| !readable(v, &t.app, r)));
+    assert!(expiring_ids.iter().all(|r| !stored(&env, r)));
     assert_eq!(
         v.sweep_retention_backlog(5).expect("idle").erased_records,
         0

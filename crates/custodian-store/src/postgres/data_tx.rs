@@ -66,6 +66,10 @@ impl<'q, 'a, 't> PgTx<'q, 'a, 't> {
 }
 
 impl DataTx for PgTx<'_, '_, '_> {
+    fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
     fn controller(&mut self) -> Result<ControllerRow> {
         let row = self.q.one(
             &format!("SELECT {CONTROLLER_COLS} FROM controllers WHERE id = $1"),
@@ -265,8 +269,8 @@ impl DataTx for PgTx<'_, '_, '_> {
 
     fn record_counts_of_purpose(&mut self, purpose: &PurposeName) -> Result<Vec<RecordCount>> {
         let rows = self.q.rows(
-            "SELECT subject_id, id FROM records WHERE controller_id = $1 AND purpose = $2",
-            &[&self.controller.as_str(), &purpose.as_str()],
+            "SELECT subject_id, id FROM records WHERE controller_id = $1 AND purpose = $2 AND expires_at > $3",
+            &[&self.controller.as_str(), &purpose.as_str(), &nanos(self.now)],
         )?;
         let mut counts = crate::sqlite::codec::RecordCounts::default();
         for r in &rows {
@@ -382,8 +386,16 @@ impl DataTx for PgTx<'_, '_, '_> {
 
     fn find_subjects(&mut self, kind: LookupKind, digest: &[u8; 32]) -> Result<Vec<SubjectId>> {
         self.q.all(
-            "SELECT DISTINCT subject_id FROM lookups WHERE controller_id = $1 AND kind = $2 AND digest = $3 ORDER BY subject_id",
-            &[&self.controller.as_str(), &kind.as_str(), &&digest[..]],
+            "SELECT DISTINCT l.subject_id FROM lookups l
+             JOIN records r ON r.controller_id = l.controller_id AND r.id = l.record_id
+             WHERE l.controller_id = $1 AND l.kind = $2 AND l.digest = $3 AND r.expires_at > $4
+             ORDER BY l.subject_id",
+            &[
+                &self.controller.as_str(),
+                &kind.as_str(),
+                &&digest[..],
+                &nanos(self.now),
+            ],
             |r| {
                 let s: String = get(r, 0)?;
                 SubjectId::parse(&s).map_err(|e| corrupt("lookups", e))

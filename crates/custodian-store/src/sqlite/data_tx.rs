@@ -266,6 +266,10 @@ impl<'a> SqliteTx<'a> {
 }
 
 impl DataTx for SqliteTx<'_> {
+    fn now(&self) -> OffsetDateTime {
+        self.now
+    }
+
     fn controller(&mut self) -> Result<ControllerRow> {
         self.tx
             .prepare_cached(concat!(
@@ -556,11 +560,11 @@ impl DataTx for SqliteTx<'_> {
             .tx
             .prepare_cached(
                 "SELECT subject_id, id FROM records
-                 WHERE controller_id = ?1 AND purpose = ?2 ORDER BY created_at, id",
+                 WHERE controller_id = ?1 AND purpose = ?2 AND expires_at > ?3 ORDER BY created_at, id",
             )
             .map_err(map_err)?;
         let mut rows = st
-            .query(params![self.c(), purpose.as_str()])
+            .query(params![self.c(), purpose.as_str(), nanos(self.now)])
             .map_err(map_err)?;
         let mut counts = RecordCounts::default();
         while let Some(r) = rows.next().map_err(map_err)? {
@@ -728,13 +732,17 @@ impl DataTx for SqliteTx<'_> {
         let mut st = self
             .tx
             .prepare_cached(
-                "SELECT DISTINCT subject_id FROM lookups WHERE controller_id = ?1 AND kind = ?2 AND digest = ?3 ORDER BY subject_id",
+                "SELECT DISTINCT l.subject_id FROM lookups l
+                 JOIN records r ON r.controller_id = l.controller_id AND r.id = l.record_id
+                 WHERE l.controller_id = ?1 AND l.kind = ?2 AND l.digest = ?3 AND r.expires_at > ?4
+                 ORDER BY l.subject_id",
             )
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![self.c(), kind.as_str(), &digest[..]], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_map(
+                params![self.c(), kind.as_str(), &digest[..], nanos(self.now)],
+                |r| r.get::<_, String>(0),
+            )
             .map_err(map_err)?;
         rows.map(|r| {
             let s = r.map_err(map_err)?;
