@@ -342,6 +342,50 @@ fn blob_needles(blob: &[u8], skip_header: usize) -> Vec<Vec<u8>> {
 // 1. Purpose limitation
 // ---------------------------------------------------------------------------------------
 
+/// A new record is answered from what was written, and that answer is exactly what a
+/// retrieval and a consultation read back: fields (in name order, with a lookup field among
+/// them), metadata, times and expiry.
+#[test]
+fn a_new_record_is_answered_as_it_is_read_back() {
+    let env = Env::new();
+    let v = &env.vault;
+    let t = env.tenant("Acme");
+    let (subject, _) = new_subject(v, &t.app, &[("name", "user.name", text("Ada Roundtrip"))]);
+    let mut input = record(&[
+        ("zeta", "user.content.private", text("last by name")),
+        (
+            "email",
+            "user.contact.email",
+            text("Ada.Roundtrip@Example.org"),
+        ),
+        ("alpha", "user.name", text("first by name")),
+    ]);
+    input.meta = RecordMeta {
+        source: Some("support call".into()),
+        recipients: vec!["courier".into(), "auditors".into()],
+        automated_decision: Some("none, reviewed by a person".into()),
+    };
+    let requested = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    input.expires_at = Some(requested);
+    let answered = v
+        .add_record(&t.app, &pn("account"), &subject, input, &ctx())
+        .expect("add record");
+    assert_eq!(answered.expires_at, requested);
+    let names: Vec<&str> = answered.fields.keys().map(FieldName::as_str).collect();
+    assert_eq!(names, ["alpha", "email", "zeta"]);
+    let retrieved = v
+        .get_record(&t.app, &pn("account"), &answered.id, None, &ctx())
+        .expect("retrieve");
+    assert_eq!(retrieved, answered);
+    let consulted = v
+        .get_subject(&t.app, &pn("account"), &subject, &ctx())
+        .expect("consult");
+    assert_eq!(
+        consulted.records.iter().find(|r| r.id == answered.id),
+        Some(&answered)
+    );
+}
+
 #[test]
 fn retrieval_outside_the_purpose_categories_is_refused_and_audited_without_values() {
     let env = Env::new();
