@@ -2554,6 +2554,7 @@ async fn the_records_collection_consults_alters_and_erases_a_purposes_records() 
     }
     // A retention end already past is "now": the records are out of reach at once (404,
     // left out of every list) and the next pass erases them; an erasure still takes them.
+    let before = time::OffsetDateTime::now_utc();
     let rep = bulk(
         &app,
         Method::PATCH,
@@ -2568,6 +2569,26 @@ async fn the_records_collection_consults_alters_and_erases_a_purposes_records() 
         Vec::<Value>::new()
     );
     assert_eq!(listed(&app, "", tok, "orders").await.len(), 2);
+    // Stored as "now", not as 1999: the expiry schedule counts it under today.
+    let days: Vec<(time::Date, u64)> = app
+        .get("/v1/retention", &t.admin.secret, None)
+        .await
+        .expect(200)
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|b| b["purpose"] == "orders")
+        .map(|b| {
+            let day = serde_json::from_value(b["day"].clone()).expect("a day");
+            (day, b["records"].as_u64().expect("a count"))
+        })
+        .collect();
+    let today = [before.date(), time::OffsetDateTime::now_utc().date()];
+    assert!(
+        days.iter().any(|(d, n)| today.contains(d) && *n == 1),
+        "{days:?}"
+    );
+    assert!(days.iter().all(|(d, _)| d.year() > 1999), "{days:?}");
     // Recategorising a field whose stored value does not fit the new category: 409, and
     // nothing changes.
     let p = on_records(

@@ -134,7 +134,8 @@ pub async fn alter_records(
         matches!(&change, BulkChange::Category { category, .. } if !category.is_payment_card());
     let mut change = RecordChange::from(change);
     if let RecordChange::ExpiresAt(t) = &mut change {
-        // A time already past means "now": the next retention pass erases the records.
+        // A time already past means "now": the records are out of reach at once, and the
+        // next retention pass erases them.
         *t = (*t).max(state.vault.now());
     }
     Ok(Json(
